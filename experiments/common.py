@@ -1,0 +1,70 @@
+"""What every experiment entry point shares: arguments, logging, result files."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The flags every experiment takes."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--data-dir", type=Path, default=Path("data"), help="where the .h5 files are (default data/)")
+    p.add_argument("--results-dir", type=Path, default=Path("results"), help="where results go (default results/)")
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    p.add_argument("--quick", action="store_true", help="every step and output with tiny settings (< 1 min)")
+    p.add_argument("--no-progress", action="store_true", help="log lines instead of progress bars")
+    return p
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("jax", "absl", "matplotlib", "PIL", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def progress_flag(args) -> bool | None:
+    return False if getattr(args, "no_progress", False) else None
+
+
+def question_dir(results_dir: os.PathLike, question: str) -> Path:
+    d = Path(results_dir) / question
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _jsonable(x: Any):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, Path):
+        return str(x)
+    if hasattr(x, "tolist"):  # numpy / jax arrays and scalars
+        return _jsonable(np.asarray(x).tolist())
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
+def write_json(path: os.PathLike, obj: Any) -> Path:
+    """Write JSON atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(_jsonable(obj), f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_json(path: os.PathLike) -> Any:
+    with open(path) as f:
+        return json.load(f)

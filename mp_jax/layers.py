@@ -1,0 +1,131 @@
+"""Forward/backward pairs shared by the models.
+
+Each primitive comes as ``<op>_forward(...) -> (out, cache)`` and
+``<op>_backward(dout, cache) -> grads`` (the cs231n convention). A backward takes
+the upstream gradient ``dout`` (same shape as ``out``) and returns the gradient
+of the scalar loss with respect to every input of the forward, in order.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+# ----------------------------------------------------------------------------- linear
+class LinearCache(NamedTuple):
+    x: Array
+    w: Array
+
+
+def linear_forward(x: Array, w: Array, b: Array) -> tuple[Array, LinearCache]:
+    """y = x W + b.
+
+    Args:
+      x: <float>[..., D_in].
+      w: <float>[D_in, D_out].
+      b: <float>[D_out].
+    Returns:
+      y: <float>[..., D_out] and the cache for :func:`linear_backward`.
+    """
+    return x @ w + b, LinearCache(x, w)
+
+
+def linear_backward(dy: Array, cache: LinearCache) -> tuple[Array, Array, Array]:
+    """dx = dy Wᵀ, dW = xᵀ dy, db = Σ dy (sums over every leading axis)."""
+    x, w = cache
+    dx = dy @ w.T
+    x2 = x.reshape(-1, x.shape[-1])
+    dy2 = dy.reshape(-1, dy.shape[-1])
+    return dx, x2.T @ dy2, dy2.sum(axis=0)
+
+
+# ----------------------------------------------------------------------------- activations
+def sigmoid_forward(x: Array) -> tuple[Array, Array]:
+    """y = 1 / (1 + exp(-x)); the cache is y."""
+    y = jax.nn.sigmoid(x)
+    return y, y
+
+
+def sigmoid_backward(dy: Array, y: Array) -> Array:
+    """dσ/dx = y (1 − y)."""
+    return dy * y * (1.0 - y)
+
+
+def tanh_forward(x: Array) -> tuple[Array, Array]:
+    """y = tanh(x); the cache is y."""
+    y = jnp.tanh(x)
+    return y, y
+
+
+def tanh_backward(dy: Array, y: Array) -> Array:
+    """d tanh/dx = 1 − y²."""
+    return dy * (1.0 - y * y)
+
+
+def relu_forward(x: Array) -> tuple[Array, Array]:
+    """y = max(x, 0); the cache is y."""
+    y = jnp.maximum(x, 0.0)
+    return y, y
+
+
+def relu_backward(dy: Array, y: Array) -> Array:
+    """d relu/dx = 1[x > 0] (0 at x = 0, as jax.nn.relu's gradient)."""
+    return jnp.where(y > 0, dy, jnp.zeros_like(dy))
+
+
+# ----------------------------------------------------------------------------- softmax CE
+class SoftmaxCECache(NamedTuple):
+    probs: Array
+    labels: Array
+
+
+def softmax_cross_entropy_forward(logits: Array, labels: Array) -> tuple[Array, SoftmaxCECache]:
+    """Mean cross-entropy of integer labels under softmax(logits).
+
+    Args:
+      logits: <float>[N, C].
+      labels: <int>[N], values in [0, C).
+    Returns:
+      loss: scalar, −1/N Σ_n log p[n, labels[n]]; and the cache (probs <float>[N, C], labels).
+    """
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    picked = jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
+    return -jnp.mean(picked), SoftmaxCECache(jnp.exp(logp), labels)
+
+
+def softmax_cross_entropy_backward(dloss: Array, cache: SoftmaxCECache) -> Array:
+    """dlogits = dloss · (p − onehot(y)) / N."""
+    probs, labels = cache
+    n, c = probs.shape
+    onehot = jax.nn.one_hot(labels, c, dtype=probs.dtype)
+    return dloss * (probs - onehot) / n
+
+
+# ----------------------------------------------------------------------------- embedding
+class EmbeddingCache(NamedTuple):
+    ids: Array
+    vocab_size: int
+
+
+def embedding_forward(ids: Array, emb: Array) -> tuple[Array, EmbeddingCache]:
+    """Row lookup.
+
+    Args:
+      ids: <int>[...], values in [0, V).
+      emb: <float>[V, D].
+    Returns:
+      out: <float>[..., D] = emb[ids]; and the cache.
+    """
+    return emb[ids], EmbeddingCache(ids, emb.shape[0])
+
+
+def embedding_backward(dout: Array, cache: EmbeddingCache) -> Array:
+    """demb = scatter-add of dout into the looked-up rows (repeated ids add up)."""
+    ids, vocab_size = cache
+    d = dout.shape[-1]
+    demb = jnp.zeros((vocab_size, d), dout.dtype)
+    return demb.at[ids.reshape(-1)].add(dout.reshape(-1, d))

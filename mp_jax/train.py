@@ -1,0 +1,308 @@
+"""The one training engine shared by every model.
+
+A model hands the engine its manual ``loss_and_grad(params, batch) -> (loss, grads)``
+and, for evaluation, ``metrics(params, batch) -> {"loss": ..., ...}`` (batch means).
+The engine knows nothing else about the model:
+
+* :func:`make_train_step` — one optax update from the manual gradients.
+* :func:`make_epoch_fn` — a whole epoch in one ``jit``: a fixed-key permutation, a
+  ``lax.scan`` over the full minibatches, then one step on the remainder batch (it is
+  never dropped).
+* :func:`make_eval_fn` — batch-size-weighted means of the metrics over a split.
+* :func:`fit` — the epoch loop: history, early stopping with patience that returns the
+  best parameters, a clear stop on non-finite loss or parameters, a per-epoch hook
+  (checkpoints) and resumption from a saved :class:`FitState`.
+
+A *dataset* is any pytree of arrays sharing the leading axis N (e.g. ``(x, y)``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mp_jax.progress import EpochProgress
+
+PyTree = Any
+LossAndGrad = Callable[[PyTree, PyTree], tuple[jax.Array, PyTree]]
+MetricsFn = Callable[[PyTree, PyTree], dict]
+
+log = logging.getLogger("mp_jax.train")
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced a non-finite loss or parameters.
+
+    Attributes:
+      epoch: the 1-based epoch at which it happened.
+      last_good: the :class:`FitState` at the end of the last finite epoch.
+    """
+
+    def __init__(self, message: str, epoch: int, last_good: "FitState"):
+        super().__init__(message)
+        self.epoch = epoch
+        self.last_good = last_good
+
+    @property
+    def last_good_params(self):
+        return self.last_good.params
+
+
+def sgd_momentum(learning_rate: float, momentum: float, clip_norm: Optional[float] = None):
+    """SGD with (heavy-ball) momentum, optionally after global-norm clipping.
+
+    optax's ``trace`` keeps v ← momentum·v + g and the update is −lr·v, the form the
+    course uses.
+    """
+    opt = optax.sgd(learning_rate, momentum=momentum)
+    if clip_norm is not None:
+        opt = optax.chain(optax.clip_by_global_norm(clip_norm), opt)
+    return opt
+
+
+def num_examples(data: PyTree) -> int:
+    """Leading-axis length shared by every leaf of a dataset pytree."""
+    sizes = {int(x.shape[0]) for x in jax.tree.leaves(data)}
+    if len(sizes) != 1:
+        raise ValueError(f"dataset leaves disagree on the number of examples: {sorted(sizes)}")
+    return sizes.pop()
+
+
+def take(data: PyTree, idx: jax.Array) -> PyTree:
+    """Rows ``idx`` of every leaf."""
+    return jax.tree.map(lambda a: a[idx], data)
+
+
+def tree_all_finite(tree: PyTree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def make_train_step(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransformation):
+    """Pure ``step(params, opt_state, batch) -> (params, opt_state, loss)``."""
+
+    def step(params, opt_state, batch):
+        loss, grads = loss_and_grad(params, batch)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return step
+
+
+def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransformation, batch_size: int, *, jit: bool = True):
+    """One shuffled pass over a dataset, compiled as a single program.
+
+    Returns ``epoch(params, opt_state, key, data) -> (params, opt_state, mean_loss, finite)``
+    where ``mean_loss`` is the example-weighted mean of the minibatch losses and
+    ``finite`` tells whether every parameter is finite at the end.
+    """
+    step = make_train_step(loss_and_grad, optimizer)
+
+    def epoch(params, opt_state, key, data):
+        n = num_examples(data)
+        n_full, rem = divmod(n, batch_size)
+        perm = jax.random.permutation(key, n)
+        total = jnp.zeros((), jnp.float32)
+        if n_full:
+            def body(carry, idx):
+                p, s = carry
+                p, s, loss = step(p, s, take(data, idx))
+                return (p, s), loss
+
+            (params, opt_state), losses = jax.lax.scan(
+                body, (params, opt_state), perm[: n_full * batch_size].reshape(n_full, batch_size)
+            )
+            total = total + jnp.sum(losses).astype(jnp.float32) * batch_size
+        if rem:
+            params, opt_state, loss = step(params, opt_state, take(data, perm[n_full * batch_size:]))
+            total = total + loss.astype(jnp.float32) * rem
+        return params, opt_state, total / n, tree_all_finite(params)
+
+    return jax.jit(epoch) if jit else epoch
+
+
+def make_eval_fn(metrics_fn: MetricsFn, batch_size: int, *, jit: bool = True):
+    """``evaluate(params, data) -> {name: mean}``, means weighted by batch size."""
+
+    def evaluate(params, data):
+        n = num_examples(data)
+        n_full, rem = divmod(n, batch_size)
+        sums = None
+        if n_full:
+            idx = jnp.arange(n_full * batch_size).reshape(n_full, batch_size)
+
+            def body(_, i):
+                return None, metrics_fn(params, take(data, i))
+
+            _, ms = jax.lax.scan(body, None, idx)
+            sums = {k: jnp.sum(v) * batch_size for k, v in ms.items()}
+        if rem:
+            m = metrics_fn(params, take(data, jnp.arange(n_full * batch_size, n)))
+            m = {k: v * rem for k, v in m.items()}
+            sums = m if sums is None else {k: sums[k] + m[k] for k in sums}
+        return {k: v / n for k, v in sums.items()}
+
+    return jax.jit(evaluate) if jit else evaluate
+
+
+class FitState(NamedTuple):
+    """Everything needed to continue a run exactly where it stopped."""
+
+    params: PyTree
+    opt_state: PyTree
+    key: jax.Array
+    epoch: int  # epochs completed
+    best_params: PyTree
+    best_loss: float
+    best_epoch: int
+    bad_epochs: int
+    history: dict
+
+
+class FitResult(NamedTuple):
+    params: PyTree  # best by the monitored loss
+    last_params: PyTree
+    history: dict
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    compile_seconds: float
+    state: FitState
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    epochs: int
+    batch_size: int
+    patience: Optional[int] = None  # epochs without improvement before stopping; None: never
+    eval_batch_size: int = 4096
+
+
+def init_fit_state(params: PyTree, optimizer: optax.GradientTransformation, key: jax.Array) -> FitState:
+    return FitState(
+        params=params,
+        opt_state=optimizer.init(params),
+        key=key,
+        epoch=0,
+        best_params=params,
+        best_loss=math.inf,
+        best_epoch=0,
+        bad_epochs=0,
+        history={},
+    )
+
+
+def fit(
+    loss_and_grad: LossAndGrad,
+    optimizer: optax.GradientTransformation,
+    params: PyTree,
+    train_data: PyTree,
+    config: FitConfig,
+    *,
+    key: jax.Array,
+    val_data: Optional[PyTree] = None,
+    metrics_fn: Optional[MetricsFn] = None,
+    state: Optional[FitState] = None,
+    on_epoch_end: Optional[Callable[[FitState], None]] = None,
+    progress: Optional[bool] = None,
+    desc: str = "train",
+) -> FitResult:
+    """Train for ``config.epochs`` epochs (or until early stopping).
+
+    The monitored loss is the validation loss when ``val_data`` is given, else the
+    epoch's mean training loss; the returned ``params`` are those of the best epoch.
+    History keys: ``train_loss``, ``epoch_seconds`` and ``val_<metric>`` for each metric.
+    ``state`` resumes a run (e.g. from a checkpoint); ``on_epoch_end`` sees the state
+    after every epoch. Raises :class:`NonFiniteError` when the loss or the parameters
+    stop being finite.
+    """
+    if metrics_fn is None:
+        def metrics_fn(p, b):
+            return {"loss": loss_and_grad(p, b)[0]}  # XLA drops the unused gradients
+
+    n_train = num_examples(train_data)
+    if n_train == 0:
+        raise ValueError("the training set is empty")
+    epoch_fn = make_epoch_fn(loss_and_grad, optimizer, min(config.batch_size, n_train))
+    eval_fn = make_eval_fn(metrics_fn, config.eval_batch_size)
+    if state is None:
+        state = init_fit_state(params, optimizer, key)
+    history = {k: list(v) for k, v in state.history.items()}
+    history.setdefault("train_loss", [])
+    history.setdefault("epoch_seconds", [])
+
+    t0 = time.perf_counter()
+    _, sub = jax.random.split(state.key)
+    epoch_c = epoch_fn.lower(state.params, state.opt_state, sub, train_data).compile()
+    eval_c = eval_fn.lower(state.params, val_data).compile() if val_data is not None else None
+    compile_seconds = time.perf_counter() - t0
+
+    stopped_early = state.bad_epochs >= config.patience if config.patience else False
+    bar = EpochProgress(total=config.epochs, initial=state.epoch, desc=desc, enabled=progress)
+    try:
+        while state.epoch < config.epochs and not stopped_early:
+            epoch = state.epoch + 1
+            key, sub = jax.random.split(state.key)
+            t = time.perf_counter()
+            params, opt_state, train_loss, finite = epoch_c(state.params, state.opt_state, sub, train_data)
+            train_loss = float(train_loss)
+            seconds = time.perf_counter() - t
+            if not (math.isfinite(train_loss) and bool(finite)):
+                what = "training loss" if not math.isfinite(train_loss) else "parameters"
+                raise NonFiniteError(
+                    f"{desc}: the {what} became non-finite at epoch {epoch} (mean training loss "
+                    f"{train_loss}); stopped and kept the parameters from the end of epoch {epoch - 1} "
+                    f"(error.last_good). Check the inputs for NaN/inf, lower the learning rate or "
+                    f"enable gradient clipping.",
+                    epoch,
+                    state._replace(history=history),
+                )
+            row = {"train_loss": train_loss, "epoch_seconds": seconds}
+            if eval_c is not None:
+                for k, v in eval_c(params, val_data).items():
+                    row[f"val_{k}"] = float(v)
+            for k, v in row.items():
+                history.setdefault(k, []).append(v)
+            monitored = row.get("val_loss", train_loss)
+            if not math.isfinite(monitored):
+                raise NonFiniteError(
+                    f"{desc}: the validation loss became non-finite at epoch {epoch}; stopped and kept "
+                    f"the parameters from the end of epoch {epoch - 1}.",
+                    epoch,
+                    state._replace(history=history),
+                )
+            if monitored < state.best_loss:
+                best = dict(best_params=params, best_loss=monitored, best_epoch=epoch, bad_epochs=0)
+            else:
+                best = dict(bad_epochs=state.bad_epochs + 1)
+            state = state._replace(params=params, opt_state=opt_state, key=key, epoch=epoch,
+                                   history={k: list(v) for k, v in history.items()}, **best)
+            if on_epoch_end is not None:
+                on_epoch_end(state)
+            bar.update(epoch, row)
+            stopped_early = bool(config.patience) and state.bad_epochs >= config.patience
+    finally:
+        bar.close()
+    if stopped_early:
+        log.info("%s: early stop after epoch %d (best epoch %d)", desc, state.epoch, state.best_epoch)
+    return FitResult(
+        params=state.best_params,
+        last_params=state.params,
+        history=history,
+        best_epoch=state.best_epoch,
+        epochs_run=state.epoch,
+        stopped_early=stopped_early,
+        compile_seconds=compile_seconds,
+        state=state,
+    )
+
+
+def history_to_numpy(history: dict) -> dict:
+    return {k: np.asarray(v) for k, v in history.items()}

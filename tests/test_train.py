@@ -1,0 +1,134 @@
+"""The training engine: learning, remainder batches, early stopping, non-finite stops, tracing."""
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from mp_jax import train
+from mp_jax.models import mlp
+
+
+def blobs(n, key=0):
+    k1, k2 = jax.random.split(jax.random.PRNGKey(key))
+    y = jax.random.randint(k1, (n,), 0, 3)
+    centers = jnp.array([[2.0, 0.0], [-1.0, 1.7], [-1.0, -1.7]])
+    return centers[y] + 0.5 * jax.random.normal(k2, (n, 2)), y
+
+
+def test_loss_falls_on_a_learnable_problem():
+    data = blobs(500)
+    params = mlp.init_params(jax.random.PRNGKey(1), 2, 16, 3)
+    res = train.fit(mlp.loss_and_grad, train.sgd_momentum(0.05, 0.9), params, data,
+                    train.FitConfig(epochs=10, batch_size=32), key=jax.random.PRNGKey(2),
+                    val_data=blobs(200, key=5), metrics_fn=mlp.metrics, progress=False)
+    h = res.history
+    assert h["train_loss"][-1] < 0.3 * h["train_loss"][0]
+    assert h["val_accuracy"][-1] > 0.9
+    assert len(h["train_loss"]) == len(h["val_loss"]) == len(h["epoch_seconds"]) == 10
+
+
+def test_epoch_visits_the_remainder_batch():
+    """With N = 10 and batch 4, the last 2 examples must be trained on too."""
+    seen = []
+
+    def loss_and_grad(p, batch):
+        return jnp.sum(batch) * 0.0, jax.tree.map(lambda w: jnp.zeros_like(w) + jnp.sum(batch), p)
+
+    epoch = train.make_epoch_fn(loss_and_grad, optax.sgd(1.0), batch_size=4)
+    params = {"w": jnp.zeros(())}
+    data = jnp.arange(10.0)
+    params, _, _, _ = epoch(params, optax.sgd(1.0).init(params), jax.random.PRNGKey(0), data)
+    # every example contributes exactly once: w = -sum(all batches' sums) = -45
+    assert float(params["w"]) == pytest.approx(-45.0)
+
+
+def test_eval_weights_by_batch_size():
+    data = jnp.arange(10.0)
+    ev = train.make_eval_fn(lambda p, b: {"loss": jnp.mean(b)}, batch_size=4)
+    assert float(ev({}, data)["loss"]) == pytest.approx(4.5)
+
+
+def test_early_stopping_returns_the_best_epochs_parameters():
+    """A learning rate that first helps then overfits a tiny training set."""
+    x, y = blobs(40, key=3)
+    y = jnp.where(jnp.arange(40) % 3 == 0, (y + 1) % 3, y)  # label noise to memorise
+    val = blobs(400, key=4)
+    params = mlp.init_params(jax.random.PRNGKey(0), 2, 64, 3)
+    snapshots = {}
+    res = train.fit(mlp.loss_and_grad, train.sgd_momentum(0.2, 0.9), params, (x, y),
+                    train.FitConfig(epochs=200, batch_size=8, patience=5), key=jax.random.PRNGKey(1),
+                    val_data=val, metrics_fn=mlp.metrics, progress=False,
+                    on_epoch_end=lambda s: snapshots.__setitem__(s.epoch, s.params))
+    assert res.stopped_early and res.epochs_run < 200
+    assert res.epochs_run == res.best_epoch + 5
+    best = int(np.argmin(res.history["val_loss"])) + 1
+    assert res.best_epoch == best
+    chex.assert_trees_all_equal(res.params, snapshots[best])
+    assert not jnp.allclose(res.last_params.w_in, res.params.w_in)
+
+
+def test_nan_in_the_data_stops_training_with_the_epoch():
+    x, y = blobs(100)
+    x = x.at[37, 1].set(jnp.nan)
+    params = mlp.init_params(jax.random.PRNGKey(0), 2, 8, 3)
+    with pytest.raises(train.NonFiniteError, match=r"non-finite at epoch 1 .*kept the parameters from the end of epoch 0") as e:
+        train.fit(mlp.loss_and_grad, train.sgd_momentum(0.1, 0.9), params, (x, y),
+                  train.FitConfig(epochs=3, batch_size=16), key=jax.random.PRNGKey(0), progress=False)
+    assert e.value.epoch == 1
+    chex.assert_trees_all_equal(e.value.last_good_params, params)
+
+
+def test_divergence_keeps_the_last_good_parameters():
+    """A quadratic with a far too large step grows geometrically until it overflows."""
+    def loss_and_grad(p, x):
+        c = jnp.mean(x * x)
+        return c * p["w"] ** 2, {"w": 2.0 * c * p["w"]}
+
+    params = {"w": jnp.ones(())}
+    seen = []
+    with pytest.raises(train.NonFiniteError, match="became non-finite at epoch") as e:
+        train.fit(loss_and_grad, optax.sgd(50.0), params, jnp.ones((64,)),
+                  train.FitConfig(epochs=200, batch_size=16), key=jax.random.PRNGKey(0), progress=False,
+                  on_epoch_end=seen.append)
+    assert 1 < e.value.epoch < 200 and e.value.epoch == len(seen) + 1
+    chex.assert_trees_all_equal(e.value.last_good_params, seen[-1].params)
+    chex.assert_tree_all_finite(e.value.last_good_params)
+
+
+def test_the_epoch_is_traced_once():
+    """Several epochs through fit compile the epoch once: the loss is traced once for the
+    scanned full batches and once for the remainder batch, and never again."""
+    x, y = blobs(100)  # 100 = 3 * 32 + 4: full batches and a remainder
+    counted = chex.assert_max_traces(mlp.loss_and_grad, n=2)
+    params = mlp.init_params(jax.random.PRNGKey(0), 2, 8, 3)
+    chex.clear_trace_counter()
+    res = train.fit(counted, train.sgd_momentum(0.1, 0.9), params, (x, y),
+                    train.FitConfig(epochs=6, batch_size=32), key=jax.random.PRNGKey(0),
+                    metrics_fn=mlp.metrics, val_data=blobs(50, 9), progress=False)
+    assert res.epochs_run == 6
+
+
+def test_resuming_from_a_state_continues_identically():
+    data = blobs(300)
+    params = mlp.init_params(jax.random.PRNGKey(1), 2, 16, 3)
+    opt = train.sgd_momentum(0.05, 0.9)
+    cfg = train.FitConfig(epochs=6, batch_size=32)
+    full = train.fit(mlp.loss_and_grad, opt, params, data, cfg, key=jax.random.PRNGKey(2), progress=False)
+    states = []
+    train.fit(mlp.loss_and_grad, opt, params, data, train.FitConfig(epochs=3, batch_size=32),
+              key=jax.random.PRNGKey(2), progress=False, on_epoch_end=states.append)
+    resumed = train.fit(mlp.loss_and_grad, opt, params, data, cfg, key=jax.random.PRNGKey(99),
+                        state=states[-1], progress=False)
+    chex.assert_trees_all_equal(resumed.last_params, full.last_params)
+    assert resumed.history["train_loss"] == full.history["train_loss"]
+
+
+def test_clipping_bounds_the_update():
+    opt = train.sgd_momentum(1.0, 0.0, clip_norm=1.0)
+    g = {"a": jnp.full((4,), 100.0)}
+    updates, _ = opt.update(g, opt.init(g))
+    assert math.isclose(float(optax.tree.norm(updates)), 1.0, rel_tol=1e-5)
