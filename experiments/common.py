@@ -68,3 +68,35 @@ def write_json(path: os.PathLike, obj: Any) -> Path:
 def read_json(path: os.PathLike) -> Any:
     with open(path) as f:
         return json.load(f)
+
+
+def file_digest(path: os.PathLike, n_hex: int = 16) -> str:
+    """A content hash of a data file (keys checkpoints to the exact data used)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:n_hex]
+
+
+def resolve_data(question: str, data_dir: os.PathLike) -> Path:
+    """The question's data file: the course file in ``data_dir`` when present, else the
+    stand-in, built there on the fly (never overwriting anything). Logs which one."""
+    from mp_jax.data import builders
+    from mp_jax.data.course import find_course_file
+
+    log = logging.getLogger(f"experiments.{question}")
+    path = find_course_file(data_dir, question)
+    if path is None:
+        log.info("%s: no course file in %s/; building the stand-in from public data", question, data_dir)
+        path = builders.build(question, data_dir)
+    return path
+
+
+def describe_source(attrs: dict) -> str:
+    """One line on where the data came from (stand-in attributes or the course file)."""
+    if attrs.get("source_kind") == "stand-in":
+        return f"stand-in: {attrs.get('source', '?')} (licence: {attrs.get('licence', '?')})"
+    return "course file"
