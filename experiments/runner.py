@@ -1,17 +1,65 @@
 """One named training run: the single door every experiment trains through.
 
-``fit_run`` wraps :func:`mp_jax.train.fit` so that the main job can add what runs need
-around it (checkpoints after every epoch, resumption, skipping finished runs, progress)
-without the experiments changing.
+``fit_run`` wraps :func:`mp_jax.train.fit`. Inside a :func:`checkpointing` context (the
+main job opens one per question) every run writes a checkpoint after each epoch, keyed by
+a hash of its name, configuration and data; calling the same run again skips it when it
+finished, resumes it from its last epoch when it was interrupted (ending with the same
+parameters as an uninterrupted run), and sets aside a corrupt or mismatched checkpoint
+with a warning before starting over. Outside such a context runs train without
+checkpoints.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
+import logging
+import time
+from pathlib import Path
 from typing import Any, Optional
 
 import jax
 import optax
 
-from mp_jax import train
+from mp_jax import checkpoint, train
+
+log = logging.getLogger("experiments.runner")
+
+
+@dataclasses.dataclass
+class RunStore:
+    """Where checkpoints go, and what happened to each run (for summaries)."""
+
+    directory: Path
+    events: list = dataclasses.field(default_factory=list)  # (name, "trained" | "resumed" | "skipped", seconds)
+
+
+_STORE: contextvars.ContextVar[Optional[RunStore]] = contextvars.ContextVar("mp_jax_run_store", default=None)
+
+
+@contextlib.contextmanager
+def checkpointing(directory: Path):
+    """Checkpoint every ``fit_run`` inside the block into ``directory``."""
+    store = RunStore(Path(directory))
+    store.directory.mkdir(parents=True, exist_ok=True)
+    token = _STORE.set(store)
+    try:
+        yield store
+    finally:
+        _STORE.reset(token)
+
+
+def _set_aside(path: Path, why: str) -> Path:
+    aside = path.with_name(f"{path.stem}.bad-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
+    path.rename(aside)
+    log.warning("%s; set aside as %s and starting this run over", why, aside.name)
+    return aside
+
+
+def _result_from_state(state: train.FitState, stopped_early: bool) -> train.FitResult:
+    return train.FitResult(params=state.best_params, last_params=state.params, history=state.history,
+                           best_epoch=state.best_epoch, epochs_run=state.epoch, stopped_early=stopped_early,
+                           compile_seconds=0.0, state=state)
 
 
 def fit_run(
@@ -29,16 +77,45 @@ def fit_run(
     metrics_fn=None,
     progress: Optional[bool] = None,
 ) -> train.FitResult:
-    """Train one run.
+    """Train one run (or skip / resume it from its checkpoint).
 
     Args:
       name: a short unique name within the question, e.g. ``"lm_D32_P256"``.
       config: every setting that defines the run (JSON-serialisable: numbers, strings,
-        lists); together with ``data_id`` it keys the run's checkpoint.
+        lists); together with ``data_id`` and ``fit_config`` it keys the checkpoint.
       data_id: a string identifying the data (e.g. a content hash of the file).
       The rest as :func:`mp_jax.train.fit`.
     """
-    return train.fit(
-        loss_and_grad, optimizer, params, train_data, fit_config,
-        key=key, val_data=val_data, metrics_fn=metrics_fn, progress=progress, desc=name,
-    )
+    store = _STORE.get()
+    fit_kwargs = dict(key=key, val_data=val_data, metrics_fn=metrics_fn, progress=progress, desc=name)
+    if store is None:
+        return train.fit(loss_and_grad, optimizer, params, train_data, fit_config, **fit_kwargs)
+
+    run_hash = checkpoint.config_hash({"name": name, "config": config, "data_id": data_id,
+                                       "fit_config": dataclasses.asdict(fit_config),
+                                       "key": jax.random.key_data(key).tolist() if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key.tolist()})
+    path = store.directory / f"{name}-{run_hash}.h5"
+    template = train.init_fit_state(params, optimizer, key)
+    state, event = None, "trained"
+    if path.exists():
+        try:
+            state, meta = checkpoint.load_state(path, template, expect_meta={"run_hash": run_hash})
+        except checkpoint.CheckpointError as e:
+            _set_aside(path, f"{name}: {e}")
+        else:
+            if meta.get("finished"):
+                log.info("%s: finished earlier (epoch %d, best %d); skipped", name, state.epoch, state.best_epoch)
+                store.events.append((name, "skipped", 0.0))
+                return _result_from_state(state, bool(meta.get("stopped_early")))
+            log.info("%s: resuming after epoch %d", name, state.epoch)
+            event = "resumed"
+    meta = {"name": name, "run_hash": run_hash, "config": config, "data_id": data_id, "finished": False}
+
+    t = time.perf_counter()
+    result = train.fit(loss_and_grad, optimizer, params, train_data, fit_config, state=state,
+                       on_epoch_end=lambda s: checkpoint.save_state(path, s, meta), **fit_kwargs)
+    seconds = time.perf_counter() - t
+    checkpoint.save_state(path, result.state, {**meta, "finished": True, "stopped_early": result.stopped_early})
+    store.events.append((name, event, seconds))
+    log.info("%s: done in %.1fs (%d epochs, best epoch %d)", name, seconds, result.epochs_run, result.best_epoch)
+    return result

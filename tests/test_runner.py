@@ -1,0 +1,84 @@
+"""fit_run: skip finished runs, resume interrupted ones identically, set aside bad checkpoints."""
+import chex
+import jax
+import pytest
+
+from experiments import runner
+from mp_jax import checkpoint, train
+from mp_jax.models import mlp
+
+
+def blobs(n, key=0):
+    k1, k2 = jax.random.split(jax.random.PRNGKey(key))
+    y = jax.random.randint(k1, (n,), 0, 3)
+    centers = jax.numpy.array([[2.0, 0.0], [-1.0, 1.7], [-1.0, -1.7]])
+    return centers[y] + 0.7 * jax.random.normal(k2, (n, 2)), y
+
+
+def run(epochs=6):
+    return runner.fit_run(
+        "mlp", config={"hidden": 8}, data_id="blobs", loss_and_grad=mlp.loss_and_grad,
+        optimizer=train.sgd_momentum(0.05, 0.9), params=mlp.init_params(jax.random.PRNGKey(0), 2, 8, 3),
+        train_data=blobs(300), val_data=blobs(100, 1), metrics_fn=mlp.metrics,
+        fit_config=train.FitConfig(epochs=epochs, batch_size=32), key=jax.random.PRNGKey(1), progress=False)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_to_identical_parameters(tmp_path, monkeypatch):
+    uninterrupted = run()
+    real_save = checkpoint.save_state
+    saves = []
+
+    def save_then_die(path, state, meta):
+        real_save(path, state, meta)
+        saves.append(state.epoch)
+        if state.epoch == 3 and not meta.get("finished"):
+            raise Interrupt("killed after epoch 3")
+
+    with runner.checkpointing(tmp_path) as store:
+        monkeypatch.setattr(checkpoint, "save_state", save_then_die)
+        with pytest.raises(Interrupt):
+            run()
+        monkeypatch.setattr(checkpoint, "save_state", real_save)
+        resumed = run()
+        assert [e[1] for e in store.events] == ["resumed"]
+    assert saves == [1, 2, 3]
+    chex.assert_trees_all_equal(resumed.last_params, uninterrupted.last_params)
+    chex.assert_trees_all_equal(resumed.params, uninterrupted.params)
+    assert resumed.history["val_loss"] == uninterrupted.history["val_loss"]
+    assert resumed.epochs_run == 6
+
+
+def test_finished_runs_are_skipped(tmp_path, monkeypatch):
+    with runner.checkpointing(tmp_path) as store:
+        first = run()
+        monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("a finished run was trained again"))
+        second = run()
+    assert [e[1] for e in store.events] == ["trained", "skipped"]
+    chex.assert_trees_all_equal(first.params, second.params)
+    assert second.history["train_loss"] == first.history["train_loss"]
+
+
+def test_corrupt_checkpoint_is_set_aside_with_a_message(tmp_path, caplog):
+    with runner.checkpointing(tmp_path) as store:
+        run(epochs=2)
+        (ckpt,) = tmp_path.glob("mlp-*.h5")
+        ckpt.write_bytes(b"not a checkpoint at all")
+        with caplog.at_level("WARNING", logger="experiments.runner"):
+            again = run(epochs=2)
+    assert [e[1] for e in store.events] == ["trained", "trained"]
+    assert "unreadable checkpoint" in caplog.text and "set aside" in caplog.text
+    aside = list(tmp_path.glob("mlp-*.bad-*.h5"))
+    assert len(aside) == 1 and aside[0].read_bytes() == b"not a checkpoint at all"
+    assert again.epochs_run == 2
+
+
+def test_changed_config_does_not_reuse_the_checkpoint(tmp_path):
+    with runner.checkpointing(tmp_path) as store:
+        run(epochs=2)
+        run(epochs=3)
+    assert [e[1] for e in store.events] == ["trained", "trained"]
+    assert len(list(tmp_path.glob("mlp-*.h5"))) == 2
