@@ -85,6 +85,42 @@ def tree_all_finite(tree: PyTree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+def make_mesh(n_devices: Optional[int] = None) -> jax.sharding.Mesh:
+    """A 1-D device mesh with axis ``"data"`` over the first ``n_devices`` local devices
+    (default: all of them)."""
+    devices = jax.local_devices()
+    n = len(devices) if n_devices is None else n_devices
+    if not 1 <= n <= len(devices):
+        raise ValueError(f"--devices {n}: this process sees {len(devices)} device(s) ({devices[0].platform}); "
+                         f"choose 1..{len(devices)}")
+    return jax.sharding.Mesh(np.array(devices[:n]), ("data",))
+
+
+def _check_divisible(batch_size: int, mesh: Optional[jax.sharding.Mesh], what: str = "batch size") -> None:
+    if mesh is not None and batch_size % mesh.size:
+        raise ValueError(
+            f"the {what} {batch_size} does not divide across {mesh.size} devices; choose a {what} that is a "
+            f"multiple of {mesh.size} or run on a device count that divides it (--devices)")
+
+
+def _shard_batch(batch: PyTree, mesh: Optional[jax.sharding.Mesh]) -> PyTree:
+    """Split a minibatch across the mesh's ``data`` axis (parameters stay replicated); XLA
+    then partitions the manual forward/backward and all-reduces the weight gradients."""
+    if mesh is None or mesh.size == 1:
+        return batch
+    if num_examples(batch) % mesh.size:  # the remainder batch: computed replicated, still exact
+        return batch
+    spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, spec), batch)
+
+
+def replicate(tree: PyTree, mesh: Optional[jax.sharding.Mesh]) -> PyTree:
+    """Place every leaf on every device of the mesh (no-op without a mesh)."""
+    if mesh is None:
+        return tree
+    return jax.device_put(tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+
+
 def make_train_step(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransformation):
     """Pure ``step(params, opt_state, batch) -> (params, opt_state, loss)``."""
 
@@ -96,13 +132,16 @@ def make_train_step(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransfo
     return step
 
 
-def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransformation, batch_size: int, *, jit: bool = True):
+def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransformation, batch_size: int, *,
+                  jit: bool = True, mesh: Optional[jax.sharding.Mesh] = None):
     """One shuffled pass over a dataset, compiled as a single program.
 
     Returns ``epoch(params, opt_state, key, data) -> (params, opt_state, mean_loss, finite)``
     where ``mean_loss`` is the example-weighted mean of the minibatch losses and
-    ``finite`` tells whether every parameter is finite at the end.
+    ``finite`` tells whether every parameter is finite at the end. With a ``mesh``, each
+    full minibatch is split across its devices (data parallelism).
     """
+    _check_divisible(batch_size, mesh)
     step = make_train_step(loss_and_grad, optimizer)
 
     def epoch(params, opt_state, key, data):
@@ -113,7 +152,7 @@ def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransform
         if n_full:
             def body(carry, idx):
                 p, s = carry
-                p, s, loss = step(p, s, take(data, idx))
+                p, s, loss = step(p, s, _shard_batch(take(data, idx), mesh))
                 return (p, s), loss
 
             (params, opt_state), losses = jax.lax.scan(
@@ -128,8 +167,11 @@ def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransform
     return jax.jit(epoch) if jit else epoch
 
 
-def make_eval_fn(metrics_fn: MetricsFn, batch_size: int, *, jit: bool = True):
+def make_eval_fn(metrics_fn: MetricsFn, batch_size: int, *, jit: bool = True,
+                 mesh: Optional[jax.sharding.Mesh] = None):
     """``evaluate(params, data) -> {name: mean}``, means weighted by batch size."""
+    if mesh is not None and batch_size % mesh.size:
+        batch_size += mesh.size - batch_size % mesh.size
 
     def evaluate(params, data):
         n = num_examples(data)
@@ -139,7 +181,7 @@ def make_eval_fn(metrics_fn: MetricsFn, batch_size: int, *, jit: bool = True):
             idx = jnp.arange(n_full * batch_size).reshape(n_full, batch_size)
 
             def body(_, i):
-                return None, metrics_fn(params, take(data, i))
+                return None, metrics_fn(params, _shard_batch(take(data, i), mesh))
 
             _, ms = jax.lax.scan(body, None, idx)
             sums = {k: jnp.sum(v) * batch_size for k, v in ms.items()}
@@ -213,6 +255,7 @@ def fit(
     on_epoch_end: Optional[Callable[[FitState], None]] = None,
     progress: Optional[bool] = None,
     desc: str = "train",
+    mesh: Optional[jax.sharding.Mesh] = None,
 ) -> FitResult:
     """Train for ``config.epochs`` epochs (or until early stopping).
 
@@ -221,7 +264,9 @@ def fit(
     History keys: ``train_loss``, ``epoch_seconds`` and ``val_<metric>`` for each metric.
     ``state`` resumes a run (e.g. from a checkpoint); ``on_epoch_end`` sees the state
     after every epoch. Raises :class:`NonFiniteError` when the loss or the parameters
-    stop being finite.
+    stop being finite. ``mesh`` (see :func:`make_mesh`) trains data-parallel: the batch
+    size must be a multiple of the device count (a clear ``ValueError`` otherwise); the
+    remainder batch of an epoch is computed replicated.
     """
     if metrics_fn is None:
         def metrics_fn(p, b):
@@ -230,10 +275,14 @@ def fit(
     n_train = num_examples(train_data)
     if n_train == 0:
         raise ValueError("the training set is empty")
-    epoch_fn = make_epoch_fn(loss_and_grad, optimizer, min(config.batch_size, n_train))
-    eval_fn = make_eval_fn(metrics_fn, config.eval_batch_size)
+    epoch_fn = make_epoch_fn(loss_and_grad, optimizer, min(config.batch_size, n_train), mesh=mesh)
+    eval_fn = make_eval_fn(metrics_fn, config.eval_batch_size, mesh=mesh)
     if state is None:
         state = init_fit_state(params, optimizer, key)
+    if mesh is not None:
+        state = state._replace(**replicate(
+            dict(params=state.params, opt_state=state.opt_state, key=state.key, best_params=state.best_params), mesh))
+        train_data, val_data = replicate(train_data, mesh), replicate(val_data, mesh)
     history = {k: list(v) for k, v in state.history.items()}
     history.setdefault("train_loss", [])
     history.setdefault("epoch_seconds", [])

@@ -1,0 +1,152 @@
+"""Many runs as one compiled program: ``jax.vmap`` of the engine's epoch over members.
+
+A sweep trains M members that share the data and the shapes but differ in their
+hyperparameters (a pytree ``hps`` with a leading axis M, passed to
+``loss_and_grad(params, batch, hp)``), their initial parameters and/or their PRNG keys
+(seeds). Each member is the same computation as the run trained alone by
+:func:`mp_jax.train.fit` with that member's hyperparameters, parameters and key: the
+same permutations, the same minibatches, the same updates; early stopping is tracked
+per member (a member that has stopped keeps training inside the program, but its best
+parameters, history and epoch count are frozen at its stop, exactly as if trained alone).
+"""
+from __future__ import annotations
+
+import functools
+import math
+import time
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mp_jax import train
+from mp_jax.progress import EpochProgress
+
+PyTree = Any
+
+
+class SweepResult(NamedTuple):
+    params: PyTree  # best parameters, stacked: leading axis M
+    last_params: PyTree
+    histories: list  # one history dict per member
+    best_epochs: list
+    epochs_run: list
+    compile_seconds: float
+
+
+def stack(trees: list) -> PyTree:
+    """Stack a list of same-structure pytrees along a new leading axis."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def unstack(tree: PyTree, i: int) -> PyTree:
+    """Member ``i`` of a stacked pytree."""
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+def _where_members(mask: np.ndarray, new: PyTree, old: PyTree) -> PyTree:
+    """Per member (leading axis), ``new`` where ``mask`` else ``old``."""
+    if mask.all():
+        return new
+    sel = jnp.asarray(mask)
+    return jax.tree.map(lambda a, b: jnp.where(sel.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
+
+
+def fit_sweep(
+    loss_and_grad: Callable,
+    optimizer: optax.GradientTransformation,
+    params: PyTree,
+    train_data: PyTree,
+    config: train.FitConfig,
+    *,
+    keys: jax.Array,
+    hps: Optional[PyTree] = None,
+    val_data: Optional[PyTree] = None,
+    metrics_fn: Optional[Callable] = None,
+    progress: Optional[bool] = None,
+    desc: str = "sweep",
+) -> SweepResult:
+    """Train M members at once.
+
+    Args:
+      loss_and_grad: ``(params, batch, hp) -> (loss, grads)`` when ``hps`` is given, else
+        ``(params, batch) -> (loss, grads)``.
+      params: stacked initial parameters, leading axis M.
+      keys: <uint32>[M, 2], one PRNG key per member (as ``fit``'s ``key``).
+      hps: stacked hyperparameters (leading axis M) or None.
+      metrics_fn: ``(params, batch[, hp]) -> {"loss": ...}`` for validation.
+    """
+    m = int(keys.shape[0])
+
+    def bind(fn, hp):
+        return fn if hps is None else functools.partial(fn, hp=hp)
+
+    n_train = train.num_examples(train_data)
+    bs = min(config.batch_size, n_train)
+
+    def member_epoch(p, s, key, hp):
+        return train.make_epoch_fn(bind(loss_and_grad, hp), optimizer, bs, jit=False)(p, s, key, train_data)
+
+    def member_eval(p, hp):
+        fn = metrics_fn if metrics_fn is not None else (lambda pp, b, **kw: {"loss": loss_and_grad(pp, b, **kw)[0]})
+        return train.make_eval_fn(bind(fn, hp), config.eval_batch_size, jit=False)(p, val_data)
+
+    hp_axis = None if hps is None else 0
+    epoch_v = jax.jit(jax.vmap(member_epoch, in_axes=(0, 0, 0, hp_axis)))
+    eval_v = jax.jit(jax.vmap(member_eval, in_axes=(0, hp_axis))) if val_data is not None else None
+
+    opt_state = jax.vmap(optimizer.init)(params)
+    t0 = time.perf_counter()
+    sub0 = jax.vmap(lambda k: jax.random.split(k)[1])(keys)
+    epoch_c = epoch_v.lower(params, opt_state, sub0, hps).compile()
+    eval_c = eval_v.lower(params, hps).compile() if eval_v is not None else None
+    compile_seconds = time.perf_counter() - t0
+
+    best_params = params
+    best_loss = np.full(m, np.inf)
+    best_epoch = np.zeros(m, int)
+    bad = np.zeros(m, int)
+    active = np.ones(m, bool)
+    epochs_run = np.zeros(m, int)
+    histories = [{"train_loss": [], "epoch_seconds": []} for _ in range(m)]
+    bar = EpochProgress(total=config.epochs, desc=desc, enabled=progress)
+    try:
+        for epoch in range(1, config.epochs + 1):
+            if not active.any():
+                break
+            split = jax.vmap(jax.random.split)(keys)
+            keys, sub = split[:, 0], split[:, 1]
+            t = time.perf_counter()
+            new_params, new_opt_state, losses, finite = epoch_c(params, opt_state, sub, hps)
+            # members that stopped early are frozen, so every output equals the lone run's
+            params = _where_members(active, new_params, params)
+            opt_state = _where_members(active, new_opt_state, opt_state)
+            losses, finite = np.asarray(losses), np.asarray(finite)
+            seconds = time.perf_counter() - t
+            bad_members = np.flatnonzero(active & ~(np.isfinite(losses) & finite))
+            if bad_members.size:
+                raise FloatingPointError(
+                    f"{desc}: member(s) {bad_members.tolist()} became non-finite at epoch {epoch}; "
+                    f"lower their learning rate or enable clipping")
+            vals = {k: np.asarray(v) for k, v in eval_c(params, hps).items()} if eval_c is not None else {}
+            monitored = vals.get("loss", losses)
+            improved = active & (monitored < best_loss)
+            best_params = _where_members(improved, params, best_params)
+            best_loss = np.where(improved, monitored, best_loss)
+            best_epoch = np.where(improved, epoch, best_epoch)
+            bad = np.where(improved, 0, np.where(active, bad + 1, bad))
+            for i in np.flatnonzero(active):
+                h = histories[i]
+                h["train_loss"].append(float(losses[i]))
+                h["epoch_seconds"].append(seconds / m)
+                for k, v in vals.items():
+                    h.setdefault(f"val_{k}", []).append(float(v[i]))
+            epochs_run = np.where(active, epoch, epochs_run)
+            if config.patience:
+                active &= bad < config.patience
+            bar.update(epoch, {"train_loss": float(np.mean(losses))})
+    finally:
+        bar.close()
+    return SweepResult(best_params, params, histories, best_epoch.tolist(), epochs_run.tolist(), compile_seconds)
