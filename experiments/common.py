@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -20,7 +21,43 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     p.add_argument("--quick", action="store_true", help="every step and output with tiny settings (< 1 min)")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of progress bars")
+    p.add_argument("--devices", type=int, default=None,
+                   help="train data-parallel over N local devices (default: all; the batch size must divide by N)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start over: move earlier results of this question aside (nothing is deleted)")
     return p
+
+
+def move_aside(path: os.PathLike) -> Optional[Path]:
+    """Rename an existing results folder to ``<name>.old-<timestamp>`` (never deletes)."""
+    import time
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    aside = path.with_name(f"{path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    n = 1
+    while aside.exists():
+        aside = path.with_name(f"{path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        n += 1
+    path.rename(aside)
+    logging.getLogger("experiments").info("--fresh: moved %s aside to %s", path, aside)
+    return aside
+
+
+@contextlib.contextmanager
+def session(args, question: str):
+    """What every experiment's ``run`` trains inside: the device mesh (``--devices``) and
+    per-epoch checkpoints in ``<results-dir>/<question>/checkpoints`` (``--fresh`` moves the
+    question's earlier results aside first). Yields the question's results folder."""
+    from experiments import runner
+
+    qdir = Path(args.results_dir) / question
+    if getattr(args, "fresh", False):
+        move_aside(qdir)
+    qdir.mkdir(parents=True, exist_ok=True)
+    with runner.devices(getattr(args, "devices", None)), runner.checkpointing(qdir / "checkpoints") as store:
+        yield qdir, store
 
 
 def setup_logging() -> None:

@@ -35,6 +35,24 @@ class RunStore:
 
 
 _STORE: contextvars.ContextVar[Optional[RunStore]] = contextvars.ContextVar("mp_jax_run_store", default=None)
+_MESH: contextvars.ContextVar = contextvars.ContextVar("mp_jax_mesh", default=None)
+
+
+@contextlib.contextmanager
+def devices(n_devices: Optional[int] = None):
+    """Train every ``fit_run`` inside the block data-parallel over ``n_devices`` local
+    devices (default all); with one device, no mesh is used."""
+    n = len(jax.local_devices()) if n_devices is None else n_devices
+    mesh = train.make_mesh(n) if n != 1 else None
+    token = _MESH.set(mesh)
+    try:
+        yield mesh
+    finally:
+        _MESH.reset(token)
+
+
+def current_mesh():
+    return _MESH.get()
 
 
 @contextlib.contextmanager
@@ -87,7 +105,8 @@ def fit_run(
       The rest as :func:`mp_jax.train.fit`.
     """
     store = _STORE.get()
-    fit_kwargs = dict(key=key, val_data=val_data, metrics_fn=metrics_fn, progress=progress, desc=name)
+    fit_kwargs = dict(key=key, val_data=val_data, metrics_fn=metrics_fn, progress=progress, desc=name,
+                      mesh=_MESH.get())
     if store is None:
         return train.fit(loss_and_grad, optimizer, params, train_data, fit_config, **fit_kwargs)
 

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import common, plotting
+from experiments import common, plotting, runner
 from mp_jax import train
 from mp_jax.models import mlp
 
@@ -27,7 +27,11 @@ def spirals(key, n: int, noise: float = 0.15):
 
 
 def run(args) -> dict:
-    out = common.question_dir(args.results_dir, "smoke")
+    with common.session(args, "smoke") as (out, _):
+        return _run(args, out)
+
+
+def _run(args, out) -> dict:
     key = jax.random.PRNGKey(args.seed)
     k_data, k_init, k_fit = jax.random.split(key, 3)
     n = 600 if args.quick else 3000
@@ -36,8 +40,10 @@ def run(args) -> dict:
     params = mlp.init_params(k_init, 2, 64, 2)
     cfg = train.FitConfig(epochs=60 if args.quick else 300, batch_size=32, patience=30)
     t = time.perf_counter()
-    res = train.fit(mlp.loss_and_grad, train.sgd_momentum(0.05, 0.9), params, train_data, cfg, key=k_fit,
-                    val_data=val_data, metrics_fn=mlp.metrics, progress=common.progress_flag(args), desc="smoke mlp")
+    res = runner.fit_run("smoke_mlp", config={"hidden": 64, "lr": 0.05, "momentum": 0.9, "n": n}, data_id=f"spirals-{args.seed}",
+                         loss_and_grad=mlp.loss_and_grad, optimizer=train.sgd_momentum(0.05, 0.9), params=params,
+                         train_data=train_data, val_data=val_data, metrics_fn=mlp.metrics, fit_config=cfg, key=k_fit,
+                         progress=common.progress_flag(args))
     seconds = time.perf_counter() - t
     final = train.make_eval_fn(mlp.metrics, 4096)(res.params, val_data)
     metrics = {
