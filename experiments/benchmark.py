@@ -1,0 +1,423 @@
+"""Seconds per training epoch of each model, four ways, side by side in one run.
+
+``python -m experiments.benchmark [--quick] [--json PATH] [--models ae,lm,rnn,lstm,gru]``
+
+Implementations (same data, same initial parameters, same optimizer settings):
+
+* ``manual``   — the project's hand-derived ``loss_and_grad`` in the engine's one-jit epoch;
+* ``jax_grad`` — ``jax.value_and_grad`` of the same model's reference ``loss``, in the same
+  one-jit epoch (same data, same optimizer, same jit structure);
+* ``numpy``    — from-scratch numpy, Python loops over minibatches and time steps
+  (:mod:`experiments.bench_numpy`);
+* ``torch``    — PyTorch eager CPU with autograd and fused kernels
+  (:mod:`experiments.bench_torch`), when torch is installed (``pip install -e '.[bench]'``).
+
+Before timing, every implementation's loss and gradients on one batch are compared with
+the manual ones (a benchmark of a wrong model is worthless). Each (workload,
+implementation) then runs in its own process, in alternating order over ``--rounds``
+rounds; a process compiles/warms up once and times ``--reps`` epochs; the table shows the
+median. GFLOP/s counts the model's matmul FLOPs (forward + backward) per epoch;
+``peak_fraction`` divides by a large float32 matmul's rate measured the same way.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+IMPLS = ("manual", "jax_grad", "numpy", "torch")
+ALL_WORKLOADS = ("ae", "lm", "rnn", "lstm", "gru")
+
+FULL = {
+    "ae": dict(n=10240, batch=32, hidden=64, lr=0.075, momentum=0.9, lam=5e-4, beta=2.2, rho=0.026),
+    "lm": dict(n=372500, batch=200, vocab=250, dim=32, hidden=256, lr=0.15, momentum=0.85),
+    "rnn": dict(n=2700, batch=32, steps=150, hidden=128, mlp=64, classes=6, lr=0.01, momentum=0.85),
+}
+QUICK = {
+    "ae": dict(FULL["ae"], n=2048),
+    "lm": dict(FULL["lm"], n=20000),
+    "rnn": dict(FULL["rnn"], n=256, steps=150),
+}
+
+
+def settings(workload: str, quick: bool) -> dict:
+    table = QUICK if quick else FULL
+    return dict(table["rnn" if workload in ("rnn", "lstm", "gru") else workload])
+
+
+def gate_count(workload: str) -> int:
+    return {"rnn": 1, "lstm": 4, "gru": 3}[workload]
+
+
+def flops_per_epoch(workload: str, s: dict) -> float:
+    """Matmul FLOPs of forward + backward over one epoch (2 per multiply-add)."""
+    n = s["n"]
+    if workload == "ae":
+        return 5 * 2.0 * n * 256 * s["hidden"]  # 2 forward, 3 backward matmuls
+    if workload == "lm":
+        return 3 * 2.0 * n * (3 * s["dim"] * s["hidden"] + s["hidden"] * s["vocab"])
+    g, H, T = gate_count(workload), s["hidden"], s["steps"]
+    cell = 3 * 2.0 * n * T * (3 + H) * g * H
+    head = 3 * 2.0 * n * (H * s["mlp"] + s["mlp"] * s["classes"])
+    return cell + head
+
+
+# ----------------------------------------------------------------------------- problem set-up
+def make_problem(workload: str, s: dict, seed: int = 0):
+    """Synthetic data of the assignment's shapes and initial parameters.
+
+    Returns (jax_params, numpy_params (SPEC names), data tuple of numpy arrays, hyper dict).
+    """
+    import jax
+
+    rng = np.random.default_rng(seed)
+    key = jax.random.PRNGKey(seed)
+    if workload == "ae":
+        from mp_jax.models import autoencoder as ae
+
+        p = ae.init_params(key, s["hidden"])
+        data = (rng.uniform(0.1, 0.9, (s["n"], 256)).astype(np.float32),)
+        np_p = {"W": np.array(p.w_enc), "b1": np.array(p.b_hid), "b2": np.array(p.b_out)}
+        return p, np_p, data, {k: s[k] for k in ("lam", "beta", "rho")}
+    if workload == "lm":
+        from mp_jax.models import language_model as lm
+
+        p = lm.init_params(key, s["vocab"], s["dim"], s["hidden"])
+        x = rng.integers(0, s["vocab"], (s["n"], 3)).astype(np.int32)
+        y = rng.integers(0, s["vocab"], (s["n"],)).astype(np.int32)
+        np_p = {"R": p.emb, "W1": p.w_hid, "b1": p.b_hid, "W2": p.w_out, "b2": p.b_out}
+        return p, {k: np.array(v) for k, v in np_p.items()}, (x, y), {}
+    from mp_jax.models import recurrent as rec
+
+    p = rec.init_params(key, workload, 3, s["hidden"], s["mlp"], s["classes"])
+    x = rng.normal(size=(s["n"], s["steps"], 3)).astype(np.float32)
+    y = rng.integers(0, s["classes"], (s["n"],)).astype(np.int32)
+    np_p = {"Wx": p.cell.w_x, "Wh": p.cell.w_h, "b": p.cell.b, "W3": p.w_mlp, "b3": p.b_mlp,
+            "W4": p.w_out, "b4": p.b_out}
+    return p, {k: np.array(v) for k, v in np_p.items()}, (x, y), {}
+
+
+def jax_fns(workload: str, hyper: dict):
+    """(manual loss_and_grad, reference loss) with the workload's hyperparameters bound."""
+    import functools
+
+    if workload == "ae":
+        from mp_jax.models import autoencoder as ae
+
+        hp = ae.AEHyper(**hyper)
+        return (lambda p, b: ae.loss_and_grad(p, b[0], hp)), (lambda p, b: ae.loss(p, b[0], hp))
+    if workload == "lm":
+        from mp_jax.models import language_model as lm
+
+        return lm.loss_and_grad, lm.loss
+    from mp_jax.models import recurrent as rec
+
+    return rec.loss_and_grad, rec.loss
+
+
+def numpy_fn(workload: str, hyper: dict):
+    from experiments import bench_numpy as bn
+
+    if workload == "ae":
+        return lambda p, x: bn.ae_loss_and_grad(p, x, hyper["lam"], hyper["beta"], hyper["rho"])
+    if workload == "lm":
+        return bn.lm_loss_and_grad
+    return bn.RECURRENT[workload]
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except Exception:  # noqa: BLE001 - missing or broken install: skipped with a note
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------- correctness
+def check_agreement(workload: str, s: dict, n_check: int = 64, rtol: float = 2e-3) -> dict:
+    """Loss and gradients of every implementation on one batch vs the manual ones."""
+    import jax
+
+    small = dict(s, n=n_check)
+    p, np_p, data, hyper = make_problem(workload, small, seed=1)
+    manual, ref = jax_fns(workload, hyper)
+    batch = tuple(jax.numpy.asarray(d) for d in data)
+    loss_m, g_m = manual(p, batch)
+    names = list(np_p)
+    g_m = dict(zip(names, [np.asarray(x) for x in _spec_order(workload, g_m)]))
+    results = {}
+
+    def compare(label, loss, grads):
+        err = max(np.max(np.abs(grads[k] - g_m[k])) / max(np.max(np.abs(g_m[k])), 1e-30) for k in names)
+        lerr = abs(loss - float(loss_m)) / abs(float(loss_m))
+        results[label] = {"loss_rel_err": float(lerr), "grad_rel_err": float(err), "ok": bool(err < rtol and lerr < rtol)}
+
+    loss_r, g_r = jax.value_and_grad(ref)(p, batch)
+    compare("jax_grad", float(loss_r), dict(zip(names, [np.asarray(x) for x in _spec_order(workload, g_r)])))
+    compare("numpy", *numpy_fn(workload, hyper)({k: v.astype(np.float64) for k, v in np_p.items()},
+                                                 *[d.astype(np.float64) if d.dtype == np.float32 else d for d in data]))
+    if torch_available():
+        import torch
+
+        from experiments import bench_torch as bt
+
+        model = bt.build(workload, np_p, hyper)
+        tb = tuple(torch.from_numpy(d) if d.dtype == np.float32 else torch.from_numpy(d.astype(np.int64)) for d in data)
+        loss_t, g_t = bt.loss_and_grad(model, tb)
+        if getattr(model, "comparable", True):
+            compare("torch", loss_t, g_t)
+        else:
+            results["torch"] = {"ok": None, "note": "nn.GRU uses the reset-after candidate, another function: not compared"}
+    return results
+
+
+def _spec_order(workload: str, g) -> list:
+    if workload == "ae":
+        return [g.w_enc, g.b_hid, g.b_out]
+    if workload == "lm":
+        return [g.emb, g.w_hid, g.b_hid, g.w_out, g.b_out]
+    return [g.cell.w_x, g.cell.w_h, g.cell.b, g.w_mlp, g.b_mlp, g.w_out, g.b_out]
+
+
+# ----------------------------------------------------------------------------- worker
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. ``VmHWM`` (reset by exec) rather than
+    ``ru_maxrss``, which a child inherits from the parent across fork + exec."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def time_epochs(run_epoch, reps: int) -> list:
+    times = []
+    for r in range(reps):
+        t = time.perf_counter()
+        run_epoch(r)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def worker(workload: str, impl: str, quick: bool, reps: int) -> dict:
+    if impl == "matmul":
+        return matmul_peak(reps)
+    s = settings(workload, quick)
+    p, np_p, data, hyper = make_problem(workload, s)
+    clip = 1.0 if workload in ("rnn", "lstm", "gru") else None
+    if impl in ("manual", "jax_grad"):
+        import jax
+
+        from mp_jax import train
+
+        manual, ref = jax_fns(workload, hyper)
+        lag = manual if impl == "manual" else jax.value_and_grad(ref)
+        opt = train.sgd_momentum(s["lr"], s["momentum"], clip)
+        epoch = train.make_epoch_fn(lag, opt, s["batch"])
+        jdata = tuple(jax.numpy.asarray(d) for d in data)
+        state = {"p": p, "o": opt.init(p)}
+        compiled = epoch.lower(p, state["o"], jax.random.PRNGKey(0), jdata).compile()
+
+        def run_epoch(r):
+            state["p"], state["o"], loss, _ = compiled(state["p"], state["o"], jax.random.PRNGKey(r), jdata)
+            jax.block_until_ready(state["p"])
+
+        run_epoch(1000)  # warm-up
+    elif impl == "numpy":
+        from experiments import bench_numpy as bn
+
+        fn = numpy_fn(workload, hyper)
+        vel = {k: np.zeros_like(v) for k, v in np_p.items()}
+
+        def run_epoch(r):
+            bn.sgd_epoch(fn, np_p, vel, data, s["batch"], s["lr"], s["momentum"], np.random.default_rng(r), clip)
+    elif impl == "torch":
+        import torch
+
+        from experiments import bench_torch as bt
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        model = bt.build(workload, np_p, hyper)
+        tdata = tuple(torch.from_numpy(d) if d.dtype == np.float32 else torch.from_numpy(d.astype(np.int64)) for d in data)
+        ep = bt.make_epoch(model, s["lr"], s["momentum"], clip)
+
+        def run_epoch(r):
+            ep(tdata, s["batch"], r)
+
+        run_epoch(1000)
+    else:
+        raise SystemExit(f"unknown implementation {impl}")
+    times = time_epochs(run_epoch, reps)
+    return {"workload": workload, "implementation": impl, "times": times, "peak_rss_mb": peak_rss_mb()}
+
+
+def matmul_peak(reps: int, n: int = 2048) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    jax.block_until_ready(f(a))
+    times = []
+    for _ in range(max(reps, 3)):
+        t = time.perf_counter()
+        for _ in range(5):
+            out = f(a)
+        jax.block_until_ready(out)
+        times.append((time.perf_counter() - t) / 5)
+    sec = statistics.median(times)
+    return {"workload": "matmul_peak", "gflops": 2.0 * n ** 3 / sec / 1e9, "seconds": sec}
+
+
+def spawn(workload: str, impl: str, quick: bool, reps: int) -> dict:
+    cmd = [sys.executable, "-m", "experiments.benchmark", "--worker", workload, impl, "--reps", str(reps)]
+    if quick:
+        cmd.append("--quick")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {workload}/{impl} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- memory
+def memory_growth(workload: str = "lstm", steps=(50, 150, 300), batches=(32, 128), hidden: int = 128) -> list:
+    """XLA's temporary buffer size for one manual train step, as T and N grow.
+
+    BPTT keeps one set of activations per time step; if they were copied per step the
+    temporaries would grow faster than linearly in T. Rows: T, N, temp MB, MB per T·N.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from mp_jax.models import recurrent as rec
+
+    rows = []
+    p = rec.init_params(jax.random.PRNGKey(0), workload, 3, hidden, 64, 6)
+    for n in batches:
+        for t in steps:
+            batch = (jnp.zeros((n, t, 3), jnp.float32), jnp.zeros((n,), jnp.int32))
+            stats = jax.jit(rec.loss_and_grad).lower(p, batch).compile().memory_analysis()
+            temp = getattr(stats, "temp_size_in_bytes", None)
+            if temp is None:
+                return []
+            rows.append({"workload": workload, "steps": t, "batch": n, "temp_mb": temp / 2**20,
+                         "bytes_per_step_example": temp / (t * n)})
+    return rows
+
+
+# ----------------------------------------------------------------------------- driver
+def run(models, quick: bool, reps: int, rounds: int, json_path=None, check_only: bool = False) -> dict:
+    have_torch = torch_available()
+    impls = [i for i in IMPLS if i != "torch" or have_torch]
+    notes = [] if have_torch else ["torch not installed: PyTorch rows skipped (pip install -e '.[bench]')"]
+    checks = {}
+    for w in models:
+        checks[w] = check_agreement(w, settings(w, quick))
+        bad = {k: v for k, v in checks[w].items() if v.get("ok") is False}
+        if bad:
+            raise SystemExit(f"benchmark refused: {w} implementations disagree with the manual gradients: {bad}")
+        for k, v in checks[w].items():
+            if v.get("note"):
+                notes.append(f"{w}/{k}: {v['note']}")
+    print("agreement on one batch (relative error vs manual):")
+    for w, res in checks.items():
+        print("  " + w + ": " + ", ".join(
+            f"{k} loss {v['loss_rel_err']:.1e} grad {v['grad_rel_err']:.1e}" if v.get("ok") is not None else f"{k} skipped"
+            for k, v in res.items()))
+    if check_only:
+        return {"checks": checks}
+
+    samples: dict = {}
+    rss: dict = {}
+    peaks = []
+    for r in range(rounds):
+        peaks.append(spawn("matmul", "matmul", quick, reps)["gflops"])
+        for w in models:
+            order = impls[r % len(impls):] + impls[: r % len(impls)]  # alternate who goes first
+            for impl in order:
+                if impl == "numpy" and w in ("rnn", "lstm", "gru") and r > 0 and not quick:
+                    continue  # the slow Python-loop reference is timed in the first round only
+                res = spawn(w, impl, quick, reps if impl != "numpy" else max(1, reps // 2))
+                samples.setdefault((w, impl), []).extend(res["times"])
+                rss[(w, impl)] = max(rss.get((w, impl), 0.0), res["peak_rss_mb"])
+    peak = statistics.median(peaks)
+    rows = [{"workload": "matmul_peak", "gflops": peak}]
+    for w in models:
+        s = settings(w, quick)
+        fl = flops_per_epoch(w, s)
+        for impl in impls:
+            sec = statistics.median(samples[(w, impl)])
+            g = fl / sec / 1e9
+            rows.append({"workload": w, "implementation": impl, "seconds_per_epoch": sec, "gflops": g,
+                         "peak_fraction": g / peak, "peak_rss_mb": rss[(w, impl)], "n_samples": len(samples[(w, impl)])})
+    mem = memory_growth() if "lstm" in models else []
+    print_table(rows, notes, quick)
+    if mem:
+        print("\nLSTM manual train step, XLA temporary buffers (saved activations) as T and batch grow:")
+        print(f"{'T':>5} {'batch':>6} {'temp MB':>9} {'bytes/(T·N)':>12}")
+        for m in mem:
+            print(f"{m['steps']:>5} {m['batch']:>6} {m['temp_mb']:>9.1f} {m['bytes_per_step_example']:>12.0f}")
+    out = {"rows": rows, "memory": mem, "checks": checks, "notes": notes, "quick": quick, "reps": reps, "rounds": rounds}
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(rows + [dict(m, kind="memory") for m in mem], indent=2) + "\n")
+    return out
+
+
+def print_table(rows, notes, quick):
+    peak = rows[0]["gflops"]
+    print(f"\nseconds per epoch ({'quick sizes' if quick else 'assignment sizes'}); "
+          f"large float32 matmul: {peak:.1f} GFLOP/s")
+    print(f"{'workload':<9} {'impl':<9} {'s/epoch':>9} {'/manual':>8} {'GFLOP/s':>8} {'%peak':>6} {'RSS MB':>7}")
+    manual = {r["workload"]: r["seconds_per_epoch"] for r in rows if r.get("implementation") == "manual"}
+    for r in rows[1:]:
+        ratio = r["seconds_per_epoch"] / manual[r["workload"]]
+        print(f"{r['workload']:<9} {r['implementation']:<9} {r['seconds_per_epoch']:>9.3f} {ratio:>8.2f} "
+              f"{r['gflops']:>8.2f} {100 * r['peak_fraction']:>5.1f}% {r['peak_rss_mb']:>7.0f}")
+    print("\nmanual / other (≤ 1 means the manual path is faster):")
+    for w in manual:
+        parts = []
+        for r in rows[1:]:
+            if r["workload"] == w and r["implementation"] != "manual":
+                parts.append(f"/{r['implementation']} {manual[w] / r['seconds_per_epoch']:.2f}")
+        print(f"  {w:<5} " + "  ".join(parts))
+    for n in notes:
+        print("note:", n)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.benchmark", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small sizes, one round (a minute or two)")
+    p.add_argument("--json", type=Path, help="also write the rows as JSON")
+    p.add_argument("--models", default=",".join(ALL_WORKLOADS), help="comma-separated: ae,lm,rnn,lstm,gru")
+    p.add_argument("--reps", type=int, default=None, help="timed epochs per process (default 3, quick 2)")
+    p.add_argument("--rounds", type=int, default=None, help="alternating rounds of processes (default 2, quick 1)")
+    p.add_argument("--check-only", action="store_true", help="only compare the implementations on one batch")
+    p.add_argument("--worker", nargs=2, metavar=("WORKLOAD", "IMPL"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    reps = args.reps or (2 if args.quick else 3)
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], args.worker[1], args.quick, reps)))
+        return 0
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    bad = [m for m in models if m not in ALL_WORKLOADS]
+    if bad:
+        raise SystemExit(f"--models: unknown {bad}; choose from {','.join(ALL_WORKLOADS)}")
+    run(models, args.quick, reps, args.rounds or (1 if args.quick else 2), args.json, args.check_only)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
