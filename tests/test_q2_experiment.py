@@ -1,0 +1,69 @@
+"""Q2 experiment end to end (``--quick``) on a small generated corpus."""
+import json
+import math
+
+import numpy as np
+
+from experiments import q2_language_model as q2
+from mp_jax.data import build_q2
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def generated_corpus(path, n=1500, seed=0):
+    """Sentences from a tiny grammar, with the report's anchor phrases among them."""
+    rng = np.random.default_rng(seed)
+    subj = ["he", "she", "they", "we", "i", "you"]
+    verb = ["said", "did", "could", "would", "saw", "made", "took"]
+    obj = ["it", "that", "the money", "the house", "a good time", "them", "this"]
+    tail = [".", "?", "today .", "again .", "in new york ."]
+    lines = []
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.1:
+            lines.append("what does new york " + rng.choice(["look like ?", "want ?", "say ?"]))
+        elif r < 0.2:
+            lines.append("but it 's " + rng.choice(["not good .", "just a house .", "not that ."]))
+        else:
+            lines.append(" ".join([rng.choice(subj), rng.choice(verb), rng.choice(obj), rng.choice(tail)]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_quick_run_writes_every_output(tmp_path, capsys):
+    data_dir = tmp_path / "data"
+    build_q2.build(data_dir, corpus=generated_corpus(tmp_path / "corpus.txt"))
+    results = tmp_path / "results"
+    assert q2.main(["--quick", "--data-dir", str(data_dir), "--results-dir", str(results), "--no-progress"]) == 0
+    out = results / "q2"
+    m = json.loads((out / "metrics.json").read_text())
+    v = m["data"]["vocab_size"]
+    for d, p in q2.SETTINGS:
+        s = m[f"D={d},P={p}"]
+        for k in ("test_cross_entropy", "perplexity", "top1_accuracy", "top10_accuracy", "best_epoch"):
+            assert k in s
+        assert 1 <= s["best_epoch"] <= s["epochs_run"] <= q2.QUICK["epochs"]
+        assert len(s["history"]["val_loss"]) == s["epochs_run"]
+        assert s["perplexity"] == math.exp(s["test_cross_entropy"]) and 0 <= s["top1_accuracy"] <= s["top10_accuracy"] <= 1
+        assert (out / f"loss_D{d}_P{p}.png").read_bytes()[:8] == PNG
+    kn, mix = m["kneser_ney"], m["interpolated"]
+    # The grammar is nearly deterministic: the count model must be far below the uniform log V.
+    assert kn["test_cross_entropy"] < 0.6 * math.log(v) and kn["top10_accuracy"] > 0.9
+    assert 0.0 <= mix["weight"] <= 1.0
+    # The weight is chosen on validation, so the mixture is no worse there than either part.
+    assert mix["val_cross_entropy"] <= min(kn["val_cross_entropy"], m["D=32,P=256"]["val_cross_entropy"]) + 1e-9
+    assert len(m["samples"]) == 5
+    for s in m["samples"]:
+        probs = [pr for _, pr in s["top10"]]
+        assert len(probs) == 10 and probs == sorted(probs, reverse=True) and 0 < s["p_true"] <= 1
+    assert set(m["anchors"]) == {"what does new", "but it 's"}  # "nt get it" is not in this vocabulary
+    assert m["anchors"]["what does new"]["kneser_ney"][0][0] == "york"
+    assert len(m["neighbours"]) >= 3 and all(len(nb) == 10 for nb in m["neighbours"].values())
+    assert m["settings"]["patience"] == q2.PATIENCE
+    for name in ("table.txt", "samples.txt", "neighbours.txt", "anchors.txt"):
+        assert (out / name).stat().st_size > 50
+    assert (out / "samples.png").stat().st_size > 20_000
+    table = (out / "table.txt").read_text()
+    assert "kneser_ney" in table and "interpolated" in table
+    assert "nt get it" in (out / "anchors.txt").read_text()
+    assert "kneser_ney" in capsys.readouterr().out
