@@ -95,6 +95,7 @@ def write_json(path: os.PathLike, obj: Any) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o644)  # mkstemp makes it 0600
     with os.fdopen(fd, "w") as f:
         json.dump(_jsonable(obj), f, indent=2)
         f.write("\n")

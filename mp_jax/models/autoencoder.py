@@ -1,0 +1,165 @@
+"""Sparse autoencoder with sigmoid hidden and output layers (SPEC.md, Q1 (b)).
+
+x <float>[N, L_in] → h = σ(x W1 + b1) <float>[N, L_hid] → o = σ(h W2 + b2) <float>[N, L_in];
+ρ̂ = mean over the batch of h <float>[L_hid].
+
+J = 1/(2N) Σ_n ‖x_n − o_n‖² + λ/2 (‖W1‖² + ‖W2‖²) + β Σ_b KL(ρ ‖ ρ̂_b),
+KL(ρ‖ρ̂) = ρ log(ρ/ρ̂) + (1−ρ) log((1−ρ)/(1−ρ̂)).
+
+Tied weights (the default, the report's choice): W2 = W1ᵀ, one matrix, so the penalty
+is λ‖W‖² and dJ/dW = dW1 + dW2ᵀ. Untied: W2 is its own matrix (the assignment's
+literal We = [W1 W2 b1 b2]). :class:`AEParams` holds both cases: ``w_dec is None``
+means tied.
+
+A batch is the preprocessed patches <float>[N, 256] (see :mod:`mp_jax.preprocess`).
+The hyperparameters are an :class:`AEHyper` argument with a default, so a sweep can
+``jax.vmap`` over them.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from mp_jax import layers
+
+Array = jax.Array
+
+
+class AEParams(NamedTuple):
+    w_enc: Array  # [L_in, L_hid]  W1 (also the decoder, transposed, when tied)
+    b_hid: Array  # [L_hid]        b1
+    b_out: Array  # [L_in]         b2
+    w_dec: Optional[Array] = None  # [L_hid, L_in] W2 when untied; None when tied
+
+    @property
+    def tied(self) -> bool:
+        return self.w_dec is None
+
+    def decoder(self) -> Array:
+        """W2 <float>[L_hid, L_in]."""
+        return self.w_enc.T if self.w_dec is None else self.w_dec
+
+
+class AEHyper(NamedTuple):
+    lam: float = 5e-4  # λ, weight decay
+    beta: float = 2.2  # β, weight of the sparsity penalty
+    rho: float = 0.026  # ρ, target mean activation of a hidden unit
+
+
+DEFAULT_HYPER = AEHyper()
+
+
+class AECache(NamedTuple):
+    enc: layers.LinearCache
+    h: Array  # [N, L_hid]
+    dec: layers.LinearCache
+    o: Array  # [N, L_in]
+
+
+def init_params(key: Array, n_hidden: int, n_in: int = 256, *, tied: bool = True, dtype=jnp.float32) -> AEParams:
+    """Every weight and bias uniform on [−w0, w0], w0 = sqrt(6 / (L_in + L_hid))."""
+    w0 = (6.0 / (n_in + n_hidden)) ** 0.5
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+
+    def u(k, shape):
+        return jax.random.uniform(k, shape, dtype, -w0, w0)
+
+    return AEParams(u(k1, (n_in, n_hidden)), u(k2, (n_hidden,)), u(k3, (n_in,)),
+                    None if tied else u(k4, (n_hidden, n_in)))
+
+
+# ----------------------------------------------------------------------------- manual
+def forward(params: AEParams, x: Array) -> tuple[Array, AECache]:
+    """Reconstruction o <float>[N, L_in] of x <float>[N, L_in] and the cache."""
+    a, enc = layers.linear_forward(x, params.w_enc, params.b_hid)
+    h, _ = layers.sigmoid_forward(a)
+    z, dec = layers.linear_forward(h, params.decoder(), params.b_out)
+    o, _ = layers.sigmoid_forward(z)
+    return o, AECache(enc, h, dec, o)
+
+
+def _kl(rho, rho_hat):
+    return rho * jnp.log(rho / rho_hat) + (1.0 - rho) * jnp.log((1.0 - rho) / (1.0 - rho_hat))
+
+
+def _terms(params: AEParams, x: Array, h: Array, o: Array, hp: AEHyper) -> dict:
+    n = x.shape[0]
+    sq = jnp.sum(params.w_enc ** 2)
+    sq = 2.0 * sq if params.tied else sq + jnp.sum(params.w_dec ** 2)
+    return {
+        "reconstruction": jnp.sum((x - o) ** 2) / (2.0 * n),
+        "weight_decay": 0.5 * hp.lam * sq,
+        "sparsity": hp.beta * jnp.sum(_kl(hp.rho, jnp.mean(h, axis=0))),
+    }
+
+
+def backward(params: AEParams, cache: AECache, hp: AEHyper = DEFAULT_HYPER) -> AEParams:
+    """dJ/dparams from the forward cache.
+
+    δ_o = (o − x) ⊙ o(1 − o) / N; δ_h = (δ_o W2ᵀ + s/N) ⊙ h(1 − h) with
+    s_b = β(−ρ/ρ̂_b + (1−ρ)/(1−ρ̂_b)); dW1 = xᵀ δ_h + λ W1, dW2 = hᵀ δ_o + λ W2;
+    tied: dW = dW1 + dW2ᵀ.
+    """
+    x, h, o = cache.enc.x, cache.h, cache.o
+    n = x.shape[0]
+    dz = layers.sigmoid_backward((o - x) / n, o)
+    dh, dw_dec, db_out = layers.linear_backward(dz, cache.dec)
+    rho_hat = jnp.mean(h, axis=0)
+    s = hp.beta * (-hp.rho / rho_hat + (1.0 - hp.rho) / (1.0 - rho_hat))
+    da = layers.sigmoid_backward(dh + s / n, h)
+    _, dw_enc, db_hid = layers.linear_backward(da, cache.enc)
+    if params.tied:  # W appears as W1 and as W2ᵀ: both paths and both decay terms (2λW)
+        return AEParams(dw_enc + dw_dec.T + 2.0 * hp.lam * params.w_enc, db_hid, db_out, None)
+    return AEParams(dw_enc + hp.lam * params.w_enc, db_hid, db_out, dw_dec + hp.lam * params.w_dec)
+
+
+def loss_and_grad(params: AEParams, batch: Array, hp: AEHyper = DEFAULT_HYPER) -> tuple[Array, AEParams]:
+    """Manual forward and backward: (J, :class:`AEParams` of gradients)."""
+    o, cache = forward(params, batch)
+    value = sum(_terms(params, batch, cache.h, o, hp).values())
+    return value, backward(params, cache, hp)
+
+
+# ----------------------------------------------------------------------------- reference
+def loss(params: AEParams, batch: Array, hp: AEHyper = DEFAULT_HYPER) -> Array:
+    """Reference J for ``jax.grad``, written directly with jax.nn / jnp."""
+    w1 = params.w_enc
+    w2 = w1.T if params.w_dec is None else params.w_dec
+    h = jax.nn.sigmoid(batch @ w1 + params.b_hid)
+    o = jax.nn.sigmoid(h @ w2 + params.b_out)
+    recon = 0.5 * jnp.mean(jnp.sum(jnp.square(batch - o), axis=-1))
+    decay = 0.5 * hp.lam * (jnp.sum(jnp.square(w1)) + jnp.sum(jnp.square(w2)))
+    rho_hat = jnp.mean(h, axis=0)
+    kl = hp.rho * (jnp.log(hp.rho) - jnp.log(rho_hat)) + (1 - hp.rho) * (jnp.log1p(-hp.rho) - jnp.log1p(-rho_hat))
+    return recon + decay + hp.beta * jnp.sum(kl)
+
+
+# ----------------------------------------------------------------------------- helpers
+def encode(params: AEParams, x: Array) -> Array:
+    """Hidden activations h <float>[N, L_hid]."""
+    return jax.nn.sigmoid(x @ params.w_enc + params.b_hid)
+
+
+def reconstruct(params: AEParams, x: Array) -> Array:
+    """o <float>[N, L_in]."""
+    return forward(params, x)[0]
+
+
+def mean_hidden_activation(params: AEParams, x: Array) -> Array:
+    """ρ̂ <float>[L_hid]: each hidden unit's mean activation over x."""
+    return jnp.mean(encode(params, x), axis=0)
+
+
+def cost_terms(params: AEParams, batch: Array, hp: AEHyper = DEFAULT_HYPER) -> dict:
+    """The three terms of J on ``batch``: reconstruction, weight_decay, sparsity."""
+    o, cache = forward(params, batch)
+    return _terms(params, batch, cache.h, o, hp)
+
+
+def metrics(params: AEParams, batch: Array, hp: AEHyper = DEFAULT_HYPER) -> dict:
+    """Batch means for the engine: loss (J on the batch), its terms, and per-pixel MSE."""
+    o, cache = forward(params, batch)
+    terms = _terms(params, batch, cache.h, o, hp)
+    return {"loss": sum(terms.values()), **terms, "mse": jnp.mean(jnp.square(batch - o))}
