@@ -138,3 +138,38 @@ def fit_run(
     store.events.append((name, event, seconds))
     log.info("%s: done in %.1fs (%d epochs, best epoch %d)", name, seconds, result.epochs_run, result.best_epoch)
     return result
+
+
+def cached_run(name: str, *, config: dict, data_id: str, template: Any, compute) -> tuple[Any, dict]:
+    """A run that does not go through the engine (e.g. full-batch L-BFGS), made skippable.
+
+    ``compute()`` returns ``(params, record)`` with ``record`` JSON-serialisable. Inside a
+    :func:`checkpointing` context the result is saved when it finishes, and the same run
+    (same name, config and data) called again returns the saved result without training;
+    a corrupt or mismatched file is set aside and the run recomputed. ``template`` is a
+    pytree with the structure, shapes and dtypes of ``params``.
+    """
+    store = _STORE.get()
+    if store is None:
+        return compute()
+    run_hash = checkpoint.config_hash({"name": name, "config": config, "data_id": data_id})
+    path = store.directory / f"{name}-{run_hash}.h5"
+    empty = train.FitState(params=template, opt_state=(), key=jax.numpy.zeros((2,), jax.numpy.uint32), epoch=0,
+                           best_params=(), best_loss=0.0, best_epoch=0, bad_epochs=0, history={})
+    if path.exists():
+        try:
+            state, meta = checkpoint.load_state(path, empty, expect_meta={"run_hash": run_hash})
+        except checkpoint.CheckpointError as e:
+            _set_aside(path, f"{name}: {e}")
+        else:
+            log.info("%s: finished earlier; skipped", name)
+            store.events.append((name, "skipped", 0.0))
+            return state.params, meta["record"]
+    t = time.perf_counter()
+    params, record = compute()
+    seconds = time.perf_counter() - t
+    checkpoint.save_state(path, empty._replace(params=params),
+                          {"name": name, "run_hash": run_hash, "config": config, "data_id": data_id,
+                           "finished": True, "record": record})
+    store.events.append((name, "trained", seconds))
+    return params, record

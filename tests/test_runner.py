@@ -82,3 +82,22 @@ def test_changed_config_does_not_reuse_the_checkpoint(tmp_path):
         run(epochs=3)
     assert [e[1] for e in store.events] == ["trained", "trained"]
     assert len(list(tmp_path.glob("mlp-*.h5"))) == 2
+
+
+def test_cached_run_skips_a_finished_run_and_recomputes_a_corrupt_one(tmp_path):
+    calls = []
+    template = {"w": jax.numpy.zeros((3,))}
+
+    def compute():
+        calls.append(1)
+        return {"w": jax.numpy.arange(3.0)}, {"cost": 1.5, "curve": [3.0, 2.0, 1.5]}
+
+    with runner.checkpointing(tmp_path) as store:
+        p1, r1 = runner.cached_run("lbfgs", config={"it": 5}, data_id="d", template=template, compute=compute)
+        p2, r2 = runner.cached_run("lbfgs", config={"it": 5}, data_id="d", template=template, compute=compute)
+        (f,) = tmp_path.glob("lbfgs-*.h5")
+        f.write_bytes(b"garbage")
+        p3, _ = runner.cached_run("lbfgs", config={"it": 5}, data_id="d", template=template, compute=compute)
+    assert len(calls) == 2 and [e[1] for e in store.events] == ["trained", "skipped", "trained"]
+    chex.assert_trees_all_equal(p1, p2, p3)
+    assert r2 == r1
