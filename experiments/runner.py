@@ -42,7 +42,7 @@ _MESH: contextvars.ContextVar = contextvars.ContextVar("mp_jax_mesh", default=No
 def devices(n_devices: Optional[int] = None):
     """Train every ``fit_run`` inside the block data-parallel over ``n_devices`` local
     devices (default all); with one device, no mesh is used."""
-    n = len(jax.local_devices()) if n_devices is None else n_devices
+    n = jax.device_count() if n_devices is None else n_devices
     mesh = train.make_mesh(n) if n != 1 else None
     token = _MESH.set(mesh)
     try:

@@ -86,12 +86,12 @@ def tree_all_finite(tree: PyTree) -> jax.Array:
 
 
 def make_mesh(n_devices: Optional[int] = None) -> jax.sharding.Mesh:
-    """A 1-D device mesh with axis ``"data"`` over the first ``n_devices`` local devices
-    (default: all of them)."""
-    devices = jax.local_devices()
+    """A 1-D device mesh with axis ``"data"`` over the first ``n_devices`` devices (default:
+    all of them; after ``jax.distributed.initialize`` that spans every host)."""
+    devices = jax.devices()
     n = len(devices) if n_devices is None else n_devices
     if not 1 <= n <= len(devices):
-        raise ValueError(f"--devices {n}: this process sees {len(devices)} device(s) ({devices[0].platform}); "
+        raise ValueError(f"--devices {n}: JAX sees {len(devices)} device(s) ({devices[0].platform}); "
                          f"choose 1..{len(devices)}")
     return jax.sharding.Mesh(np.array(devices[:n]), ("data",))
 
