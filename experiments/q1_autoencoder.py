@@ -9,6 +9,12 @@
     report's five (β, ρ).
 (d) a 3 × 3 sweep over L_hid × λ, one figure of nine feature grids.
 
+The (β, ρ) study and each L_hid row of the sweep (its three λ) are trained as one
+program by default, ``jax.vmap`` over the members (``lbfgs.minimize_many`` or
+``sweep.fit_sweep``); each member equals its run trained alone to round-off.
+``--no-vmap`` trains them one by one; ``--compare-vmap`` trains them both ways and
+records the seconds in ``metrics.json["sweep_timing"]``.
+
 Quality measures, for every run: the fraction of hidden units whose weight image
 correlates above 0.95 with another unit's (duplicates), the reconstruction MSE on
 held-out patches against predicting the mean training patch, and the mean hidden
@@ -38,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import common, plotting, runner
-from mp_jax import lbfgs, train
+from mp_jax import lbfgs, sweep, train
 from mp_jax import preprocess as pp
 from mp_jax.data import load_patches
 from mp_jax.models import autoencoder as ae
@@ -147,10 +153,42 @@ def _config(s: Settings, optimizer: str, hidden: int, hp: ae.AEHyper) -> dict:
     return cfg
 
 
+def _run_name(optimizer: str, hidden: int, hp: ae.AEHyper) -> str:
+    return f"ae_{optimizer}_H{hidden}_lam{hp.lam:g}_beta{hp.beta:g}_rho{hp.rho:g}"
+
+
+def _lbfgs_config(s: Settings) -> lbfgs.LbfgsConfig:
+    return lbfgs.LbfgsConfig(max_iter=s.lbfgs_iters, memory_size=s.lbfgs_memory, chunk=s.lbfgs_chunk)
+
+
+def _lbfgs_steps(res: lbfgs.LbfgsResult) -> tuple[dict, dict]:
+    curve = {"x": "iteration", "train": res.history["value"]}
+    steps = {"iterations": res.iterations, "converged": res.converged,
+             "function_evaluations": res.iterations + int(sum(res.history["linesearch_steps"]))}
+    return curve, steps
+
+
+def _sgd_steps(s: Settings, history: dict, epochs_run: int, n_train: int) -> tuple[dict, dict]:
+    curve = {"x": "epoch", "train": history["train_loss"], "heldout": history.get("val_loss", [])}
+    steps = {"epochs": epochs_run, "updates": epochs_run * -(-n_train // s.sgd_batch)}
+    return curve, steps
+
+
+def _finish(s: Settings, optimizer: str, hidden: int, hp: ae.AEHyper, params, curve: dict, steps: dict,
+            seconds: float, x_train, x_held) -> tuple[ae.AEParams, dict]:
+    name = _run_name(optimizer, hidden, hp)
+    record = {"name": name, "optimizer": optimizer, "hidden": hidden, "lam": float(hp.lam), "beta": float(hp.beta),
+              **evaluate(params, hp, x_train, x_held, s.duplicate_threshold), **steps, "seconds": seconds}
+    log.info("%s: J %.4f, held-out MSE %.5f (mean patch %.5f), ρ̂ %.4f (ρ %g), duplicates %d/%d, %.1fs",
+             name, record["final_cost"], record["heldout_reconstruction_mse"], record["heldout_mean_patch_mse"],
+             record["mean_hidden_activation"], hp.rho, record["duplicate_units"], hidden, seconds)
+    return params, {**record, "curve": curve}
+
+
 def train_model(s: Settings, optimizer: str, hidden: int, hp: ae.AEHyper, x_train, x_held, *,
                 key_init, key_fit, data_id: str, progress) -> tuple[ae.AEParams, dict]:
     """Train one autoencoder; returns its parameters and a record (settings, measures, curve)."""
-    name = f"ae_{optimizer}_H{hidden}_lam{hp.lam:g}_beta{hp.beta:g}_rho{hp.rho:g}"
+    name = _run_name(optimizer, hidden, hp)
     config = _config(s, optimizer, hidden, hp)
     params = _init(key_init, hidden, x_train.shape[1])
     t = time.perf_counter()
@@ -164,25 +202,60 @@ def train_model(s: Settings, optimizer: str, hidden: int, hp: ae.AEHyper, x_trai
             key=key_fit, val_data=x_held, metrics_fn=functools.partial(ae.metrics, hp=hp), progress=progress,
         )
         params = res.last_params  # the report keeps the weights after the last epoch
-        curve = {"x": "epoch", "train": res.history["train_loss"], "heldout": res.history.get("val_loss", [])}
-        steps = {"epochs": res.epochs_run, "updates": res.epochs_run * -(-x_train.shape[0] // s.sgd_batch)}
+        curve, steps = _sgd_steps(s, res.history, res.epochs_run, x_train.shape[0])
     elif optimizer == "lbfgs":
-        cfg = lbfgs.LbfgsConfig(max_iter=s.lbfgs_iters, memory_size=s.lbfgs_memory, chunk=s.lbfgs_chunk)
-        res = lbfgs.minimize(ae.loss_and_grad, params, x_train, cfg, fn_kwargs={"hp": hp}, progress=progress,
-                              desc=f"{name} (L-BFGS iterations)")
-        params = res.params
-        curve = {"x": "iteration", "train": res.history["value"]}
-        steps = {"iterations": res.iterations, "converged": res.converged,
-                 "function_evaluations": res.iterations + int(sum(res.history["linesearch_steps"]))}
+        def compute():
+            res = lbfgs.minimize(ae.loss_and_grad, params, x_train, _lbfgs_config(s), fn_kwargs={"hp": hp},
+                                 progress=progress, desc=f"{name} (L-BFGS iterations)")
+            curve, steps = _lbfgs_steps(res)
+            return res.params, {"curve": curve, "steps": steps}
+
+        # saved when finished, so that running the job again skips it
+        params, saved = runner.cached_run(name, config=config, data_id=data_id, template=params, compute=compute)
+        curve, steps = saved["curve"], saved["steps"]
     else:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose from {OPTIMIZERS}")
-    seconds = time.perf_counter() - t
-    record = {"name": name, "optimizer": optimizer, "hidden": hidden, "lam": float(hp.lam), "beta": float(hp.beta),
-              **evaluate(params, hp, x_train, x_held, s.duplicate_threshold), **steps, "seconds": seconds}
-    log.info("%s: J %.4f, held-out MSE %.5f (mean patch %.5f), ρ̂ %.4f (ρ %g), duplicates %d/%d, %.1fs",
-             name, record["final_cost"], record["heldout_reconstruction_mse"], record["heldout_mean_patch_mse"],
-             record["mean_hidden_activation"], hp.rho, record["duplicate_units"], hidden, seconds)
-    return params, {**record, "curve": curve}
+    return _finish(s, optimizer, hidden, hp, params, curve, steps, time.perf_counter() - t, x_train, x_held)
+
+
+def train_many(s: Settings, optimizer: str, hidden: int, hps: list, x_train, x_held, *,
+               key_init, key_fit, progress, data_id: Optional[str] = None) -> list:
+    """Train one autoencoder per hyperparameter setting in ``hps`` (same ``hidden``) as one
+    program, ``jax.vmap`` over the members; each member is the run :func:`train_model` would
+    train alone (same initial parameters, same key), to round-off. Returns
+    ``[(params, record), ...]``; a record's ``seconds`` is its share (1/M) of the program."""
+    m = len(hps)
+    params = sweep.stack([_init(key_init, hidden, x_train.shape[1])] * m)
+    stacked = ae.AEHyper(*(jnp.asarray([float(getattr(hp, f)) for hp in hps], dtype=x_train.dtype)
+                           for f in ae.AEHyper._fields))
+    desc = f"{m} × ae_{optimizer}_H{hidden} (vmapped)"
+    t = time.perf_counter()
+    if optimizer == "sgd":
+        res = sweep.fit_sweep(
+            ae.loss_and_grad, train.sgd_momentum(s.sgd_lr, s.sgd_momentum), params, x_train,
+            train.FitConfig(epochs=s.sgd_epochs, batch_size=s.sgd_batch), keys=jnp.stack([key_fit] * m), hps=stacked,
+            val_data=x_held, metrics_fn=ae.metrics, progress=progress, desc=desc)
+        members = [(sweep.unstack(res.last_params, i), *_sgd_steps(s, res.histories[i], res.epochs_run[i], x_train.shape[0]))
+                   for i in range(m)]
+    elif optimizer == "lbfgs":
+        def compute():
+            results = lbfgs.minimize_many(ae.loss_and_grad, params, x_train, _lbfgs_config(s),
+                                          fn_kwargs_stacked={"hp": stacked}, progress=progress, desc=desc)
+            return sweep.stack([r.params for r in results]), {"members": [_lbfgs_steps(r) for r in results]}
+
+        if data_id is None:
+            stacked_params, saved = compute()
+        else:  # the whole program is saved when finished, so that running the job again skips it
+            group = f"ae_lbfgs_H{hidden}_vmap{m}"
+            config = {**_config(s, optimizer, hidden, hps[0]), "hps": [[float(v) for v in hp] for hp in hps]}
+            stacked_params, saved = runner.cached_run(group, config=config, data_id=data_id, template=params,
+                                                      compute=compute)
+        members = [(sweep.unstack(stacked_params, i), *saved["members"][i]) for i in range(m)]
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose from {OPTIMIZERS}")
+    share = (time.perf_counter() - t) / m
+    return [_finish(s, optimizer, hidden, hp, p, curve, steps, share, x_train, x_held)
+            for hp, (p, curve, steps) in zip(hps, members)]
 
 
 # ----------------------------------------------------------------------------- figures
@@ -351,17 +424,64 @@ def run(args) -> dict:
     optimizer_curves({k: r for k, (_, r) in comparison.items()}, out / "optimizer_curves.png")
     reconstruction_figure(params, x_held, rec, out / "reconstructions.png")
 
-    # (c) the report's five (β, ρ)
-    beta_rho = []
-    for beta, rho in s.beta_rho:
-        hp = s.hp._replace(beta=beta, rho=rho)
-        beta_rho.append(get(s.optimizer, s.hidden, hp))
+    # (c) the report's five (β, ρ) and (d) L_hid × λ: each a vmapped program per L_hid by default
+    vmapped = not getattr(args, "no_vmap", False)
+    compare = bool(getattr(args, "compare_vmap", False))
+
+    def train_programs(programs: list, vmap: bool, cached: bool) -> tuple[list, float, list]:
+        """programs: [(hidden, [hp, ...]), ...] -> ([[(params, record), ...] per program], seconds, per program)."""
+        out_, per = [], []
+        t0 = time.perf_counter()
+        for hidden, hps in programs:
+            t1 = time.perf_counter()
+            if vmap:
+                out_.append(train_many(s, s.optimizer, hidden, hps, x_train, x_held, key_init=key_init,
+                                       key_fit=key_fit, progress=progress,
+                                       data_id=None if compare else data_id))  # a timed comparison retrains
+            elif cached:
+                out_.append([get(s.optimizer, hidden, hp) for hp in hps])
+            else:  # the comparison: every member trained alone, none reused
+                out_.append([train_model(s, s.optimizer, hidden, hp, x_train, x_held, key_init=key_init,
+                                         key_fit=key_fit, data_id=data_id, progress=progress) for hp in hps])
+            per.append({"hidden": hidden, "members": len(hps), "seconds": time.perf_counter() - t1})
+        return out_, time.perf_counter() - t0, per
+
+    studies = {
+        "beta_rho": [(s.hidden, [s.hp._replace(beta=beta, rho=rho) for beta, rho in s.beta_rho])],
+        "sweep": [(h, [s.hp._replace(lam=lam) for lam in s.sweep_lam]) for h in s.sweep_hidden],
+    }
+    timing: dict = {"mode": "vmap" if vmapped else "sequential", "optimizer": s.optimizer,
+                    "compared": bool(compare)}
+    trained_studies = {}
+    for study, programs in studies.items():
+        runs, seconds, per = train_programs(programs, vmapped, cached=True)
+        trained_studies[study] = runs
+        entry = {"members": sum(len(h) for _, h in programs), "programs": len(programs) if vmapped else None,
+                 "vmapped_seconds": seconds if vmapped else None, "sequential_seconds": None if vmapped else seconds,
+                 "per_program": per}
+        if compare:
+            other, other_seconds, _ = train_programs(programs, not vmapped, cached=False)
+            entry["vmapped_seconds" if not vmapped else "sequential_seconds"] = other_seconds
+            a = [r["final_cost"] for row in runs for _, r in row]
+            b = [r["final_cost"] for row in other for _, r in row]
+            entry["max_rel_final_cost_difference"] = float(np.max(np.abs(np.subtract(a, b)) / np.abs(b)))
+        if entry["vmapped_seconds"] and entry["sequential_seconds"]:
+            entry["speedup"] = entry["sequential_seconds"] / entry["vmapped_seconds"]
+        timing[study] = entry
+    if not vmapped and not compare:
+        timing["note"] = "sequential members reuse runs already trained (e.g. the default setting)"
+    elif compare:
+        timing["note"] = ("seconds include compilation; the sequential comparison trains every member alone "
+                          "(none reused) after the vmapped programs"
+                          + ("; SGD runs alone go through runner.fit_run and may be skipped by its checkpoints"
+                             if s.optimizer == "sgd" else ""))
+    beta_rho = trained_studies["beta_rho"][0]
     feature_figure([(p, _feature_title(r, optimizer=False)) for p, r in beta_rho], out / "features_beta_rho.png",
                    f"(c) hidden-unit weights for five (β, ρ): {OPTIMIZER_LABEL[s.optimizer]}, "
                    f"$L_{{hid}}$={s.hidden}, λ={s.hp.lam:g}", cols=len(beta_rho))
 
     # (d) L_hid × λ
-    sweep = [[get(s.optimizer, h, s.hp._replace(lam=lam)) for lam in s.sweep_lam] for h in s.sweep_hidden]
+    sweep = trained_studies["sweep"]
     feature_figure([(p, _feature_title(r, optimizer=False)) for row in sweep for p, r in row],
                    out / "features_sweep.png",
                    f"(d) hidden-unit weights, rows $L_{{hid}}$ ∈ {list(s.sweep_hidden)}, columns λ ∈ "
@@ -380,6 +500,7 @@ def run(args) -> dict:
         "optimizers": {k: {**strip(r), "curve": r["curve"]} for k, (_, r) in comparison.items()},
         "beta_rho": [strip(r) for _, r in beta_rho],
         "sweep": [strip(r) for row in sweep for _, r in row],
+        "sweep_timing": timing,
         "total_seconds": time.perf_counter() - t_start,
     }
     metrics["settings"]["hp"] = {k: float(v) for k, v in s.hp._asdict().items()}
@@ -394,7 +515,14 @@ def run(args) -> dict:
         print(f"  {k}: J {r['final_cost']:.4f}, duplicates {r['duplicate_units']}/{r['hidden']}, "
               f"held-out MSE {r['heldout_reconstruction_mse']:.5f}, ρ̂ {r['mean_hidden_activation']:.4f}, "
               f"{r['seconds']:.1f}s")
-    print(f"q1: {len(trained)} runs in {metrics['total_seconds']:.0f}s -> {out}")
+    for study in studies:
+        e = timing[study]
+        line = f"  {study} ({e['members']} members, {timing['optimizer']}): "
+        parts = [f"{k.split('_')[0]} {e[k]:.1f}s" for k in ("vmapped_seconds", "sequential_seconds") if e[k] is not None]
+        if "speedup" in e:
+            parts.append(f"speed-up ×{e['speedup']:.2f}, max rel. ΔJ {e['max_rel_final_cost_difference']:.1e}")
+        print(line + ", ".join(parts))
+    print(f"q1: done in {metrics['total_seconds']:.0f}s -> {out}")
     return metrics
 
 
@@ -404,6 +532,10 @@ def main(argv=None) -> int:
                    "(default lbfgs; the other one is trained too, for the comparison)")
     p.add_argument("--lbfgs-iters", type=int, help="L-BFGS iterations per run (default 400)")
     p.add_argument("--sgd-epochs", type=int, help="SGD epochs per run (default 200)")
+    p.add_argument("--no-vmap", action="store_true", help="train the (β, ρ) study and the sweep's λ values one "
+                   "run at a time instead of as one jax.vmap program per L_hid")
+    p.add_argument("--compare-vmap", action="store_true", help="also train the (β, ρ) study and the sweep the "
+                   "other way (sequential / vmapped) and record both times in metrics.json['sweep_timing']")
     args = p.parse_args(argv)
     common.setup_logging()
     with common.session(args, "q1"):

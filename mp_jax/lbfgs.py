@@ -9,9 +9,15 @@ every gradient the optimiser uses comes from the hand-derived backward.
 The iterations run as jitted chunks (a ``lax.scan`` of ``chunk`` steps) in a short
 Python loop. The compiled chunk is cached per (``loss_and_grad``, config); keyword
 arguments of ``loss_and_grad`` (e.g. a model's hyperparameters as arrays) are traced,
-so runs that differ only in them reuse one compilation. The loop which logs progress and stops when the gradient norm falls below ``gtol``
-or the relative decrease of a whole chunk falls below ``ftol`` (there are no minibatches:
-every step sees the whole training set).
+so runs that differ only in them reuse one compilation. The loop logs progress and
+stops when the gradient norm falls below ``gtol`` or the relative decrease of a whole
+chunk falls below ``ftol`` (there are no minibatches: every step sees the whole
+training set).
+
+:func:`minimize_many` trains M members (same shapes and data, different parameters
+and/or keyword arguments) as one program: the chunk ``jax.vmap``-ed over members, the
+same stopping rule applied to each member after every chunk, and stopped members
+frozen, so each member equals its run alone.
 """
 from __future__ import annotations
 
@@ -82,8 +88,8 @@ def make_chunk_fn(loss_and_grad: Callable, config: LbfgsConfig):
     return _chunk_fn(loss_and_grad, config.memory_size, config.max_linesearch_steps, config.chunk)
 
 
-@functools.lru_cache(maxsize=32)
-def _chunk_fn(loss_and_grad: Callable, memory_size: int, max_linesearch_steps: int, chunk: int):
+def _chunk_body(loss_and_grad: Callable, memory_size: int, max_linesearch_steps: int, chunk: int):
+    """The (unjitted) ``(params, opt_state, batch, fn_kwargs) -> (params, opt_state, rows)``."""
     config = LbfgsConfig(memory_size=memory_size, max_linesearch_steps=max_linesearch_steps, chunk=chunk)
     optimizer = make_optimizer(config)
 
@@ -104,7 +110,92 @@ def _chunk_fn(loss_and_grad: Callable, memory_size: int, max_linesearch_steps: i
         (params, opt_state), rows = jax.lax.scan(step, (params, opt_state), None, length=config.chunk)
         return params, opt_state, rows
 
+    return run
+
+
+@functools.lru_cache(maxsize=32)
+def _chunk_fn(loss_and_grad: Callable, memory_size: int, max_linesearch_steps: int, chunk: int):
+    return jax.jit(_chunk_body(loss_and_grad, memory_size, max_linesearch_steps, chunk))
+
+
+def make_chunk_many_fn(loss_and_grad: Callable, config: LbfgsConfig):
+    """Jitted ``(params, opt_state, batch, fn_kwargs, active, src) -> (params, opt_state, rows, finite)``:
+    :func:`make_chunk_fn`'s chunk ``jax.vmap``-ed over members (every argument but ``batch``
+    has a leading axis M; ``active`` is <bool>[M]; ``src`` <int32>[M] is i for an active
+    member and some active member's index for a stopped one). Members with ``active`` False
+    come back unchanged (frozen); ``finite`` <bool>[M] says whether each member's new
+    parameters are finite."""
+    return _chunk_many_fn(loss_and_grad, config.memory_size, config.max_linesearch_steps, config.chunk)
+
+
+@functools.lru_cache(maxsize=32)
+def _chunk_many_fn(loss_and_grad: Callable, memory_size: int, max_linesearch_steps: int, chunk: int):
+    config = LbfgsConfig(memory_size=memory_size, max_linesearch_steps=max_linesearch_steps, chunk=chunk)
+    optimizer = make_optimizer(config)
+
+    def value_fn(batch, fn_kwargs):
+        return manual_value_fn(loss_and_grad, batch, fn_kwargs)
+
+    def run(params, opt_state, batch, fn_kwargs, active, src):
+        # A stopped member's slot recomputes an active member (src[i]): its results are thrown
+        # away, and a converged member would otherwise keep the batched line search (a
+        # while_loop that runs until every member is done) busy for up to max_linesearch_steps.
+        frozen_params, frozen_state = params, opt_state
+        params, opt_state, fn_kwargs = jax.tree.map(lambda x: x[src], (params, opt_state, fn_kwargs))
+        # The step of _chunk_body with the vmap inside it. optax.value_and_grad_from_state
+        # picks the value and gradient stored by the last line search (or computes them when
+        # there are none) with a lax.cond; vmapped, that cond would become a select that
+        # computes J and ∇J every step. Here the cond is taken once for all members
+        # (computing only when some member lacks them), and each member then gets exactly
+        # what it would get alone.
+        value_and_grad_all = jax.vmap(lambda p, kw: jax.value_and_grad(value_fn(batch, kw))(p))
+
+        def member_update(p, s, value, grad, kw):
+            updates, s = optimizer.update(grad, s, p, value=value, grad=grad, value_fn=value_fn(batch, kw))
+            row = {"value": value, "grad_norm": optax.tree.norm(grad),
+                   "step_size": optax.tree.get(s, "learning_rate"),
+                   "linesearch_steps": optax.tree.get(s, "info").num_linesearch_steps}
+            return optax.apply_updates(p, updates), s, row
+
+        def step(carry, _):
+            params, state = carry
+            stored = (optax.tree.get(state, "value"), optax.tree.get(state, "grad"))
+            ok = jnp.isfinite(stored[0])  # <bool>[M]
+
+            def fresh():
+                computed = value_and_grad_all(params, fn_kwargs)
+                return _select(ok, stored, computed)
+
+            value, grad = jax.lax.cond(jnp.all(ok), lambda: stored, fresh)
+            params, state, row = jax.vmap(member_update)(params, state, value, grad, fn_kwargs)
+            return (params, state), row
+
+        (new_params, new_state), rows = jax.lax.scan(step, (params, opt_state), None, length=config.chunk)
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x), axis=tuple(range(1, x.ndim)))
+                                    for x in jax.tree.leaves(new_params)]), axis=0)
+        rows = jax.tree.map(lambda r: jnp.swapaxes(r, 0, 1), rows)  # [chunk, M] -> [M, chunk]
+        return (_select(active, new_params, frozen_params), _select(active, new_state, frozen_state), rows,
+                finite)
+
     return jax.jit(run)
+
+
+def _select(mask: jax.Array, new: PyTree, old: PyTree) -> PyTree:
+    """Per member (leading axis of every leaf), ``new`` where ``mask`` else ``old``."""
+    return jax.tree.map(lambda a, b: jnp.where(mask.reshape((-1,) + (1,) * (jnp.ndim(a) - 1)), a, b), new, old)
+
+
+def _stops(rows: dict, config: LbfgsConfig) -> bool:
+    """The stopping rule after a chunk (lists of floats): the gradient norm before its last
+    step is at most ``gtol``, or the chunk lowered J by at most ``ftol``·|J|."""
+    first, last = rows["value"][0], rows["value"][-1]
+    return rows["grad_norm"][-1] <= config.gtol or first - last <= config.ftol * abs(first)
+
+
+def _strong(tree: PyTree) -> PyTree:
+    # strong dtypes throughout, so the state after a chunk matches the initial one and the
+    # compiled chunk is reused (optax's init leaves a few scalars weakly typed)
+    return jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.asarray(a).dtype), tree)
 
 
 def _all_finite(tree: PyTree) -> bool:
@@ -128,9 +219,7 @@ def minimize(
     value or the parameters stop being finite.
     """
     fn_kwargs = fn_kwargs or {}
-    # strong dtypes throughout, so the state after a chunk matches the initial one and the
-    # compiled chunk is reused (optax's init leaves a few scalars weakly typed)
-    opt_state = jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.asarray(a).dtype), make_optimizer(config).init(params))
+    opt_state = _strong(make_optimizer(config).init(params))
     n_chunks = math.ceil(config.max_iter / config.chunk)
     chunk_fn = make_chunk_fn(loss_and_grad, config)
     history: dict = {"value": [], "grad_norm": [], "step_size": [], "linesearch_steps": []}
@@ -153,11 +242,84 @@ def minimize(
                 history[k].extend(v)
             done = (c + 1) * config.chunk
             bar.update(done, {"train_loss": rows["value"][-1]})
-            first, last = rows["value"][0], rows["value"][-1]
-            if rows["grad_norm"][-1] <= config.gtol or first - last <= config.ftol * abs(first):
+            if _stops(rows, config):
                 converged = True
                 break
     finally:
         bar.close()
     iterations = len(history["value"])
     return LbfgsResult(params, history, iterations, converged, time.perf_counter() - t0)
+
+
+def minimize_many(
+    loss_and_grad: Callable,
+    params_stacked: PyTree,
+    batch: PyTree,
+    config: LbfgsConfig = LbfgsConfig(),
+    *,
+    fn_kwargs_stacked: dict | None = None,
+    progress: bool | None = None,
+    desc: str = "lbfgs (vmapped)",
+) -> list[LbfgsResult]:
+    """:func:`minimize` for M members at once: one compiled program, ``jax.vmap`` over members.
+
+    ``params_stacked`` and every leaf of ``fn_kwargs_stacked`` (e.g. ``{"hp": AEHyper(lam=<[M]>,
+    ...)}``) carry a leading axis M; ``batch`` is shared. Each member gets exactly the
+    iterations it would get alone: after each chunk :func:`minimize`'s stopping rule is
+    applied to every member, and a member that has stopped is frozen (the program still
+    computes it, but its parameters, optimiser state and history no longer change).
+
+    Returns one :class:`LbfgsResult` per member, equal (to round-off) to ``minimize`` with
+    that member's parameters and keyword arguments; ``seconds`` is the member's share
+    (1/M) of the program's wall time. Raises :class:`mp_jax.train.NonFiniteError` when a
+    still-running member's value or parameters stop being finite.
+    """
+    fn_kwargs_stacked = fn_kwargs_stacked or {}
+    leaves = jax.tree.leaves(params_stacked)
+    m = int(leaves[0].shape[0])
+    bad = [tuple(x.shape) for x in jax.tree.leaves((params_stacked, fn_kwargs_stacked)) if jnp.ndim(x) < 1 or x.shape[0] != m]
+    if bad:
+        raise ValueError(f"{desc}: every leaf of params_stacked and fn_kwargs_stacked needs the leading member axis "
+                         f"M={m} (from the first parameter leaf); found shapes {bad}. Stack the members with "
+                         f"mp_jax.sweep.stack.")
+    opt_state = _strong(jax.vmap(make_optimizer(config).init)(params_stacked))
+    params = params_stacked
+    n_chunks = math.ceil(config.max_iter / config.chunk)
+    chunk_fn = make_chunk_many_fn(loss_and_grad, config)
+    keys = ("value", "grad_norm", "step_size", "linesearch_steps")
+    histories = [{k: [] for k in keys} for _ in range(m)]
+    active = np.ones(m, bool)
+    converged = np.zeros(m, bool)
+    t0 = time.perf_counter()
+    bar = EpochProgress(total=n_chunks * config.chunk, desc=desc, enabled=progress)
+    try:
+        for c in range(n_chunks):
+            if not active.any():
+                break
+            src = np.where(active, np.arange(m), np.flatnonzero(active)[0])
+            new_params, new_state, rows, finite = chunk_fn(params, opt_state, batch, fn_kwargs_stacked,
+                                                           jnp.asarray(active), jnp.asarray(src, dtype=jnp.int32))
+            rows = {k: np.asarray(a, dtype=np.float64) for k, a in jax.device_get(rows).items()}
+            finite = np.asarray(finite) & np.isfinite(rows["value"]).all(axis=1)
+            broken = np.flatnonzero(active & ~finite)
+            if broken.size:
+                raise NonFiniteError(
+                    f"{desc}: L-BFGS produced a non-finite value or parameters for member(s) {broken.tolist()} in "
+                    f"iterations {c * config.chunk + 1}-{(c + 1) * config.chunk}; kept the stacked parameters "
+                    f"from before them (error.last_good).",
+                    c + 1, init_fit_state(params, optax.identity(), jax.random.PRNGKey(0)),
+                )
+            params, opt_state = new_params, new_state
+            for i in np.flatnonzero(active):
+                member_rows = {k: [float(v) for v in rows[k][i]] for k in keys}
+                for k in keys:
+                    histories[i][k].extend(member_rows[k])
+                if _stops(member_rows, config):
+                    converged[i] = True
+                    active[i] = False
+            bar.update((c + 1) * config.chunk, {"train_loss": float(np.mean(rows["value"][:, -1]))})
+    finally:
+        bar.close()
+    share = (time.perf_counter() - t0) / m
+    return [LbfgsResult(jax.tree.map(lambda x, i=i: x[i], params), histories[i], len(histories[i]["value"]),
+                        bool(converged[i]), share) for i in range(m)]

@@ -56,3 +56,64 @@ def test_non_finite_value_stops_with_a_clear_error():
 
     with pytest.raises(NonFiniteError, match="non-finite"):
         lbfgs.minimize(blows_up, {"p": jnp.zeros(2)}, jnp.ones(2), lbfgs.LbfgsConfig(max_iter=4, chunk=2), progress=False)
+
+
+# ----------------------------------------------------------------------------- minimize_many (issue 8)
+def ill_conditioned(params, batch, kappa, c):
+    """J = 1 + Σ ½ d_i r_i² + ¼ c r_i⁴ with r = p − b, d_i = κ^(i/(n−1)): κ = 1, c = 0 stops at
+    once, larger κ takes longer; c > 0 makes the gradient nonlinear."""
+    d = kappa ** jnp.linspace(0.0, 1.0, batch.shape[0], dtype=batch.dtype)
+    r = params["p"] - batch
+    return 1.0 + jnp.sum(0.5 * d * r * r + 0.25 * c * r ** 4), {"p": d * r + c * r ** 3}
+
+
+def _check_many_equals_alone(fn, p0s, kwargs, batch, cfg, rtol):
+    from mp_jax.sweep import stack
+
+    stacked_kwargs = {k: jnp.asarray(v) for k, v in kwargs.items()}
+    many = lbfgs.minimize_many(fn, stack(p0s), batch, cfg, fn_kwargs_stacked=stacked_kwargs, progress=False)
+    assert len(many) == len(p0s)
+    for i, p0 in enumerate(p0s):
+        alone = lbfgs.minimize(fn, p0, batch, cfg, fn_kwargs={k: v[i] for k, v in kwargs.items()}, progress=False)
+        assert many[i].iterations == alone.iterations and many[i].converged == alone.converged, i
+        for a, b in zip(jax.tree.leaves(many[i].params), jax.tree.leaves(alone.params)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=rtol * np.abs(np.asarray(b)).max())
+        np.testing.assert_allclose(many[i].history["value"], alone.history["value"], rtol=rtol)
+    return many
+
+
+@pytest.mark.parametrize("x64, rtol", [(True, 1e-10), (False, 2e-4)])
+def test_minimize_many_equals_each_member_alone(x64, rtol):
+    """Members stop at different chunks (gtol at once for κ = 1; later ones by gtol/ftol or
+    max_iter), and every member equals its lone run."""
+    with jax.enable_x64(x64):
+        dt = jnp.float64 if x64 else jnp.float32
+        n = 12
+        batch = jnp.linspace(-1.0, 2.0, n, dtype=dt)
+        p0s = [{"p": jnp.full(n, v, dt)} for v in (0.0, 1.0, -3.0, 0.5)]
+        cfg = lbfgs.LbfgsConfig(max_iter=60, chunk=4, memory_size=5, gtol=1e-5 if x64 else 1e-3, ftol=1e-9)
+        kwargs = {"kappa": [1.0, 30.0, 1e3, 1e4], "c": [0.0, 0.5, 0.0, 2.0]}
+        many = _check_many_equals_alone(ill_conditioned, p0s, kwargs, batch, cfg, rtol)
+    its = [r.iterations for r in many]
+    by_gtol = [r.converged and r.history["grad_norm"][-1] <= cfg.gtol for r in many]
+    assert its[0] == 4 and by_gtol[0]  # the first chunk already meets gtol
+    assert 4 < its[1] < 60 and many[1].converged  # stops later, while the last two run to max_iter
+    assert its[2:] == [60, 60] and not many[2].converged and not many[3].converged
+    if x64:
+        assert not by_gtol[1]  # member 1 stops by ftol
+
+
+def test_minimize_many_rejects_unstacked_arguments():
+    with pytest.raises(ValueError, match="leading member axis"):
+        lbfgs.minimize_many(quadratic, {"p": jnp.zeros((3, 2))}, jnp.ones(2), lbfgs.LbfgsConfig(max_iter=4, chunk=2),
+                            fn_kwargs_stacked={"scale": jnp.ones(2)}, progress=False)
+
+
+def test_minimize_many_non_finite_names_the_member():
+    def blows_up(params, batch, s):
+        v, g = quadratic(params, batch)
+        return v * s, {"p": g["p"] * s * jnp.where(s > 1.5, jnp.inf, 1.0)}
+
+    with pytest.raises(NonFiniteError, match=r"member\(s\) \[1\]"):
+        lbfgs.minimize_many(blows_up, {"p": jnp.zeros((2, 2))}, jnp.ones(2), lbfgs.LbfgsConfig(max_iter=4, chunk=2),
+                            fn_kwargs_stacked={"s": jnp.array([1.0, 2.0])}, progress=False)
