@@ -368,11 +368,11 @@ def short_source(attrs: dict) -> str:
 def settings_from_args(args) -> Settings:
     s = Settings(**QUICK) if args.quick else Settings()
     changes = {}
-    if args.optimizer:
+    if getattr(args, "optimizer", None):
         changes["optimizer"] = args.optimizer
-    if args.lbfgs_iters:
+    if getattr(args, "lbfgs_iters", None):
         changes["lbfgs_iters"] = args.lbfgs_iters
-    if args.sgd_epochs:
+    if getattr(args, "sgd_epochs", None):
         changes["sgd_epochs"] = args.sgd_epochs
     return dataclasses.replace(s, **changes)
 
