@@ -16,6 +16,7 @@ import logging
 import time
 
 from experiments import common, report
+from mp_jax.data.course import parse_questions
 
 QUESTIONS = {
     "q1": ("experiments.q1_autoencoder", "Q1 sparse autoencoder"),
@@ -23,16 +24,6 @@ QUESTIONS = {
     "q3": ("experiments.q3_activity", "Q3 RNN / LSTM / GRU activity recognition"),
 }
 log = logging.getLogger("experiments")
-
-
-def parse_only(text):
-    if not text:
-        return list(QUESTIONS)
-    qs = [q.strip() for q in text.split(",") if q.strip()]
-    bad = [q for q in qs if q not in QUESTIONS]
-    if bad:
-        raise SystemExit(f"--only: unknown question(s) {bad}; choose from {','.join(QUESTIONS)}")
-    return qs
 
 
 def data_sources(questions, data_dir) -> dict:
@@ -52,7 +43,10 @@ def main(argv=None) -> int:
     p.add_argument("--only", help="comma-separated questions to run (q1,q2,q3); default all")
     args = p.parse_args(argv)
     common.setup_logging()
-    questions = parse_only(args.only)
+    try:
+        questions = parse_questions(args.only)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
 
     sources = data_sources(questions, args.data_dir)
     print("mp_jax: reproducing " + ", ".join(questions) + (" (--quick)" if args.quick else ""))

@@ -6,20 +6,14 @@ import sys
 from pathlib import Path
 
 from mp_jax.data import builders
-from mp_jax.data.course import COURSE_FILES, LOADERS, DataError, describe, find_course_file
+from mp_jax.data.course import COURSE_FILES, LOADERS, QUESTIONS, DataError, describe, find_course_file, parse_questions
 from mp_jax.data.h5io import RefuseOverwrite
 
-QUESTIONS = ("q1", "q2", "q3")
-
-
 def parse_only(text: str | None) -> list[str]:
-    if not text:
-        return list(QUESTIONS)
-    qs = [q.strip() for q in text.split(",") if q.strip()]
-    bad = [q for q in qs if q not in QUESTIONS]
-    if bad:
-        raise SystemExit(f"--only: unknown question(s) {bad}; choose from {','.join(QUESTIONS)}")
-    return qs
+    try:
+        return parse_questions(text)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
 
 
 def cmd_build(args) -> int:

@@ -24,6 +24,7 @@ COURSE_FILES = {
     "q2": ("data2.h5", "assign2_data2.h5"),
     "q3": ("data3.h5", "assign3_data3.h5"),
 }
+QUESTIONS = ("q1", "q2", "q3")
 ACTIVITY_CLASSES = ("downstairs", "jogging", "sitting", "standing", "upstairs", "walking")
 
 BUILD_HINT = {
@@ -65,6 +66,17 @@ class ActivityData(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- helpers
+def parse_questions(text: Optional[str]) -> list[str]:
+    """``"q1,q3"`` -> ``["q1", "q3"]``; empty or None -> all; ValueError on unknown names."""
+    if not text:
+        return list(QUESTIONS)
+    qs = [q.strip() for q in text.split(",") if q.strip()]
+    bad = [q for q in qs if q not in QUESTIONS]
+    if bad:
+        raise ValueError(f"--only: unknown question(s) {bad}; choose from {','.join(QUESTIONS)}")
+    return qs
+
+
 def find_course_file(data_dir: os.PathLike, question: str) -> Optional[Path]:
     """The first existing file among the question's names in ``data_dir``, else None."""
     for name in COURSE_FILES[question]:
