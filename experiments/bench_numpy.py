@@ -21,6 +21,17 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def softmax_cross_entropy(z, y):
+    """Mean cross-entropy of integer labels y under softmax(z), and dloss/dz = (p − onehot) / N."""
+    n = z.shape[0]
+    z = z - z.max(axis=1, keepdims=True)
+    pr = np.exp(z)
+    pr /= pr.sum(axis=1, keepdims=True)
+    loss = -np.mean(np.log(pr[np.arange(n), y]))
+    pr[np.arange(n), y] -= 1.0
+    return loss, pr / n
+
+
 # ----------------------------------------------------------------------------- autoencoder
 def ae_loss_and_grad(p, x, lam, beta, rho):
     n = x.shape[0]
@@ -45,13 +56,7 @@ def lm_loss_and_grad(p, x, y):
     e = R[x].reshape(n, 3 * d)
     h = sigmoid(e @ W1 + b1)
     z = h @ W2 + b2
-    z = z - z.max(axis=1, keepdims=True)
-    pr = np.exp(z)
-    pr /= pr.sum(axis=1, keepdims=True)
-    loss = -np.mean(np.log(pr[np.arange(n), y]))
-    dz = pr
-    dz[np.arange(n), y] -= 1.0
-    dz /= n
+    loss, dz = softmax_cross_entropy(z, y)
     dh = dz @ W2.T * h * (1 - h)
     de = (dh @ W1.T).reshape(n, 3, d)
     dR = np.zeros_like(R)
@@ -65,13 +70,7 @@ def _head_forward(p, hT, y):
     a_pre = hT @ p["W3"] + p["b3"]
     a = np.maximum(a_pre, 0)
     z = a @ p["W4"] + p["b4"]
-    z = z - z.max(axis=1, keepdims=True)
-    pr = np.exp(z)
-    pr /= pr.sum(axis=1, keepdims=True)
-    loss = -np.mean(np.log(pr[np.arange(n), y]))
-    dz = pr
-    dz[np.arange(n), y] -= 1.0
-    dz /= n
+    loss, dz = softmax_cross_entropy(z, y)
     g = {"W4": a.T @ dz, "b4": dz.sum(0)}
     da = dz @ p["W4"].T * (a_pre > 0)
     g["W3"], g["b3"] = hT.T @ da, da.sum(0)

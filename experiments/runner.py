@@ -74,6 +74,18 @@ def _set_aside(path: Path, why: str) -> Path:
     return aside
 
 
+def _load_or_set_aside(path: Path, template: train.FitState, run_hash: str, name: str):
+    """The checkpoint at ``path`` as ``(state, meta)``; None when there is none, or when it is
+    unusable (then it is set aside with a warning)."""
+    if not path.exists():
+        return None
+    try:
+        return checkpoint.load_state(path, template, expect_meta={"run_hash": run_hash})
+    except checkpoint.CheckpointError as e:
+        _set_aside(path, f"{name}: {e}")
+        return None
+
+
 def _result_from_state(state: train.FitState, stopped_early: bool) -> train.FitResult:
     return train.FitResult(params=state.best_params, last_params=state.params, history=state.history,
                            best_epoch=state.best_epoch, epochs_run=state.epoch, stopped_early=stopped_early,
@@ -116,18 +128,15 @@ def fit_run(
     path = store.directory / f"{name}-{run_hash}.h5"
     template = train.init_fit_state(params, optimizer, key)
     state, event = None, "trained"
-    if path.exists():
-        try:
-            state, meta = checkpoint.load_state(path, template, expect_meta={"run_hash": run_hash})
-        except checkpoint.CheckpointError as e:
-            _set_aside(path, f"{name}: {e}")
-        else:
-            if meta.get("finished"):
-                log.info("%s: finished earlier (epoch %d, best %d); skipped", name, state.epoch, state.best_epoch)
-                store.events.append((name, "skipped", 0.0))
-                return _result_from_state(state, bool(meta.get("stopped_early")))
-            log.info("%s: resuming after epoch %d", name, state.epoch)
-            event = "resumed"
+    saved = _load_or_set_aside(path, template, run_hash, name)
+    if saved is not None:
+        state, meta = saved
+        if meta.get("finished"):
+            log.info("%s: finished earlier (epoch %d, best %d); skipped", name, state.epoch, state.best_epoch)
+            store.events.append((name, "skipped", 0.0))
+            return _result_from_state(state, bool(meta.get("stopped_early")))
+        log.info("%s: resuming after epoch %d", name, state.epoch)
+        event = "resumed"
     meta = {"name": name, "run_hash": run_hash, "config": config, "data_id": data_id, "finished": False}
 
     t = time.perf_counter()
@@ -156,15 +165,12 @@ def cached_run(name: str, *, config: dict, data_id: str, template: Any, compute)
     path = store.directory / f"{name}-{run_hash}.h5"
     empty = train.FitState(params=template, opt_state=(), key=jax.numpy.zeros((2,), jax.numpy.uint32), epoch=0,
                            best_params=(), best_loss=0.0, best_epoch=0, bad_epochs=0, history={})
-    if path.exists():
-        try:
-            state, meta = checkpoint.load_state(path, empty, expect_meta={"run_hash": run_hash})
-        except checkpoint.CheckpointError as e:
-            _set_aside(path, f"{name}: {e}")
-        else:
-            log.info("%s: finished earlier; skipped", name)
-            store.events.append((name, "skipped", 0.0))
-            return state.params, meta["record"]
+    saved = _load_or_set_aside(path, empty, run_hash, name)
+    if saved is not None:
+        state, meta = saved
+        log.info("%s: finished earlier; skipped", name)
+        store.events.append((name, "skipped", 0.0))
+        return state.params, meta["record"]
     t = time.perf_counter()
     params, record = compute()
     seconds = time.perf_counter() - t
