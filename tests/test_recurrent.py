@@ -58,6 +58,18 @@ def test_manual_bptt_matches_jax_grad(cell, t, fast_compile):
 
 
 @pytest.mark.parametrize("cell", R.CELLS)
+@pytest.mark.parametrize("d", [1, R.SMALL_INPUT + 4])
+def test_both_input_projections_match_jax_grad(cell, d, fast_compile):
+    """D ≤ SMALL_INPUT projects x_t inside each step (D multiply-adds); wider inputs by one
+    matmul before the scan. Both paths, and inference (encode), against the reference."""
+    params = _params(cell, d, 4, 5, 6, seed=d)
+    batch = _batch(3, 5, d, 6, seed=d + 1)
+    assert_grads_match(jax.jit(R.loss), _LOSS_AND_GRAD, params, batch)
+    h_t, _ = jax.jit(R.encode_forward)(params.cell, batch[0])
+    np.testing.assert_allclose(jax.jit(R.encode)(params.cell, batch[0]), h_t, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("cell", R.CELLS)
 def test_shapes_and_api(cell, fast_compile):
     params = _params(cell, 3, 8, 5, 6)
     x, y = _batch(4, 9, 3, 6)
