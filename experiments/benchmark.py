@@ -405,6 +405,8 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=None, help="timed epochs per process (default 3, quick 2)")
     p.add_argument("--rounds", type=int, default=None, help="alternating rounds of processes (default 2, quick 1)")
     p.add_argument("--check-only", action="store_true", help="only compare the implementations on one batch")
+    p.add_argument("--sweeps", action="store_true", help="also time sweeps as one vmapped program against their "
+                   "members one after another (experiments.bench_sweep); with --models '' only that")
     p.add_argument("--worker", nargs=2, metavar=("WORKLOAD", "IMPL"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     reps = args.reps or (2 if args.quick else 3)
@@ -415,7 +417,14 @@ def main(argv=None) -> int:
     bad = [m for m in models if m not in ALL_WORKLOADS]
     if bad:
         raise SystemExit(f"--models: unknown {bad}; choose from {','.join(ALL_WORKLOADS)}")
-    run(models, args.quick, reps, args.rounds or (1 if args.quick else 2), args.json, args.check_only)
+    if models or not args.sweeps:
+        run(models, args.quick, reps, args.rounds or (1 if args.quick else 2), args.json, args.check_only)
+    if args.sweeps and not args.check_only:
+        from experiments import bench_sweep
+
+        rows = bench_sweep.run(args.quick)
+        if args.json:
+            bench_sweep.write_rows(args.json, rows, keep_existing=bool(models))
     return 0
 
 

@@ -1,4 +1,6 @@
 """The benchmark's pre-timing agreement check, on tiny sizes (no timing here)."""
+import json
+
 import numpy as np
 import pytest
 
@@ -43,3 +45,21 @@ def test_flop_counts_scale_with_the_work():
     assert benchmark.flops_per_epoch("lstm", s) > 3.5 * benchmark.flops_per_epoch("rnn", s) > 0
     s2 = dict(s, n=2 * s["n"])
     assert benchmark.flops_per_epoch("gru", s2) == pytest.approx(2 * benchmark.flops_per_epoch("gru", s))
+
+
+def test_sweep_timing_runs_on_tiny_sizes_and_returns_both_ways(tmp_path):
+    from experiments import bench_sweep
+
+    sizes = {"q3": dict(bench_sweep.QUICK["q3"], cell="rnn", members=2, n=32, n_val=8, steps=3, hidden=4, mlp=4,
+                        batch=16, epochs=1),
+             "q1": dict(bench_sweep.QUICK["q1"], n=64, hidden=4, iters=2, chunk=1,
+                        beta_rho=bench_sweep.FULL["q1"]["beta_rho"][:2])}
+    rows = bench_sweep.run(sizes=sizes, warmup=False)
+    got = {(r["workload"], r["implementation"]) for r in rows}
+    assert got == {(w, i) for w in ("sweep_q3_seeds", "sweep_q1_beta_rho") for i in ("vmap", "sequential")}
+    for r in rows:
+        assert r["seconds"] >= 0 and r["members"] == 2 and r["max_abs_param_difference"] < 1e-4
+    path = tmp_path / "bench.json"
+    path.write_text('[{"workload": "ae"}]')
+    bench_sweep.write_rows(path, rows, keep_existing=True)
+    assert [r["workload"] for r in json.loads(path.read_text())][:2] == ["ae", "sweep_q3_seeds"]

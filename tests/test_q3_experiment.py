@@ -1,6 +1,8 @@
 import importlib.util
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -64,3 +66,73 @@ def test_confusion_and_flags():
     assert lrs == {"rnn": 0.05, "lstm": 0.05, "gru": 0.2}
     with pytest.raises(SystemExit, match="--lr"):
         q3.parse_lrs("gru")
+
+
+# ----------------------------------------------------------------------------- repeated seeds
+def _tiny_problem():
+    """64 training and 24 validation windows of T = 5 steps, 3 channels, 3 classes (float64)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(88, 5, 3))
+    y = rng.integers(0, 3, 88)
+    x[np.arange(88), :, 0] += y[:, None]  # something to learn
+    return (jnp.asarray(x[:64]), jnp.asarray(y[:64])), (jnp.asarray(x[64:]), jnp.asarray(y[64:]))
+
+
+def test_each_seed_sweep_member_equals_that_seed_trained_alone():
+    import chex
+
+    from mp_jax.models import recurrent
+
+    # lr 3 with patience 1: the members stop early, at different epochs (2, 2, 3 of at most 4)
+    s = dict(hidden=8, mlp=8, batch_size=16, epochs=4, momentum=0.85, clip_norm=1.0, patience=1)
+    seeds, lr = [0, 1, 2], 3.0
+    with jax.enable_x64(True):
+        tr, va = _tiny_problem()
+        # one after another: each member is mp_jax.train.fit of that seed alone
+        alone, info_seq = q3.train_seeds("lstm", seeds, tr, va, s, lr, 3, vmap=False, progress=False)
+        vmapped, info = q3.train_seeds("lstm", seeds, tr, va, s, lr, 3, vmap=True, progress=False)
+        assert info["mode"] == "vmap" and info_seq["mode"] == "sequential"
+        assert min(m.epochs_run for m in alone) < s["epochs"]
+        assert len({m.epochs_run for m in alone}) > 1  # the members stop at different epochs
+        for seed, member, lone in zip(seeds, vmapped, alone):
+            assert member.seed == lone.seed == seed
+            chex.assert_trees_all_close(member.params, lone.params, rtol=1e-10, atol=1e-12)
+            assert (member.epochs_run, member.best_epoch, member.stopped_early) == \
+                (lone.epochs_run, lone.best_epoch, lone.stopped_early)
+            for k in ("train_loss", "val_loss", "val_accuracy"):
+                np.testing.assert_allclose(member.history[k], lone.history[k], rtol=1e-10)
+    # and a member is the run `--seed seed` trains: PRNGKey(seed) -> (baseline, rnn, lstm, gru) -> (init, shuffling)
+    for seed in seeds:
+        k_init, k_fit = jax.random.split(jax.random.split(jax.random.PRNGKey(seed), 4)[2])
+        params, key = q3.member_init("lstm", q3.member_key(seed, "lstm"), 3, s, 3)
+        chex.assert_trees_all_equal(params, recurrent.init_params(k_init, "lstm", 3, 8, 8, 3))
+        np.testing.assert_array_equal(key, k_fit)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("seglearn") is None,
+                    reason="seglearn is not installed: the quick run builds the default Q3 stand-in from it")
+def test_quick_seed_sweep_end_to_end_and_skipped_when_run_again(tmp_path):
+    argv = ["--quick", "--models", "lstm", "--seeds", "2", "--data-dir", str(tmp_path / "data"),
+            "--results-dir", str(tmp_path / "results"), "--no-progress"]
+    assert q3.main(argv) == 0
+    out = tmp_path / "results" / "q3"
+    m = json.loads((out / "metrics.json").read_text())
+    r = m["lstm"]
+    assert m["settings"]["seeds"] == 2 and m["settings"]["vmap"] is True
+    accs = [x["test_accuracy"] for x in r["members"]]
+    assert [x["seed"] for x in r["members"]] == [0, 1] == r["over_seeds"]["seeds"]
+    assert r["test_accuracy_mean"] == pytest.approx(np.mean(accs))
+    assert r["test_accuracy_std"] == pytest.approx(np.std(accs, ddof=1))
+    assert r["test_accuracy"] == accs[0]  # the per-model fields are seed 0's
+    assert r["seed_sweep"]["mode"] == "vmap" and r["seed_sweep"]["members"] == 2
+    assert r["seed_sweep"]["vmapped_seconds"] > 0 and r["seed_sweep"]["skipped_members"] == 0
+    for x in r["members"]:
+        assert len(x["history"]["train_loss"]) == x["epochs_run"] >= 1
+    assert "test acc. over 2 seeds (mean ± std)" in (out / "comparison.md").read_text()
+    assert (out / "lstm_confusion.png").read_bytes()[:8] == PNG
+    assert "seeds" not in m["baseline"] and "over_seeds" not in m["baseline"]
+    # the finished sweep was saved: running again skips it, with the same results
+    assert q3.main(argv) == 0
+    again = json.loads((out / "metrics.json").read_text())["lstm"]
+    assert again["seed_sweep"]["skipped_members"] == 2
+    assert [x["test_accuracy"] for x in again["members"]] == accs
