@@ -20,15 +20,18 @@ Layout and speed (each choice measured on a 2-core CPU, see BENCHMARKS.md). Time
 inside ([T, N, ·]), batch-major at the API. The input projection x_t W_x + b is, for
 D ≤ :data:`SMALL_INPUT` (Q3: D = 3), D multiply-adds fused into each step's activation
 pass, and for wider inputs ONE matmul before the scan. Gates are fused: one matmul
-h_{t−1} W_h per step and one tanh pass over all gates (σ(a) = ½ tanh(½a) + ½). The forward
-``lax.scan`` writes, per step, one packed block with exactly the local derivative factors
-the backward needs (e.g. the LSTM's [g·σ'(i), c_{t−1}·σ'(f), i·tanh'(g), tanh(c_t)·σ'(o)],
-f, o(1 − tanh²c_t)) and h_{t−1}, so that BPTT, a ``lax.scan(reverse=True)`` carrying only
-(dh) or (dh, dc), does one small fused elementwise pass and one matmul per step
-(the GRU two: its candidate depends on r). After it, [dW_h; dW_x; db] = Σ_{t,n}
-[h_{t−1}, x_t, 1]ᵀ δ_t is ONE matmul over (T, N) (the GRU's candidate block uses
-r ⊙ h_{t−1}, a second one). Everything stays in the dtype of the parameters (float32 in
-training; float64 in the gradient tests).
+h_{t−1} W_h per step (the GRU: h_{t−1} [U_z U_r], then (r ⊙ h_{t−1}) U_n) and one tanh
+pass over the sigmoid gates (σ(a) = ½ tanh(½a) + ½). The backward needs, per step, only
+local derivative factors (the LSTM's q = [g·σ'(i), c_{t−1}·σ'(f), i·tanh'(g),
+tanh(c_t)·σ'(o)], f and o(1 − tanh²c_t); the GRU's five [N, H] factors). The LSTM's
+forward scan computes them in its own elementwise pass and keeps them (with h_{t−1}); the
+GRU's forward scan keeps only its gates, candidate and h_{t−1}, and its factors are
+computed for all steps at once between the scans (each way measured the faster for that
+cell). BPTT is then a ``lax.scan(reverse=True)`` carrying only (dh) or (dh, dc), one
+small fused elementwise pass and one matmul per step (the GRU two: its candidate depends
+on r). After it, [dW_h; dW_x; db] = Σ_{t,n} [h_{t−1}, x_t, 1]ᵀ δ_t is ONE matmul over
+(T, N) (the GRU's candidate block uses r ⊙ h_{t−1}, a second one). Everything stays in
+the dtype of the parameters (float32 in training; float64 in the gradient tests).
 
 Verbs, as every model module: :func:`init_params`, :func:`forward` → (logits, cache),
 :func:`backward`, :func:`loss` (reference for ``jax.grad``, written independently with
@@ -121,12 +124,12 @@ def init_params(key: Array, cell: str, n_in: int, n_hidden: int, n_mlp: int, n_c
 
 
 # ============================================================================= single steps
-# Each step forward takes xw_t = x_t W_x + b <float>[N, G·H] and the previous state; it
-# returns the new state and a cache holding exactly the local derivative factors the
-# backward needs (computed in the forward's elementwise pass, which runs anyway), so each
-# backward step is one small fused elementwise pass and one matmul. Each step backward
-# takes the gradient reaching the new state and returns δ_t <float>[N, G·H] (gradient of
-# the pre-activation, i.e. of xw_t) and the gradient reaching the previous state.
+# Each backward step is one small fused elementwise pass and one matmul (two for the
+# GRU) over the local derivative factors of that step (LSTMStepCache, GRUStepCache),
+# computed from what the forward kept by :func:`lstm_factors` / :func:`gru_factors`.
+# Step backwards take the gradient reaching the new state and return δ_t <float>[N, G·H]
+# (gradient of the pre-activation, i.e. of xw_t = x_t W_x + b) and the gradient reaching
+# the previous state.
 
 def rnn_step_forward(xw_t: Array, h_prev: Array, w_h: Array) -> tuple[Array, Array]:
     """h_t = tanh(xw_t + h_{t−1} W_h) <float>[N, H]; the cache is h_t."""
@@ -154,6 +157,26 @@ def _lstm_gate_scale(hdim: int, dtype) -> Array:
     return jnp.concatenate([half, half, 2.0 * half, half])
 
 
+def _lstm_cell(xw_t: Array, h_prev: Array, c_prev: Array, w_h: Array) -> tuple[Array, Array, Array]:
+    """(h_t, c_t, u) with u = tanh(s ⊙ a) <float>[N, 4H] the activated gates (before the
+    affine map to [i, f, g, o]), a = xw_t + h_{t−1} W_h."""
+    s = _lstm_gate_scale(h_prev.shape[-1], xw_t.dtype)
+    u = jnp.tanh((xw_t + h_prev @ w_h) * s)
+    i, f, g, o = jnp.split(u * s + (1.0 - s), 4, axis=-1)
+    c = f * c_prev + i * g
+    return o * jnp.tanh(c), c, u
+
+
+def lstm_factors(u: Array, c: Array, c_prev: Array) -> LSTMStepCache:
+    """The backward's factors from what the forward kept, for any leading shape
+    (one step [N, ·] or all steps [T, N, ·]): u <[..., 4H]>, c_t and c_{t−1} <[..., H]>."""
+    s = _lstm_gate_scale(c.shape[-1], u.dtype)
+    i, f, g, o = jnp.split(u * s + (1.0 - s), 4, axis=-1)
+    tc = jnp.tanh(c)
+    q = jnp.concatenate([g, c_prev, i, tc], axis=-1) * ((1.0 - u * u) * (s * s))
+    return LSTMStepCache(q, f, o * (1.0 - tc * tc))
+
+
 def lstm_step_forward(xw_t: Array, h_prev: Array, c_prev: Array, w_h: Array) -> tuple[Array, Array, LSTMStepCache]:
     """One LSTM step, gates fused: a = xw_t + h_{t−1} W_h, activated in ONE tanh pass.
 
@@ -162,16 +185,8 @@ def lstm_step_forward(xw_t: Array, h_prev: Array, c_prev: Array, w_h: Array) -> 
     One tanh over [N, 4H] measured faster on CPU than σ (exp + divide) and far faster than
     four separate activations on slices. Returns h_t, c_t <float>[N, H] and the cache.
     """
-    s = _lstm_gate_scale(h_prev.shape[-1], xw_t.dtype)
-    u = jnp.tanh((xw_t + h_prev @ w_h) * s)
-    gates = u * s + (1.0 - s)
-    i, f, g, o = jnp.split(gates, 4, axis=-1)
-    c = f * c_prev + i * g
-    tc = jnp.tanh(c)
-    h = o * tc
-    dact = (1.0 - u * u) * (s * s)
-    q = jnp.concatenate([g, c_prev, i, tc], axis=-1) * dact
-    return h, c, LSTMStepCache(q, f, o * (1.0 - tc * tc))
+    h, c, u = _lstm_cell(xw_t, h_prev, c_prev, w_h)
+    return h, c, lstm_factors(u, c, c_prev)
 
 
 def lstm_step_backward(dh: Array, dc: Array, cache: LSTMStepCache, w_hT: Array) -> tuple[Array, Array, Array]:
@@ -196,24 +211,29 @@ class GRUStepCache(NamedTuple):
     r: Array  # [N, H]
 
 
-def _gru_forward(xw_t: Array, h_prev: Array, u_zr: Array, u_n: Array) -> tuple[Array, GRUStepCache]:
+def _gru_cell(xw_t: Array, h_prev: Array, u_zr: Array, u_n: Array) -> tuple[Array, Array, Array]:
+    """(h_t, u, n): u = tanh(½ a_zr) <float>[N, 2H] ([z, r] = ½ u + ½), n the candidate."""
     hdim = h_prev.shape[-1]
-    # z, r = σ(a) = ½ tanh(½ a) + ½ in one pass over [N, 2H]; σ'(a) = ¼ (1 − tanh²(½ a))
-    u = jnp.tanh(0.5 * (xw_t[..., : 2 * hdim] + h_prev @ u_zr))
-    zr = 0.5 * u + 0.5
-    z, r = jnp.split(zr, 2, axis=-1)
+    u = jnp.tanh(0.5 * (xw_t[..., : 2 * hdim] + h_prev @ u_zr))  # one pass over [N, 2H]
+    z, r = jnp.split(0.5 * u + 0.5, 2, axis=-1)
     n = jnp.tanh(xw_t[..., 2 * hdim:] + (r * h_prev) @ u_n)
-    h = n + z * (h_prev - n)
+    return n + z * (h_prev - n), u, n
+
+
+def gru_factors(u: Array, n: Array, h_prev: Array) -> GRUStepCache:
+    """The backward's factors for any leading shape: u <[..., 2H]>, n, h_{t−1} <[..., H]>;
+    σ'(a) = ¼ (1 − tanh²(½ a))."""
+    z, r = jnp.split(0.5 * u + 0.5, 2, axis=-1)
     dzr = jnp.concatenate([h_prev - n, h_prev], axis=-1) * (0.25 * (1.0 - u * u))
-    return h, GRUStepCache(dzr, (1.0 - z) * (1.0 - n * n), z, r)
+    return GRUStepCache(dzr, (1.0 - z) * (1.0 - n * n), z, r)
 
 
-def _gru_backward(dh: Array, cache: GRUStepCache, u_zrT: Array, u_nT: Array) -> tuple[Array, Array]:
+def _gru_backward(dh: Array, cache: GRUStepCache, u_zrT: Array, u_nT: Array) -> tuple[Array, Array, Array]:
+    """(δ_zr <[N, 2H]>, δ_n <[N, H]>, dh_prev)."""
     dn = dh * cache.dn
     drh = dn @ u_nT
     dzr = jnp.concatenate([dh, drh], axis=-1) * cache.dzr
-    dh_prev = dh * cache.z + drh * cache.r + dzr @ u_zrT
-    return jnp.concatenate([dzr, dn], axis=-1), dh_prev
+    return dzr, dn, dh * cache.z + drh * cache.r + dzr @ u_zrT
 
 
 def _gru_split(w_h: Array) -> tuple[Array, Array]:
@@ -227,7 +247,8 @@ def gru_step_forward(xw_t: Array, h_prev: Array, w_h: Array) -> tuple[Array, GRU
 
     Returns h_t = z ⊙ h_{t−1} + (1 − z) ⊙ n <float>[N, H] and the cache.
     """
-    return _gru_forward(xw_t, h_prev, *_gru_split(w_h))
+    h, u, n = _gru_cell(xw_t, h_prev, *_gru_split(w_h))
+    return h, gru_factors(u, n, h_prev)
 
 
 def gru_step_backward(dh: Array, cache: GRUStepCache, w_hT: Array) -> tuple[Array, Array]:
@@ -238,7 +259,8 @@ def gru_step_backward(dh: Array, cache: GRUStepCache, w_hT: Array) -> tuple[Arra
     ``w_hT`` is W_hᵀ <float>[3H, H]. Returns (δ = [δ_z, δ_r, δ_n] <float>[N, 3H], dh_prev).
     """
     hdim = dh.shape[-1]
-    return _gru_backward(dh, cache, w_hT[: 2 * hdim], w_hT[2 * hdim:])
+    dzr, dn, dh_prev = _gru_backward(dh, cache, w_hT[: 2 * hdim], w_hT[2 * hdim:])
+    return jnp.concatenate([dzr, dn], axis=-1), dh_prev
 
 
 # ============================================================================= sequences
@@ -249,30 +271,20 @@ class RNNCache(NamedTuple):
 
 class LSTMCache(NamedTuple):
     xs: Array  # [T, N, D] the input, time-major
-    saved: Array  # [T, N, 7H] per step [q (4H), f, o_dtanh, h_{t−1}] (see LSTMStepCache)
+    steps: LSTMStepCache  # each field stacked over time: [T, N, ·]
+    h_prev: Array  # [T, N, H] h_0 … h_{T−1}
 
 
 class GRUCache(NamedTuple):
     xs: Array  # [T, N, D] the input, time-major
-    saved: Array  # [T, N, 6H] per step [dzr (2H), dn, z, r, h_{t−1}] (see GRUStepCache)
+    us: Array  # [T, N, 2H] activated update/reset gates u_t (see _gru_cell)
+    ns: Array  # [T, N, H] candidates n_t
+    h_prev: Array  # [T, N, H] h_0 … h_{T−1}
 
 
-# The forward scan writes each step's cache and h_{t−1} as ONE packed row block (one
-# in-place write per step instead of one per field: each write is a kernel launch, ~3 µs
-# on CPU); the backward scan reads the fields back as static slices, which XLA fuses.
-def _pack(cache: NamedTuple, h_prev: Array) -> Array:
-    return jnp.concatenate(list(cache) + [h_prev], axis=-1)
-
-
-def _unpack(cls, saved: Array, hdim: int):
-    """(step cache of type ``cls``, h_{t−1}) from a packed block <[..., W·H]>."""
-    widths = {"q": 4, "dzr": 2}
-    fields, start = [], 0
-    for name in cls._fields:
-        w = widths.get(name, 1) * hdim
-        fields.append(saved[..., start: start + w])
-        start += w
-    return cls(*fields), saved[..., start: start + hdim]
+def _shift(seq: Array) -> Array:
+    """[s_1 … s_T] → [0, s_1 … s_{T−1}] (the previous step's value; zero initial state)."""
+    return jnp.concatenate([jnp.zeros_like(seq[:1]), seq[:-1]], axis=0)
 
 
 #: Inputs with at most this many features are projected inside each step (D fused
@@ -321,7 +333,7 @@ def _sum_outer(a: Array, b: Array) -> Array:
 
 
 def _weight_grads(h_in: Array, xs: Array, deltas: Array) -> tuple[Array, Array, Array]:
-    """(dW_h, dW_x, db) = Σ_{t,n} [h_in, x, 1]ᵀ δ as ONE matmul with K = T·N.
+    """(dW_x, dW_h, db) from Σ_{t,n} [h_in, x, 1]ᵀ δ as ONE matmul with K = T·N.
 
     h_in <[T, N, H]> is what multiplied W_h at each step, xs <[T, N, D]> the input,
     deltas <[T, N, Q]> the pre-activation gradients. The ones column gives db in the same
@@ -330,19 +342,15 @@ def _weight_grads(h_in: Array, xs: Array, deltas: Array) -> tuple[Array, Array, 
     hdim, d = h_in.shape[-1], xs.shape[-1]
     aug = jnp.concatenate([h_in, xs, jnp.ones(xs.shape[:-1] + (1,), xs.dtype)], axis=-1)
     g = _sum_outer(aug, deltas)
-    return g[:hdim], g[hdim: hdim + d], g[hdim + d]
+    return g[hdim: hdim + d], g[:hdim], g[hdim + d]
 
 
-def _transposed(w: Array) -> Array:
-    """wᵀ materialized once outside the reverse scan (XLA would otherwise fold the
-    transpose into every step's dot, measured ~25% slower on CPU)."""
-    return jax.lax.optimization_barrier(w.T)
-
-
-def _pinned(*ws: Array):
-    """Loop-invariant slices of a weight, materialized once before a scan (XLA otherwise
-    re-slices them in every step, ~5 µs each on CPU)."""
-    return jax.lax.optimization_barrier(ws)
+def _transposed(*ws: Array):
+    """Loop-invariant weights (transposes, slices) materialized once before a scan: XLA
+    would otherwise fold the transpose into every step's dot (~25% slower on CPU) or
+    re-slice in every step (~5 µs each)."""
+    out = jax.lax.optimization_barrier(ws)
+    return out[0] if len(ws) == 1 else out
 
 
 def encode_forward(cell: CellParams, x: Array, *, unroll: int = 1):
@@ -365,73 +373,62 @@ def encode_forward(cell: CellParams, x: Array, *, unroll: int = 1):
         return h_t, RNNCache(xs, hs)
     if kind == "lstm":
         def step(carry, x_t):
-            h, c = carry
-            h_new, c_new, sc = lstm_step_forward(project(x_t), h, c, w_h)
-            return (h_new, c_new), _pack(sc, h)
+            h, c, u = _lstm_cell(project(x_t), *carry, w_h)
+            return (h, c), (lstm_factors(u, c, carry[1]), carry[0])
 
-        (h_t, _), saved = jax.lax.scan(step, (h0, h0), seq, unroll=unroll)
-        return h_t, LSTMCache(xs, saved)
+        (h_t, _), (steps, h_prev) = jax.lax.scan(step, (h0, h0), seq, unroll=unroll)
+        return h_t, LSTMCache(xs, steps, h_prev)
 
-    u_zr, u_n = _pinned(*_gru_split(w_h))
+    u_zr, u_n = _transposed(*_gru_split(w_h))
 
     def step(h, x_t):
-        h_new, sc = _gru_forward(project(x_t), h, u_zr, u_n)
-        return h_new, _pack(sc, h)
+        h_new, u, n_t = _gru_cell(project(x_t), h, u_zr, u_n)
+        return h_new, (u, n_t, h)
 
-    h_t, saved = jax.lax.scan(step, h0, seq, unroll=unroll)
-    return h_t, GRUCache(xs, saved)
+    h_t, (us, ns, h_prev) = jax.lax.scan(step, h0, seq, unroll=unroll)
+    return h_t, GRUCache(xs, us, ns, h_prev)
 
 
 def encode_backward(cell: CellParams, cache, dh_t: Array, *, unroll: int = 1) -> CellParams:
-    """BPTT as a reverse scan from dL/dh_T <float>[N, H]; returns the cell's gradients.
+    """BPTT from dL/dh_T <float>[N, H]; returns the cell's gradients.
 
-    The scan carries (dh) or (dh, dc) and emits δ_t; the weight gradients are then ONE
-    matmul over (T, N) (two for the GRU, whose candidate block multiplies r ⊙ h_{t−1}):
-    [dW_h; dW_x; db] = Σ_{t,n} [h_{t−1}, x_t, 1]ᵀ δ_t.
+    First the local derivative factors of every step at once (elementwise over [T, N, ·]);
+    then a reverse scan that carries (dh) or (dh, dc) and emits δ_t; then the weight
+    gradients as ONE matmul over (T, N) (two for the GRU, whose candidate block multiplies
+    r ⊙ h_{t−1}): [dW_h; dW_x; db] = Σ_{t,n} [h_{t−1}, x_t, 1]ᵀ δ_t.
     """
     kind = cell_name(cell)
     w_h = cell.w_h
     hdim = w_h.shape[0]
     if kind == "rnn":
-        w_hT = _transposed(w_h)
+        w_hT = _transposed(w_h.T)
 
         def step(dh, h):
             delta, dh_prev = rnn_step_backward(dh, h, w_hT)
             return dh_prev, delta
 
         _, deltas = jax.lax.scan(step, dh_t, cache.hs, reverse=True, unroll=unroll)
-        h_prev = jnp.concatenate([jnp.zeros_like(cache.hs[:1]), cache.hs[:-1]], axis=0)
-        return RNNParams(*_pair(_weight_grads(h_prev, cache.xs, deltas)))
+        return RNNParams(*_weight_grads(_shift(cache.hs), cache.xs, deltas))
     if kind == "lstm":
-        w_hT = _transposed(w_h)
-
-        def step(carry, saved_t):
-            dh, dc = carry
-            sc, _ = _unpack(LSTMStepCache, saved_t, hdim)
-            delta, dh_prev, dc_prev = lstm_step_backward(dh, dc, sc, w_hT)
+        w_hT = _transposed(w_h.T)
+        def step(carry, sc):
+            delta, dh_prev, dc_prev = lstm_step_backward(*carry, sc, w_hT)
             return (dh_prev, dc_prev), delta
 
-        _, deltas = jax.lax.scan(step, (dh_t, jnp.zeros_like(dh_t)), cache.saved, reverse=True, unroll=unroll)
-        h_prev = _unpack(LSTMStepCache, cache.saved, hdim)[1]
-        return LSTMParams(*_pair(_weight_grads(h_prev, cache.xs, deltas)))
+        _, deltas = jax.lax.scan(step, (dh_t, jnp.zeros_like(dh_t)), cache.steps, reverse=True, unroll=unroll)
+        return LSTMParams(*_weight_grads(cache.h_prev, cache.xs, deltas))
 
-    u_zrT, u_nT = _pinned(w_h[:, : 2 * hdim].T, w_h[:, 2 * hdim:].T)
+    u_zrT, u_nT = _transposed(w_h[:, : 2 * hdim].T, w_h[:, 2 * hdim:].T)
+    factors = gru_factors(cache.us, cache.ns, cache.h_prev)
 
-    def step(dh, saved_t):
-        delta, dh_prev = _gru_backward(dh, _unpack(GRUStepCache, saved_t, hdim)[0], u_zrT, u_nT)
-        return dh_prev, delta
+    def step(dh, sc):
+        dzr, dn, dh_prev = _gru_backward(dh, GRUStepCache(*sc), u_zrT, u_nT)
+        return dh_prev, (dzr, dn)
 
-    _, deltas = jax.lax.scan(step, dh_t, cache.saved, reverse=True, unroll=unroll)
-    steps, h_prev = _unpack(GRUStepCache, cache.saved, hdim)
-    zr = _weight_grads(h_prev, cache.xs, deltas[..., : 2 * hdim])
-    nn = _weight_grads(steps.r * h_prev, cache.xs, deltas[..., 2 * hdim:])
-    return GRUParams(*(jnp.concatenate([a, b], axis=-1) for a, b in zip(_pair(zr), _pair(nn))))
-
-
-def _pair(grads: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
-    """(dW_h, dW_x, db) → the parameter order (dW_x, dW_h, db)."""
-    dw_h, dw_x, db = grads
-    return dw_x, dw_h, db
+    _, (d_zr, d_n) = jax.lax.scan(step, dh_t, tuple(factors), reverse=True, unroll=unroll)
+    zr = _weight_grads(cache.h_prev, cache.xs, d_zr)
+    nn = _weight_grads(factors.r * cache.h_prev, cache.xs, d_n)
+    return GRUParams(*(jnp.concatenate([a, b], axis=-1) for a, b in zip(zr, nn)))
 
 
 def encode(cell: CellParams, x: Array, *, unroll: int = 1) -> Array:
@@ -446,14 +443,14 @@ def encode(cell: CellParams, x: Array, *, unroll: int = 1) -> Array:
             return rnn_step_forward(project(x_t), h, w_h)[0], None
     elif kind == "lstm":
         def step(hc, x_t):
-            return lstm_step_forward(project(x_t), hc[0], hc[1], w_h)[:2], None
+            return _lstm_cell(project(x_t), *hc, w_h)[:2], None
 
         h0 = (h0, h0)
     else:
-        u_zr, u_n = _pinned(*_gru_split(w_h))
+        u_zr, u_n = _transposed(*_gru_split(w_h))
 
         def step(h, x_t):
-            return _gru_forward(project(x_t), h, u_zr, u_n)[0], None
+            return _gru_cell(project(x_t), h, u_zr, u_n)[0], None
     h_t, _ = jax.lax.scan(step, h0, seq, unroll=unroll)
     return h_t[0] if kind == "lstm" else h_t
 
