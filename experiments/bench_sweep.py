@@ -44,13 +44,6 @@ QUICK = {
 }
 
 
-def _max_abs_difference(trees_a: list, trees_b: list) -> float:
-    import jax
-
-    return float(max(np.max(np.abs(np.asarray(x) - np.asarray(y)))
-                     for a, b in zip(trees_a, trees_b) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))))
-
-
 def time_q3_seeds(s: dict, seed: int = 0, warmup: bool = True) -> list:
     """Rows for an M-member LSTM seed sweep, vmapped and sequential (see the module doc);
     ``warmup=False`` skips the first, untimed calls (for tests: the seconds are then rougher)."""
@@ -96,9 +89,9 @@ def time_q3_seeds(s: dict, seed: int = 0, warmup: bool = True) -> list:
     jax.block_until_ready([a.last_params for a in alone])
     seq_wall, seq_compile = time.perf_counter() - t, sum(a.compile_seconds for a in alone)
 
-    diff = _max_abs_difference([sweep.unstack(res.last_params, i) for i in range(s["members"])],
-                               [a.last_params for a in alone])
-    settings = {k: v for k, v in s.items()}
+    diff = sweep.max_abs_difference([sweep.unstack(res.last_params, i) for i in range(s["members"])],
+                                    [a.last_params for a in alone])
+    settings = dict(s)
     base = {"workload": "sweep_q3_seeds", "members": s["members"], "epochs": s["epochs"], "settings": settings}
     return [dict(base, implementation="vmap", seconds=vmap_wall - vmap_compile, wall_seconds=vmap_wall,
                  compile_seconds=vmap_compile, max_abs_param_difference=diff),
@@ -142,9 +135,10 @@ def time_q1_beta_rho(s: dict, seed: int = 0) -> list:
         compile_s = time.perf_counter() - t
         t = time.perf_counter()
         timed[name] = (fn(cfg), time.perf_counter() - t, compile_s)
-    diff = _max_abs_difference([r.params for r in timed["vmap"][0]], [r.params for r in timed["sequential"][0]])
+    diff = sweep.max_abs_difference([r.params for r in timed["vmap"][0]],
+                                    [r.params for r in timed["sequential"][0]])
     iters = [r.iterations for r in timed["sequential"][0]]
-    base = {"workload": "sweep_q1_beta_rho", "members": m, "settings": {k: v for k, v in s.items()}}
+    base = {"workload": "sweep_q1_beta_rho", "members": m, "settings": dict(s)}
     return [dict(base, implementation=name, seconds=sec, warmup_seconds=warm_s, iterations=iters,
                  max_abs_param_difference=diff) for name, (_, sec, warm_s) in timed.items()]
 

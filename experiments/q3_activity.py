@@ -377,12 +377,6 @@ def _mean_std(values) -> dict:
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "per_seed": v.tolist()}
 
 
-def _max_abs_difference(a: list, b: list) -> float:
-    return float(max(max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(p.params),
-                                                                        jax.tree.leaves(q.params)))
-                     for p, q in zip(a, b)))
-
-
 def run_seed_sweep(cell, splits, names, s, lr, data_id, out, args) -> dict:
     """``--seeds K``: K members of ``cell`` (seeds S … S+K−1), as one vmapped program by default.
     The result is member 0's summary (as a single run's) plus the statistics over seeds."""
@@ -412,7 +406,7 @@ def run_seed_sweep(cell, splits, names, s, lr, data_id, out, args) -> dict:
         other_acc = [float(np.mean(np.asarray(batched_predict(predict, m.params, splits[2][0],
                                                               min(1024, len(splits[2][1])))) == splits[2][1]))
                      for m in others]
-        timing["max_abs_param_difference"] = _max_abs_difference(members, others)
+        timing["max_abs_param_difference"] = sweep.max_abs_difference([m.params for m in members], [m.params for m in others])
         timing["max_abs_test_accuracy_difference"] = float(np.max(np.abs(
             np.subtract(other_acc, [r["test_accuracy"] for r in summaries]))))
         timing["same_epochs"] = [m.epochs_run for m in members] == [m.epochs_run for m in others]

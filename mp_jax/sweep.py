@@ -46,6 +46,13 @@ def unstack(tree: PyTree, i: int) -> PyTree:
     return jax.tree.map(lambda x: x[i], tree)
 
 
+def max_abs_difference(trees_a: list, trees_b: list) -> float:
+    """The largest |a − b| over every leaf of corresponding pytrees in two lists (e.g. a
+    sweep's members against the same runs trained alone)."""
+    return float(max(np.max(np.abs(np.asarray(x) - np.asarray(y)))
+                     for a, b in zip(trees_a, trees_b) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))))
+
+
 def _where_members(mask: np.ndarray, new: PyTree, old: PyTree) -> PyTree:
     """Per member (leading axis), ``new`` where ``mask`` else ``old``."""
     if mask.all():

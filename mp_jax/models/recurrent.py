@@ -418,7 +418,7 @@ def encode_backward(cell: CellParams, cache, dh_t: Array, *, unroll: int = 1) ->
         _, deltas = jax.lax.scan(step, (dh_t, jnp.zeros_like(dh_t)), cache.steps, reverse=True, unroll=unroll)
         return LSTMParams(*_weight_grads(cache.h_prev, cache.xs, deltas))
 
-    u_zrT, u_nT = _transposed(w_h[:, : 2 * hdim].T, w_h[:, 2 * hdim:].T)
+    u_zrT, u_nT = _transposed(*(u.T for u in _gru_split(w_h)))
     factors = gru_factors(cache.us, cache.ns, cache.h_prev)
 
     def step(dh, sc):
