@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     p = common.base_parser("python -m experiments", __doc__)
     p.add_argument("--only", help="comma-separated questions to run (q1,q2,q3); default all")
     args = p.parse_args(argv)
+    common.start_devices(args)
     common.setup_logging()
     try:
         questions = parse_questions(args.only)

@@ -4,9 +4,14 @@
 
 Implementations (same data, same initial parameters, same optimizer settings):
 
-* ``manual``   — the project's hand-derived ``loss_and_grad`` in the engine's one-jit epoch;
+* ``manual``   — the project's hand-derived ``loss_and_grad`` in the engine's one-jit epoch,
+  set up as the experiments train it: the recurrences split each batch over the CPU cores
+  as devices (:mod:`mp_jax.parallel`; their scans run on one core each), the autoencoder
+  and the language model on one device;
 * ``jax_grad`` — ``jax.value_and_grad`` of the same model's reference ``loss``, in the same
-  one-jit epoch (same data, same optimizer, same jit structure);
+  one-jit epoch (same data, same optimizer, same jit structure, same devices);
+* ``manual_one_device``, ``jax_grad_one_device`` — the recurrences again on one device,
+  to show what the split buys each;
 * ``numpy``    — from-scratch numpy, Python loops over minibatches and time steps
   (:mod:`experiments.bench_numpy`);
 * ``torch``    — PyTorch eager CPU with autograd and fused kernels
@@ -34,7 +39,10 @@ from pathlib import Path
 import numpy as np
 
 IMPLS = ("manual", "jax_grad", "numpy", "torch")
+ONE_DEVICE = ("manual_one_device", "jax_grad_one_device")  # the recurrences only
+JAX_IMPLS = ("manual", "jax_grad") + ONE_DEVICE
 ALL_WORKLOADS = ("ae", "lm", "rnn", "lstm", "gru")
+RECURRENT = ("rnn", "lstm", "gru")
 
 FULL = {
     "ae": dict(n=10240, batch=32, hidden=64, lr=0.075, momentum=0.9, lam=5e-4, beta=2.2, rho=0.026),
@@ -214,17 +222,23 @@ def worker(workload: str, impl: str, quick: bool, reps: int) -> dict:
     if impl == "matmul":
         return matmul_peak(reps)
     s = settings(workload, quick)
+    split = workload in RECURRENT and impl in ("manual", "jax_grad")
+    if impl in JAX_IMPLS:  # before any JAX computation: the CPU as one device per core, or one
+        from mp_jax import parallel
+
+        parallel.use_cpu_cores(None if split else 1)
     p, np_p, data, hyper = make_problem(workload, s)
-    clip = 1.0 if workload in ("rnn", "lstm", "gru") else None
-    if impl in ("manual", "jax_grad"):
+    clip = 1.0 if workload in RECURRENT else None
+    if impl in JAX_IMPLS:
         import jax
 
         from mp_jax import train
 
         manual, ref = jax_fns(workload, hyper)
-        lag = manual if impl == "manual" else jax.value_and_grad(ref)
+        lag = manual if impl.startswith("manual") else jax.value_and_grad(ref)
         opt = train.sgd_momentum(s["lr"], s["momentum"], clip)
-        epoch = train.make_epoch_fn(lag, opt, s["batch"])
+        mesh = parallel.cpu_mesh(s["batch"]) if split else None
+        epoch = train.make_epoch_fn(lag, opt, s["batch"], mesh=mesh, per_example_mean=True)
         jdata = tuple(jax.numpy.asarray(d) for d in data)
         state = {"p": p, "o": opt.init(p)}
         compiled = epoch.lower(p, state["o"], jax.random.PRNGKey(0), jdata).compile()
@@ -259,7 +273,9 @@ def worker(workload: str, impl: str, quick: bool, reps: int) -> dict:
     else:
         raise SystemExit(f"unknown implementation {impl}")
     times = time_epochs(run_epoch, reps)
-    return {"workload": workload, "implementation": impl, "times": times, "peak_rss_mb": peak_rss_mb()}
+    n_dev = mesh.size if impl in JAX_IMPLS and mesh is not None else 1
+    return {"workload": workload, "implementation": impl, "times": times, "peak_rss_mb": peak_rss_mb(),
+            "devices": n_dev}
 
 
 def matmul_peak(reps: int, n: int = 2048) -> dict:
@@ -319,7 +335,7 @@ def memory_growth(workload: str = "lstm", steps=(50, 150, 300), batches=(32, 128
 # ----------------------------------------------------------------------------- driver
 def run(models, quick: bool, reps: int, rounds: int, json_path=None, check_only: bool = False) -> dict:
     have_torch = torch_available()
-    impls = [i for i in IMPLS if i != "torch" or have_torch]
+    impls = [i for i in IMPLS if i != "torch" or have_torch] + list(ONE_DEVICE)
     notes = [] if have_torch else ["torch not installed: PyTorch rows skipped (pip install -e '.[bench]')"]
     checks = {}
     for w in models:
@@ -340,27 +356,33 @@ def run(models, quick: bool, reps: int, rounds: int, json_path=None, check_only:
 
     samples: dict = {}
     rss: dict = {}
+    n_devices: dict = {}
     peaks = []
     for r in range(rounds):
         peaks.append(spawn("matmul", "matmul", quick, reps)["gflops"])
         for w in models:
-            order = impls[r % len(impls):] + impls[: r % len(impls)]  # alternate who goes first
+            mine = [i for i in impls if w in RECURRENT or i not in ONE_DEVICE]
+            order = mine[r % len(mine):] + mine[: r % len(mine)]  # alternate who goes first
             for impl in order:
                 if impl == "numpy" and w in ("rnn", "lstm", "gru") and r > 0 and not quick:
                     continue  # the slow Python-loop reference is timed in the first round only
                 res = spawn(w, impl, quick, reps if impl != "numpy" else max(1, reps // 2))
                 samples.setdefault((w, impl), []).extend(res["times"])
                 rss[(w, impl)] = max(rss.get((w, impl), 0.0), res["peak_rss_mb"])
+                n_devices[(w, impl)] = res.get("devices", 1)
     peak = statistics.median(peaks)
     rows = [{"workload": "matmul_peak", "gflops": peak}]
     for w in models:
         s = settings(w, quick)
         fl = flops_per_epoch(w, s)
         for impl in impls:
+            if (w, impl) not in samples:
+                continue
             sec = statistics.median(samples[(w, impl)])
             g = fl / sec / 1e9
             rows.append({"workload": w, "implementation": impl, "seconds_per_epoch": sec, "gflops": g,
-                         "peak_fraction": g / peak, "peak_rss_mb": rss[(w, impl)], "n_samples": len(samples[(w, impl)])})
+                         "peak_fraction": g / peak, "peak_rss_mb": rss[(w, impl)], "n_samples": len(samples[(w, impl)]),
+                         "devices": n_devices[(w, impl)]})
     mem = memory_growth() if "lstm" in models else []
     print_table(rows, notes, quick)
     if mem:
@@ -379,12 +401,12 @@ def print_table(rows, notes, quick):
     peak = rows[0]["gflops"]
     print(f"\nseconds per epoch ({'quick sizes' if quick else 'assignment sizes'}); "
           f"large float32 matmul: {peak:.1f} GFLOP/s")
-    print(f"{'workload':<9} {'impl':<9} {'s/epoch':>9} {'/manual':>8} {'GFLOP/s':>8} {'%peak':>6} {'RSS MB':>7}")
+    print(f"{'workload':<9} {'impl':<19} {'s/epoch':>9} {'/manual':>8} {'GFLOP/s':>8} {'%peak':>6} {'RSS MB':>7} {'dev':>4}")
     manual = {r["workload"]: r["seconds_per_epoch"] for r in rows if r.get("implementation") == "manual"}
     for r in rows[1:]:
         ratio = r["seconds_per_epoch"] / manual[r["workload"]]
-        print(f"{r['workload']:<9} {r['implementation']:<9} {r['seconds_per_epoch']:>9.3f} {ratio:>8.2f} "
-              f"{r['gflops']:>8.2f} {100 * r['peak_fraction']:>5.1f}% {r['peak_rss_mb']:>7.0f}")
+        print(f"{r['workload']:<9} {r['implementation']:<19} {r['seconds_per_epoch']:>9.3f} {ratio:>8.2f} "
+              f"{r['gflops']:>8.2f} {100 * r['peak_fraction']:>5.1f}% {r['peak_rss_mb']:>7.0f} {r.get('devices', 1):>4}")
     print("\nmanual / other (≤ 1 means the manual path is faster):")
     for w in manual:
         parts = []
@@ -392,6 +414,11 @@ def print_table(rows, notes, quick):
             if r["workload"] == w and r["implementation"] != "manual":
                 parts.append(f"/{r['implementation']} {manual[w] / r['seconds_per_epoch']:.2f}")
         print(f"  {w:<5} " + "  ".join(parts))
+    one = {(r["workload"], r["implementation"]): r["seconds_per_epoch"] for r in rows[1:]}
+    for w in manual:
+        if (w, "manual_one_device") in one and (w, "jax_grad_one_device") in one:
+            print(f"  {w:<5} on one device: manual/jax_grad "
+                  f"{one[(w, 'manual_one_device')] / one[(w, 'jax_grad_one_device')]:.2f}")
     for n in notes:
         print("note:", n)
 

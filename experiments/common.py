@@ -23,6 +23,9 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="log lines instead of progress bars")
     p.add_argument("--devices", type=int, default=None,
                    help="train data-parallel over N local devices (default: all; the batch size must divide by N)")
+    p.add_argument("--cpu-devices", type=int, default=None,
+                   help="on a CPU, expose N devices to JAX (default: one per core); the recurrences (Q3) split each "
+                        "batch over them, since their scans run on one core each; 1 turns this off")
     p.add_argument("--fresh", action="store_true",
                    help="start over: move earlier results of this question aside (nothing is deleted)")
     return p
@@ -58,6 +61,14 @@ def session(args, question: str):
     qdir.mkdir(parents=True, exist_ok=True)
     with runner.devices(getattr(args, "devices", None)), runner.checkpointing(qdir / "checkpoints") as store:
         yield qdir, store
+
+
+def start_devices(args) -> int:
+    """First thing after parsing, before any JAX computation: the CPU as ``--cpu-devices``
+    devices (default one per core; see :mod:`mp_jax.parallel`). Returns the count."""
+    from mp_jax import parallel
+
+    return parallel.use_cpu_cores(getattr(args, "cpu_devices", None))
 
 
 def setup_logging() -> None:

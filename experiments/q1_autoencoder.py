@@ -537,6 +537,7 @@ def main(argv=None) -> int:
     p.add_argument("--compare-vmap", action="store_true", help="also train the (β, ρ) study and the sweep the "
                    "other way (sequential / vmapped) and record both times in metrics.json['sweep_timing']")
     args = p.parse_args(argv)
+    common.start_devices(args)
     common.setup_logging()
     with common.session(args, "q1"):
         run(args)

@@ -208,7 +208,8 @@ def run(args) -> dict:
         res = runner.fit_run(f"lm_D{d}_P{p}", config=config, data_id=data_id, loss_and_grad=lm.loss_and_grad,
                              optimizer=train.sgd_momentum(LEARNING_RATE, MOMENTUM), params=params,
                              train_data=train_data, fit_config=fit_config, key=k_fit, val_data=val_data,
-                             metrics_fn=lm.metrics, progress=common.progress_flag(args))
+                             metrics_fn=lm.metrics, progress=common.progress_flag(args),
+                             per_example_mean=True)
         seconds = time.perf_counter() - t
         test = {k: float(v) for k, v in evaluate(res.params, test_data).items()}
         val = {k: float(v) for k, v in evaluate(res.params, val_data).items()}
@@ -307,6 +308,7 @@ def run(args) -> dict:
 
 def main(argv=None) -> int:
     args = common.base_parser("python -m experiments.q2_language_model", __doc__).parse_args(argv)
+    common.start_devices(args)
     common.setup_logging()
     with common.session(args, QUESTION):
         run(args)

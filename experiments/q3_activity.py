@@ -174,14 +174,18 @@ def plot_all_losses(histories: dict, path):
 
 # ----------------------------------------------------------------------------- runs
 def _fit(name, *, config, data_id, loss_and_grad, optimizer, params, train_data, val_data, metrics_fn,
-         fit_config, key, progress, checkpointed: bool = True):
+         fit_config, key, progress, checkpointed: bool = True, split_over_cpu_cores: bool = False):
     """runner.fit_run (or, with ``checkpointed=False``, train.fit without checkpoints or
-    mesh), keeping the last finite state when a run diverges."""
+    mesh: one device, as the vmapped sweep it is compared with), keeping the last finite
+    state when a run diverges. Every Q3 loss is a
+    mean cross-entropy over examples (plus weight decay), so on a mesh each device computes
+    its shard's gradient; ``split_over_cpu_cores``: see :func:`experiments.runner.run_mesh`."""
     try:
         if checkpointed:
             res = runner.fit_run(name, config=config, data_id=data_id, loss_and_grad=loss_and_grad,
                                  optimizer=optimizer, params=params, train_data=train_data, fit_config=fit_config,
-                                 key=key, val_data=val_data, metrics_fn=metrics_fn, progress=progress)
+                                 key=key, val_data=val_data, metrics_fn=metrics_fn, progress=progress,
+                                 per_example_mean=True, split_over_cpu_cores=split_over_cpu_cores)
         else:
             res = train.fit(loss_and_grad, optimizer, params, train_data, fit_config, key=key, val_data=val_data,
                             metrics_fn=metrics_fn, progress=progress, desc=name)
@@ -296,7 +300,7 @@ def train_seeds(cell: str, seeds: list, train_data, val_data, s: dict, lr: float
             out = _fit(name, config=run_config(cell, s, lr, seed, quick, data_seed), data_id=data_id,
                        loss_and_grad=recurrent.loss_and_grad, optimizer=opt, params=params, train_data=train_data,
                        val_data=val_data, metrics_fn=recurrent.metrics, fit_config=fit_config, key=k_fit,
-                       progress=progress, checkpointed=data_id is not None)
+                       progress=progress, checkpointed=data_id is not None, split_over_cpu_cores=True)
             members.append(Member(seed, *out))
         compile_s = [m.compile_seconds for m in members]
         return members, {"mode": "sequential", "seconds": time.perf_counter() - t,
@@ -361,7 +365,8 @@ def run_recurrent(cell, splits, names, s, lr, key, data_id, out, args) -> dict:
         f"q3_{cell}", config=run_config(cell, s, lr, args.seed, args.quick), data_id=data_id,
         loss_and_grad=recurrent.loss_and_grad, optimizer=_optimizer(s, lr), params=params,
         train_data=(jnp.asarray(x_tr), jnp.asarray(y_tr)), val_data=(jnp.asarray(x_va), jnp.asarray(y_va)),
-        metrics_fn=recurrent.metrics, fit_config=_fit_config(s), key=k_fit, progress=common.progress_flag(args))
+        metrics_fn=recurrent.metrics, fit_config=_fit_config(s), key=k_fit, progress=common.progress_flag(args),
+        split_over_cpu_cores=True)
     wall = time.perf_counter() - t
     cms = _confusions(jax.jit(recurrent.predict), best, splits, len(names))
     res = _summary(cms, history, epochs_run, best_epoch, stopped, compile_s, lr, diverged)
@@ -613,6 +618,7 @@ def main(argv=None) -> int:
     p.add_argument("--compare-vmap", action="store_true", help="with --seeds K > 1: train the members both ways "
                    "(vmapped and one by one, without checkpoints) and record both times in metrics.json")
     args = p.parse_args(argv)
+    common.start_devices(args)
     if args.seeds < 1:
         p.error("--seeds must be at least 1")
     common.setup_logging()

@@ -21,7 +21,7 @@ from typing import Any, Optional
 import jax
 import optax
 
-from mp_jax import checkpoint, train
+from mp_jax import checkpoint, parallel, train
 
 log = logging.getLogger("experiments.runner")
 
@@ -41,10 +41,15 @@ _MESH: contextvars.ContextVar = contextvars.ContextVar("mp_jax_mesh", default=No
 @contextlib.contextmanager
 def devices(n_devices: Optional[int] = None):
     """Train every ``fit_run`` inside the block data-parallel over ``n_devices`` local
-    devices (default all); with one device, no mesh is used."""
-    n = jax.device_count() if n_devices is None else n_devices
-    mesh = train.make_mesh(n) if n != 1 else None
-    token = _MESH.set(mesh)
+    devices; with one device, no mesh is used. The default is every accelerator, or on a
+    CPU none: there the runs that gain from it (``fit_run(..., split_over_cpu_cores=True)``,
+    the recurrences) split each batch over the CPU cores themselves, and the rest train on
+    one device (their large matmuls already use every core)."""
+    explicit = n_devices is not None
+    if not explicit:
+        n_devices = 1 if jax.default_backend() == "cpu" else jax.device_count()
+    mesh = train.make_mesh(n_devices) if n_devices != 1 else None
+    token = _MESH.set((mesh, explicit))
     try:
         yield mesh
     finally:
@@ -52,7 +57,17 @@ def devices(n_devices: Optional[int] = None):
 
 
 def current_mesh():
-    return _MESH.get()
+    return (_MESH.get() or (None, False))[0]
+
+
+def run_mesh(batch_size: int, split_over_cpu_cores: bool):
+    """The mesh one run trains on: the block's (:func:`devices`); or, when ``--devices``
+    was not given, for a run that asks for it on a CPU, the CPU cores as devices (as many
+    as divide the batch size; see :mod:`mp_jax.parallel`)."""
+    mesh, explicit = _MESH.get() or (None, False)
+    if not explicit and split_over_cpu_cores and jax.default_backend() == "cpu":
+        return parallel.cpu_mesh(batch_size)
+    return mesh
 
 
 @contextlib.contextmanager
@@ -106,6 +121,8 @@ def fit_run(
     val_data: Any = None,
     metrics_fn=None,
     progress: Optional[bool] = None,
+    per_example_mean: bool = False,
+    split_over_cpu_cores: bool = False,
 ) -> train.FitResult:
     """Train one run (or skip / resume it from its checkpoint).
 
@@ -114,11 +131,19 @@ def fit_run(
       config: every setting that defines the run (JSON-serialisable: numbers, strings,
         lists); together with ``data_id`` and ``fit_config`` it keys the checkpoint.
       data_id: a string identifying the data (e.g. a content hash of the file).
+      per_example_mean: the loss is a mean over examples (see :mod:`mp_jax.parallel`): on a
+        mesh each device computes its shard's gradient and they are averaged.
+      split_over_cpu_cores: on a CPU without ``--devices``, split each batch over the CPU
+        cores (:func:`run_mesh`); for the recurrences, whose scans run on one core each.
       The rest as :func:`mp_jax.train.fit`.
     """
     store = _STORE.get()
     fit_kwargs = dict(key=key, val_data=val_data, metrics_fn=metrics_fn, progress=progress, desc=name,
-                      mesh=_MESH.get())
+                      mesh=run_mesh(fit_config.batch_size, split_over_cpu_cores), per_example_mean=per_example_mean)
+    if fit_kwargs["mesh"] is not None:
+        devs = fit_kwargs["mesh"].devices.ravel()
+        log.info("%s: each batch split over %d %s devices (%s)", name, devs.size, devs[0].platform,
+                 "gradients averaged" if per_example_mean else "XLA-partitioned step")
     if store is None:
         return train.fit(loss_and_grad, optimizer, params, train_data, fit_config, **fit_kwargs)
 

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mp_jax import parallel
 from mp_jax.progress import EpochProgress
 
 PyTree = Any
@@ -133,15 +134,22 @@ def make_train_step(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransfo
 
 
 def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransformation, batch_size: int, *,
-                  jit: bool = True, mesh: Optional[jax.sharding.Mesh] = None):
+                  jit: bool = True, mesh: Optional[jax.sharding.Mesh] = None, per_example_mean: bool = False):
     """One shuffled pass over a dataset, compiled as a single program.
 
     Returns ``epoch(params, opt_state, key, data) -> (params, opt_state, mean_loss, finite)``
     where ``mean_loss`` is the example-weighted mean of the minibatch losses and
     ``finite`` tells whether every parameter is finite at the end. With a ``mesh``, each
-    full minibatch is split across its devices (data parallelism).
+    full minibatch is split across its devices (data parallelism): with
+    ``per_example_mean`` (the loss is a mean over examples, see :mod:`mp_jax.parallel`)
+    each device runs ``loss_and_grad`` on its shard and the gradients are averaged, one
+    all-reduce per step (:func:`mp_jax.parallel.data_parallel`); without it XLA partitions
+    the whole step (exact for any loss, e.g. the autoencoder's batch-mean sparsity).
     """
     _check_divisible(batch_size, mesh)
+    if mesh is not None and per_example_mean:
+        loss_and_grad = parallel.data_parallel(loss_and_grad, mesh)
+        mesh = None  # the shards are cut inside data_parallel, not by sharding constraints
     step = make_train_step(loss_and_grad, optimizer)
 
     def epoch(params, opt_state, key, data):
@@ -256,6 +264,7 @@ def fit(
     progress: Optional[bool] = None,
     desc: str = "train",
     mesh: Optional[jax.sharding.Mesh] = None,
+    per_example_mean: bool = False,
 ) -> FitResult:
     """Train for ``config.epochs`` epochs (or until early stopping).
 
@@ -266,7 +275,9 @@ def fit(
     after every epoch. Raises :class:`NonFiniteError` when the loss or the parameters
     stop being finite. ``mesh`` (see :func:`make_mesh`) trains data-parallel: the batch
     size must be a multiple of the device count (a clear ``ValueError`` otherwise); the
-    remainder batch of an epoch is computed replicated.
+    remainder batch of an epoch is computed replicated. ``per_example_mean`` declares the
+    loss a mean over examples, so each device computes its shard's gradient and they are
+    averaged (see :func:`make_epoch_fn`).
     """
     if metrics_fn is None:
         def metrics_fn(p, b):
@@ -275,7 +286,8 @@ def fit(
     n_train = num_examples(train_data)
     if n_train == 0:
         raise ValueError("the training set is empty")
-    epoch_fn = make_epoch_fn(loss_and_grad, optimizer, min(config.batch_size, n_train), mesh=mesh)
+    epoch_fn = make_epoch_fn(loss_and_grad, optimizer, min(config.batch_size, n_train), mesh=mesh,
+                             per_example_mean=per_example_mean)
     eval_fn = make_eval_fn(metrics_fn, config.eval_batch_size, mesh=mesh)
     if state is None:
         state = init_fit_state(params, optimizer, key)

@@ -1,5 +1,6 @@
 """The benchmark's pre-timing agreement check, on tiny sizes (no timing here)."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -63,3 +64,21 @@ def test_sweep_timing_runs_on_tiny_sizes_and_returns_both_ways(tmp_path):
     path.write_text('[{"workload": "ae"}]')
     bench_sweep.write_rows(path, rows, keep_existing=True)
     assert [r["workload"] for r in json.loads(path.read_text())][:2] == ["ae", "sweep_q3_seeds"]
+
+
+def test_worker_splits_the_recurrences_over_the_cpu_cores_and_not_the_others():
+    # each worker is its own process, so it can choose its CPU device count before JAX starts
+    import subprocess
+    import sys
+
+    def worker(workload, impl):
+        proc = subprocess.run([sys.executable, "-m", "experiments.benchmark", "--worker", workload, impl,
+                               "--quick", "--reps", "1"], capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ, JAX_NUM_CPU_DEVICES="2"))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    assert worker("rnn", "manual")["devices"] == 2
+    assert worker("rnn", "jax_grad_one_device")["devices"] == 1
+    row = worker("ae", "manual")
+    assert row["devices"] == 1 and len(row["times"]) == 1 and row["times"][0] > 0

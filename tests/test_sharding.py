@@ -33,3 +33,41 @@ def test_manual_gradients_under_sharding_match_jax_grad(result):
 
 def test_a_batch_that_does_not_divide_is_a_clear_error(result):
     assert "batch size 30 does not divide across 4 devices" in result["indivisible_error"]
+
+
+def test_per_example_mean_data_parallel_trains_like_one_device(result):
+    for n, diff in result["per_example_max_diff"].items():
+        assert diff < 1e-5, f"{n} devices (shard_map + pmean) differ from 1 device by {diff}"
+
+
+def test_recurrent_gradients_averaged_over_shards_equal_the_full_batch_float64(result):
+    assert len(result["recurrent_rel_err"]) == 9
+    for case, err in result["recurrent_rel_err"].items():
+        assert err < 1e-10, f"{case}: relative error {err}"
+
+
+def test_shard_averaging_is_not_the_autoencoder_gradient(result):
+    # why the autoencoder keeps XLA's whole-step partitioning: its sparsity term is not a
+    # mean over examples, so averaging per-shard gradients changes it
+    assert result["autoencoder_sharded_rel_err"] > 1e-6
+
+
+def test_cpu_cores_as_devices_only_for_runs_that_ask(result):
+    assert result["cpu_mesh"] == {"32": 4, "6": 3, "5": None}
+    assert result["run_mesh_default"] == [4, None]  # recurrences split; the rest one device
+    assert result["run_mesh_explicit"] == [2, 2]  # --devices 2 applies to every run
+    assert result["use_cpu_cores_too_late"] == 4  # JAX had started: the count it has
+
+
+def test_use_cpu_cores_defaults_to_one_device_per_usable_core():
+    code = ("import os, jax; from mp_jax import parallel; n = parallel.use_cpu_cores(); "
+            "print(n, len(jax.devices('cpu')), len(os.sched_getaffinity(0)))")
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=dict(env, JAX_PLATFORMS="cpu"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    n, have, cores = map(int, out.stdout.split())
+    assert n == have == cores
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=dict(env, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="3"))
+    assert out.returncode == 0 and out.stdout.split()[:2] == ["3", "3"], out.stdout + out.stderr[-2000:]

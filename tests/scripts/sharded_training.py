@@ -55,4 +55,59 @@ try:
     out["indivisible_error"] = None
 except ValueError as e:
     out["indivisible_error"] = str(e)
+# per-example-mean data parallelism (shard_map + pmean): the same training as 1 device
+out["per_example_max_diff"] = {}
+for n in (2, 4):
+    res = train.fit(mlp.loss_and_grad, train.sgd_momentum(0.05, 0.9), params, data,
+                    train.FitConfig(epochs=1, batch_size=32), key=jax.random.PRNGKey(1),
+                    val_data=val, metrics_fn=mlp.metrics, progress=False, mesh=train.make_mesh(n),
+                    per_example_mean=True)
+    leaves = [np.asarray(x) for x in jax.tree.leaves(res.last_params)]
+    out["per_example_max_diff"][n] = max(float(np.max(np.abs(a - b))) for a, b in zip(leaves, ref))
+
+# float64: the manual LSTM/GRU/RNN gradients averaged over shards equal the full-batch ones
+jax.config.update("jax_enable_x64", True)
+from mp_jax import parallel  # noqa: E402
+from mp_jax.models import autoencoder as ae  # noqa: E402
+from mp_jax.models import recurrent as rec  # noqa: E402
+
+
+def rel(a, b):
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))) / np.max(np.abs(np.asarray(y))))
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+out["recurrent_rel_err"] = {}
+for cell in rec.CELLS:
+    p64 = rec.init_params(jax.random.PRNGKey(2), cell, 3, 8, 6, 4, dtype=jnp.float64)
+    for n_ex, k in ((8, 2), (8, 4), (5, 2)):  # 5 over 2: the remainder path, computed whole
+        kx, ky = jax.random.split(jax.random.PRNGKey(n_ex))
+        batch = (jax.random.normal(kx, (n_ex, 7, 3), jnp.float64), jax.random.randint(ky, (n_ex,), 0, 4))
+        l1, g1 = rec.loss_and_grad(p64, batch)
+        l2, g2 = jax.jit(parallel.data_parallel(rec.loss_and_grad, train.make_mesh(k)))(p64, batch)
+        out["recurrent_rel_err"][f"{cell} N={n_ex} k={k}"] = max(rel(g2, g1), abs(float(l2 - l1)) / abs(float(l1)))
+
+# ... but not for the autoencoder: its sparsity penalty uses the batch-mean activation
+hp = ae.AEHyper(lam=5e-4, beta=3.0, rho=0.05)
+pa = jax.tree.map(lambda a: a.astype(jnp.float64), ae.init_params(jax.random.PRNGKey(3), 16))
+xa = jax.random.uniform(jax.random.PRNGKey(4), (8, 256), jnp.float64, 0.1, 0.9)
+_, ga1 = ae.loss_and_grad(pa, xa, hp)
+_, ga2 = jax.jit(parallel.data_parallel(lambda p, b: ae.loss_and_grad(p, b, hp), train.make_mesh(2)))(pa, xa)
+out["autoencoder_sharded_rel_err"] = rel(ga2, ga1)
+
+# which mesh a run gets: CPU cores (as many as divide the batch) only for runs that ask, and
+# only when --devices was not given
+from experiments import runner  # noqa: E402
+
+
+def size(m):
+    return None if m is None else m.size
+
+
+out["cpu_mesh"] = {b: size(parallel.cpu_mesh(b)) for b in (32, 6, 5)}
+with runner.devices(None):
+    out["run_mesh_default"] = [size(runner.run_mesh(32, True)), size(runner.run_mesh(32, False))]
+with runner.devices(2):
+    out["run_mesh_explicit"] = [size(runner.run_mesh(32, True)), size(runner.run_mesh(32, False))]
+out["use_cpu_cores_too_late"] = parallel.use_cpu_cores(2)
 print("RESULT " + json.dumps(out))
