@@ -223,6 +223,7 @@ def worker(workload: str, impl: str, quick: bool, reps: int) -> dict:
         return matmul_peak(reps)
     s = settings(workload, quick)
     split = workload in RECURRENT and impl in ("manual", "jax_grad")
+    mesh = None  # one device unless a JAX implementation splits the batch below
     if impl in JAX_IMPLS:  # before any JAX computation: the CPU as one device per core, or one
         from mp_jax import parallel
 
@@ -273,9 +274,8 @@ def worker(workload: str, impl: str, quick: bool, reps: int) -> dict:
     else:
         raise SystemExit(f"unknown implementation {impl}")
     times = time_epochs(run_epoch, reps)
-    n_dev = mesh.size if impl in JAX_IMPLS and mesh is not None else 1
     return {"workload": workload, "implementation": impl, "times": times, "peak_rss_mb": peak_rss_mb(),
-            "devices": n_dev}
+            "devices": 1 if mesh is None else mesh.size}
 
 
 def matmul_peak(reps: int, n: int = 2048) -> dict:
@@ -364,7 +364,7 @@ def run(models, quick: bool, reps: int, rounds: int, json_path=None, check_only:
             mine = [i for i in impls if w in RECURRENT or i not in ONE_DEVICE]
             order = mine[r % len(mine):] + mine[: r % len(mine)]  # alternate who goes first
             for impl in order:
-                if impl == "numpy" and w in ("rnn", "lstm", "gru") and r > 0 and not quick:
+                if impl == "numpy" and w in RECURRENT and r > 0 and not quick:
                     continue  # the slow Python-loop reference is timed in the first round only
                 res = spawn(w, impl, quick, reps if impl != "numpy" else max(1, reps // 2))
                 samples.setdefault((w, impl), []).extend(res["times"])

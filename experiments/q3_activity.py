@@ -177,9 +177,9 @@ def _fit(name, *, config, data_id, loss_and_grad, optimizer, params, train_data,
          fit_config, key, progress, checkpointed: bool = True, split_over_cpu_cores: bool = False):
     """runner.fit_run (or, with ``checkpointed=False``, train.fit without checkpoints or
     mesh: one device, as the vmapped sweep it is compared with), keeping the last finite
-    state when a run diverges. Every Q3 loss is a
-    mean cross-entropy over examples (plus weight decay), so on a mesh each device computes
-    its shard's gradient; ``split_over_cpu_cores``: see :func:`experiments.runner.run_mesh`."""
+    state when a run diverges. Every Q3 loss is a mean cross-entropy over examples (plus
+    weight decay), so on a mesh each device computes its shard's gradient;
+    ``split_over_cpu_cores``: see :func:`experiments.runner.run_mesh`."""
     try:
         if checkpointed:
             res = runner.fit_run(name, config=config, data_id=data_id, loss_and_grad=loss_and_grad,
