@@ -25,9 +25,9 @@ pass over the sigmoid gates (σ(a) = ½ tanh(½a) + ½). The backward needs, per
 local derivative factors (the LSTM's q = [g·σ'(i), c_{t−1}·σ'(f), i·tanh'(g),
 tanh(c_t)·σ'(o)], f and o(1 − tanh²c_t); the GRU's five [N, H] factors). The LSTM's
 forward scan computes them in its own elementwise pass and keeps them (with h_{t−1}); the
-GRU's forward scan keeps only its gates, candidate and h_{t−1}, and its factors are
-computed for all steps at once between the scans (each way measured the faster for that
-cell). BPTT is then a ``lax.scan(reverse=True)`` carrying only (dh) or (dh, dc), one
+GRU's forward scan keeps only its gates, candidate and h_{t−1}, and each backward step
+derives its factors from those in the elementwise passes it runs anyway (each way
+measured the faster for that cell). BPTT is then a ``lax.scan(reverse=True)`` carrying only (dh) or (dh, dc), one
 small fused elementwise pass and one matmul per step (the GRU two: its candidate depends
 on r). After it, [dW_h; dW_x; db] = Σ_{t,n} [h_{t−1}, x_t, 1]ᵀ δ_t is ONE matmul over
 (T, N) (the GRU's candidate block uses r ⊙ h_{t−1}, a second one). Everything stays in
@@ -125,8 +125,9 @@ def init_params(key: Array, cell: str, n_in: int, n_hidden: int, n_mlp: int, n_c
 
 # ============================================================================= single steps
 # Each backward step is one small fused elementwise pass and one matmul (two for the
-# GRU) over the local derivative factors of that step (LSTMStepCache, GRUStepCache),
-# computed from what the forward kept by :func:`lstm_factors` / :func:`gru_factors`.
+# GRU) over the local derivative factors of that step: the LSTM's (LSTMStepCache) are
+# computed by its forward (:func:`lstm_factors`), the GRU's inside its backward step from
+# the gates, candidate and h_{t−1} that its forward kept (GRUStepCache).
 # Step backwards take the gradient reaching the new state and return δ_t <float>[N, G·H]
 # (gradient of the pre-activation, i.e. of xw_t = x_t W_x + b) and the gradient reaching
 # the previous state.
@@ -203,12 +204,11 @@ def lstm_step_backward(dh: Array, dc: Array, cache: LSTMStepCache, w_hT: Array) 
 
 
 class GRUStepCache(NamedTuple):
-    """What one GRU step's backward needs (σ' = s(1 − s))."""
+    """What one GRU step's backward reads: the forward's own values, no derived factors."""
 
-    dzr: Array  # [N, 2H]  [(h_{t−1} − n)·σ'(z), h_{t−1}·σ'(r)]
-    dn: Array  # [N, H]   (1 − z)(1 − n²)
-    z: Array  # [N, H]
-    r: Array  # [N, H]
+    u: Array  # [N, 2H] tanh(½ a_zr): [z, r] = ½ u + ½
+    n: Array  # [N, H]  candidate
+    h_prev: Array  # [N, H] h_{t−1}
 
 
 def _gru_cell(xw_t: Array, h_prev: Array, u_zr: Array, u_n: Array) -> tuple[Array, Array, Array]:
@@ -220,20 +220,22 @@ def _gru_cell(xw_t: Array, h_prev: Array, u_zr: Array, u_n: Array) -> tuple[Arra
     return n + z * (h_prev - n), u, n
 
 
-def gru_factors(u: Array, n: Array, h_prev: Array) -> GRUStepCache:
-    """The backward's factors for any leading shape: u <[..., 2H]>, n, h_{t−1} <[..., H]>;
-    σ'(a) = ¼ (1 − tanh²(½ a))."""
-    z, r = jnp.split(0.5 * u + 0.5, 2, axis=-1)
-    dzr = jnp.concatenate([h_prev - n, h_prev], axis=-1) * (0.25 * (1.0 - u * u))
-    return GRUStepCache(dzr, (1.0 - z) * (1.0 - n * n), z, r)
-
-
 def _gru_backward(dh: Array, cache: GRUStepCache, u_zrT: Array, u_nT: Array) -> tuple[Array, Array, Array]:
-    """(δ_zr <[N, 2H]>, δ_n <[N, H]>, dh_prev)."""
-    dn = dh * cache.dn
+    """(δ_zr <[N, 2H]>, δ_n <[N, H]>, dh_prev), the local factors derived in place.
+
+    σ'(a) = ¼ (1 − tanh²(½ a)). δ_zr is built as ONE concatenation of two products (not a
+    product of concatenated factors), which XLA emits as a single fused kernel: on CPU a
+    step's elementwise kernels cost more in launches than in arithmetic (BENCHMARKS.md).
+    """
+    hdim = dh.shape[-1]
+    u, n, h = cache
+    u_z, u_r = u[..., :hdim], u[..., hdim:]
+    z, r = 0.5 * u_z + 0.5, 0.5 * u_r + 0.5
+    dn = dh * ((1.0 - z) * (1.0 - n * n))
     drh = dn @ u_nT
-    dzr = jnp.concatenate([dh, drh], axis=-1) * cache.dzr
-    return dzr, dn, dh * cache.z + drh * cache.r + dzr @ u_zrT
+    dzr = jnp.concatenate([dh * (h - n) * (0.25 * (1.0 - u_z * u_z)),
+                           drh * h * (0.25 * (1.0 - u_r * u_r))], axis=-1)
+    return dzr, dn, dh * z + drh * r + dzr @ u_zrT
 
 
 def _gru_split(w_h: Array) -> tuple[Array, Array]:
@@ -248,7 +250,7 @@ def gru_step_forward(xw_t: Array, h_prev: Array, w_h: Array) -> tuple[Array, GRU
     Returns h_t = z ⊙ h_{t−1} + (1 − z) ⊙ n <float>[N, H] and the cache.
     """
     h, u, n = _gru_cell(xw_t, h_prev, *_gru_split(w_h))
-    return h, gru_factors(u, n, h_prev)
+    return h, GRUStepCache(u, n, h_prev)
 
 
 def gru_step_backward(dh: Array, cache: GRUStepCache, w_hT: Array) -> tuple[Array, Array]:
@@ -392,8 +394,8 @@ def encode_forward(cell: CellParams, x: Array, *, unroll: int = 1):
 def encode_backward(cell: CellParams, cache, dh_t: Array, *, unroll: int = 1) -> CellParams:
     """BPTT from dL/dh_T <float>[N, H]; returns the cell's gradients.
 
-    First the local derivative factors of every step at once (elementwise over [T, N, ·]);
-    then a reverse scan that carries (dh) or (dh, dc) and emits δ_t; then the weight
+    A reverse scan that carries (dh) or (dh, dc), reads what the forward kept for each step
+    and emits δ_t (the GRU derives its local factors there); then the weight
     gradients as ONE matmul over (T, N) (two for the GRU, whose candidate block multiplies
     r ⊙ h_{t−1}): [dW_h; dW_x; db] = Σ_{t,n} [h_{t−1}, x_t, 1]ᵀ δ_t.
     """
@@ -419,15 +421,15 @@ def encode_backward(cell: CellParams, cache, dh_t: Array, *, unroll: int = 1) ->
         return LSTMParams(*_weight_grads(cache.h_prev, cache.xs, deltas))
 
     u_zrT, u_nT = _transposed(*(u.T for u in _gru_split(w_h)))
-    factors = gru_factors(cache.us, cache.ns, cache.h_prev)
 
     def step(dh, sc):
         dzr, dn, dh_prev = _gru_backward(dh, GRUStepCache(*sc), u_zrT, u_nT)
         return dh_prev, (dzr, dn)
 
-    _, (d_zr, d_n) = jax.lax.scan(step, dh_t, tuple(factors), reverse=True, unroll=unroll)
+    _, (d_zr, d_n) = jax.lax.scan(step, dh_t, (cache.us, cache.ns, cache.h_prev), reverse=True, unroll=unroll)
+    r = 0.5 * cache.us[..., hdim:] + 0.5
     zr = _weight_grads(cache.h_prev, cache.xs, d_zr)
-    nn = _weight_grads(factors.r * cache.h_prev, cache.xs, d_n)
+    nn = _weight_grads(r * cache.h_prev, cache.xs, d_n)
     return GRUParams(*(jnp.concatenate([a, b], axis=-1) for a, b in zip(zr, nn)))
 
 
