@@ -27,11 +27,12 @@ tanh(c_t)·σ'(o)], f and o(1 − tanh²c_t); the GRU's five [N, H] factors). Th
 forward scan computes them in its own elementwise pass and keeps them (with h_{t−1}); the
 GRU's forward scan keeps only its gates, candidate and h_{t−1}, and each backward step
 derives its factors from those in the elementwise passes it runs anyway (each way
-measured the faster for that cell). BPTT is then a ``lax.scan(reverse=True)`` carrying only (dh) or (dh, dc), one
-small fused elementwise pass and one matmul per step (the GRU two: its candidate depends
-on r). After it, [dW_h; dW_x; db] = Σ_{t,n} [h_{t−1}, x_t, 1]ᵀ δ_t is ONE matmul over
-(T, N) (the GRU's candidate block uses r ⊙ h_{t−1}, a second one). Everything stays in
-the dtype of the parameters (float32 in training; float64 in the gradient tests).
+measured the faster for that cell). BPTT is then a ``lax.scan(reverse=True)`` carrying
+only (dh) or (dh, dc), one small fused elementwise pass and one matmul per step (the GRU
+two: its candidate depends on r). After it, [dW_h; dW_x; db] = Σ_{t,n} [h_{t−1}, x_t, 1]ᵀ δ_t
+is ONE matmul over (T, N) (the GRU's candidate block uses r ⊙ h_{t−1}, a second one).
+Everything stays in the dtype of the parameters (float32 in training; float64 in the
+gradient tests).
 
 Verbs, as every model module: :func:`init_params`, :func:`forward` → (logits, cache),
 :func:`backward`, :func:`loss` (reference for ``jax.grad``, written independently with
@@ -223,9 +224,11 @@ def _gru_cell(xw_t: Array, h_prev: Array, u_zr: Array, u_n: Array) -> tuple[Arra
 def _gru_backward(dh: Array, cache: GRUStepCache, u_zrT: Array, u_nT: Array) -> tuple[Array, Array, Array]:
     """(δ_zr <[N, 2H]>, δ_n <[N, H]>, dh_prev), the local factors derived in place.
 
-    σ'(a) = ¼ (1 − tanh²(½ a)). δ_zr is built as ONE concatenation of two products (not a
-    product of concatenated factors), which XLA emits as a single fused kernel: on CPU a
-    step's elementwise kernels cost more in launches than in arithmetic (BENCHMARKS.md).
+    σ'(a) = ¼ (1 − tanh²(½ a)). δ_zr is one concatenation of two products, not the product
+    of a concatenated gradient [dh, d(r⊙h)] and concatenated factors: one concatenate
+    kernel per step instead of two. On CPU a step's small elementwise kernels cost more in
+    launches than in arithmetic, so deriving the factors here, inside kernels the step runs
+    anyway, beats a pass over all steps between the scans (BENCHMARKS.md).
     """
     hdim = dh.shape[-1]
     u, n, h = cache
