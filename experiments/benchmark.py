@@ -21,7 +21,10 @@ Before timing, every implementation's loss and gradients on one batch are compar
 the manual ones (a benchmark of a wrong model is worthless). Each (workload,
 implementation) then runs in its own process, in alternating order over ``--rounds``
 rounds; a process compiles/warms up once and times ``--reps`` epochs; the table shows the
-median. GFLOP/s counts the model's matmul FLOPs (forward + backward) per epoch;
+median. One more process per workload and round compiles ``manual`` and ``jax_grad``
+together and times 2 × ``--reps`` epochs of each in turn: their ratio, free of the
+machine's drift between processes, is printed after the table (JSON rows of kind
+``interleaved``). GFLOP/s counts the model's matmul FLOPs (forward + backward) per epoch;
 ``peak_fraction`` divides by a large float32 matmul's rate measured the same way.
 """
 from __future__ import annotations
@@ -218,10 +221,59 @@ def time_epochs(run_epoch, reps: int) -> list:
     return times
 
 
+def _jax_runner(workload: str, impl: str, s: dict, p, data, hyper, clip, split: bool):
+    """(run_epoch(r), mesh) for a JAX implementation: the engine's one-jit epoch, compiled
+    and warmed up; ``split`` spreads each batch over the CPU devices (see the module doc)."""
+    import jax
+
+    from mp_jax import parallel, train
+
+    manual, ref = jax_fns(workload, hyper)
+    lag = manual if impl.startswith("manual") else jax.value_and_grad(ref)
+    opt = train.sgd_momentum(s["lr"], s["momentum"], clip)
+    mesh = parallel.cpu_mesh(s["batch"]) if split else None
+    epoch = train.make_epoch_fn(lag, opt, s["batch"], mesh=mesh, per_example_mean=True)
+    jdata = tuple(jax.numpy.asarray(d) for d in data)
+    state = {"p": p, "o": opt.init(p)}
+    compiled = epoch.lower(p, state["o"], jax.random.PRNGKey(0), jdata).compile()
+
+    def run_epoch(r):
+        state["p"], state["o"], loss, _ = compiled(state["p"], state["o"], jax.random.PRNGKey(r), jdata)
+        jax.block_until_ready(state["p"])
+
+    run_epoch(1000)  # warm-up
+    return run_epoch, mesh
+
+
+def interleaved(workload: str, s: dict, reps: int) -> dict:
+    """``manual`` and ``jax_grad`` (as in their own rows) compiled in ONE process and timed
+    epoch by epoch in turn (who goes first alternates), so that both see the same machine:
+    on a shared VM whose speed drifts by tens of percent between processes, the ratio of
+    two neighbouring epochs is the steadier measure."""
+    from mp_jax import parallel
+
+    split = workload in RECURRENT
+    parallel.use_cpu_cores(None if split else 1)
+    p, np_p, data, hyper = make_problem(workload, s)
+    clip = 1.0 if split else None
+    runners = {impl: _jax_runner(workload, impl, s, p, data, hyper, clip, split) for impl in ("manual", "jax_grad")}
+    times = {"manual": [], "jax_grad": []}
+    for r in range(reps):
+        for impl in (("manual", "jax_grad") if r % 2 == 0 else ("jax_grad", "manual")):
+            t = time.perf_counter()
+            runners[impl][0](r)
+            times[impl].append(time.perf_counter() - t)
+    mesh = runners["manual"][1]
+    return {"workload": workload, "implementation": "interleaved", "manual": times["manual"],
+            "jax_grad": times["jax_grad"], "devices": 1 if mesh is None else mesh.size}
+
+
 def worker(workload: str, impl: str, quick: bool, reps: int) -> dict:
     if impl == "matmul":
         return matmul_peak(reps)
     s = settings(workload, quick)
+    if impl == "interleaved":
+        return interleaved(workload, s, reps)
     split = workload in RECURRENT and impl in ("manual", "jax_grad")
     mesh = None  # one device unless a JAX implementation splits the batch below
     if impl in JAX_IMPLS:  # before any JAX computation: the CPU as one device per core, or one
@@ -231,24 +283,7 @@ def worker(workload: str, impl: str, quick: bool, reps: int) -> dict:
     p, np_p, data, hyper = make_problem(workload, s)
     clip = 1.0 if workload in RECURRENT else None
     if impl in JAX_IMPLS:
-        import jax
-
-        from mp_jax import train
-
-        manual, ref = jax_fns(workload, hyper)
-        lag = manual if impl.startswith("manual") else jax.value_and_grad(ref)
-        opt = train.sgd_momentum(s["lr"], s["momentum"], clip)
-        mesh = parallel.cpu_mesh(s["batch"]) if split else None
-        epoch = train.make_epoch_fn(lag, opt, s["batch"], mesh=mesh, per_example_mean=True)
-        jdata = tuple(jax.numpy.asarray(d) for d in data)
-        state = {"p": p, "o": opt.init(p)}
-        compiled = epoch.lower(p, state["o"], jax.random.PRNGKey(0), jdata).compile()
-
-        def run_epoch(r):
-            state["p"], state["o"], loss, _ = compiled(state["p"], state["o"], jax.random.PRNGKey(r), jdata)
-            jax.block_until_ready(state["p"])
-
-        run_epoch(1000)  # warm-up
+        run_epoch, mesh = _jax_runner(workload, impl, s, p, data, hyper, clip, split)
     elif impl == "numpy":
         from experiments import bench_numpy as bn
 
@@ -355,6 +390,7 @@ def run(models, quick: bool, reps: int, rounds: int, json_path=None, check_only:
         return {"checks": checks}
 
     samples: dict = {}
+    pairs: dict = {}  # workload -> {"manual": [...], "jax_grad": [...]}, epochs timed in turn
     rss: dict = {}
     n_devices: dict = {}
     peaks = []
@@ -370,6 +406,9 @@ def run(models, quick: bool, reps: int, rounds: int, json_path=None, check_only:
                 samples.setdefault((w, impl), []).extend(res["times"])
                 rss[(w, impl)] = max(rss.get((w, impl), 0.0), res["peak_rss_mb"])
                 n_devices[(w, impl)] = res.get("devices", 1)
+            res = spawn(w, "interleaved", quick, 2 * reps)
+            for impl in ("manual", "jax_grad"):
+                pairs.setdefault(w, {}).setdefault(impl, []).extend(res[impl])
     peak = statistics.median(peaks)
     rows = [{"workload": "matmul_peak", "gflops": peak}]
     for w in models:
@@ -383,6 +422,11 @@ def run(models, quick: bool, reps: int, rounds: int, json_path=None, check_only:
             rows.append({"workload": w, "implementation": impl, "seconds_per_epoch": sec, "gflops": g,
                          "peak_fraction": g / peak, "peak_rss_mb": rss[(w, impl)], "n_samples": len(samples[(w, impl)]),
                          "devices": n_devices[(w, impl)]})
+    for w in models:
+        m, j = pairs[w]["manual"], pairs[w]["jax_grad"]
+        rows.append({"workload": w, "kind": "interleaved", "manual_seconds_per_epoch": statistics.median(m),
+                     "jax_grad_seconds_per_epoch": statistics.median(j),
+                     "ratio": statistics.median([a / b for a, b in zip(m, j)]), "n_pairs": len(m)})
     mem = memory_growth() if "lstm" in models else []
     print_table(rows, notes, quick)
     if mem:
@@ -398,6 +442,8 @@ def run(models, quick: bool, reps: int, rounds: int, json_path=None, check_only:
 
 
 def print_table(rows, notes, quick):
+    pairs = [r for r in rows if r.get("kind") == "interleaved"]
+    rows = [r for r in rows if r.get("kind") != "interleaved"]
     peak = rows[0]["gflops"]
     print(f"\nseconds per epoch ({'quick sizes' if quick else 'assignment sizes'}); "
           f"large float32 matmul: {peak:.1f} GFLOP/s")
@@ -419,6 +465,12 @@ def print_table(rows, notes, quick):
         if (w, "manual_one_device") in one and (w, "jax_grad_one_device") in one:
             print(f"  {w:<5} on one device: manual/jax_grad "
                   f"{one[(w, 'manual_one_device')] / one[(w, 'jax_grad_one_device')]:.2f}")
+    if pairs:
+        print("\nmanual / jax_grad compiled in ONE process, epochs timed in turn (median of the "
+              "per-pair ratios;\nthe steadier comparison on a machine whose speed drifts between processes):")
+        for r in pairs:
+            print(f"  {r['workload']:<5} {r['ratio']:.2f}   (manual {r['manual_seconds_per_epoch']:.3f} s, "
+                  f"jax_grad {r['jax_grad_seconds_per_epoch']:.3f} s, {r['n_pairs']} pairs)")
     for n in notes:
         print("note:", n)
 

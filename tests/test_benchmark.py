@@ -82,3 +82,20 @@ def test_worker_splits_the_recurrences_over_the_cpu_cores_and_not_the_others():
     assert worker("rnn", "jax_grad_one_device")["devices"] == 1
     row = worker("ae", "manual")
     assert row["devices"] == 1 and len(row["times"]) == 1 and row["times"][0] > 0
+    pair = worker("ae", "interleaved")  # manual and jax_grad in one process, epochs in turn
+    assert pair["devices"] == 1 and len(pair["manual"]) == len(pair["jax_grad"]) == 1
+    assert pair["manual"][0] > 0 and pair["jax_grad"][0] > 0
+
+
+def test_table_prints_the_interleaved_ratio(capsys):
+    rows = [{"workload": "matmul_peak", "gflops": 100.0},
+            {"workload": "ae", "implementation": "manual", "seconds_per_epoch": 1.0, "gflops": 10.0,
+             "peak_fraction": 0.1, "peak_rss_mb": 300.0, "devices": 1},
+            {"workload": "ae", "implementation": "jax_grad", "seconds_per_epoch": 2.0, "gflops": 5.0,
+             "peak_fraction": 0.05, "peak_rss_mb": 300.0, "devices": 1},
+            {"workload": "ae", "kind": "interleaved", "manual_seconds_per_epoch": 1.5,
+             "jax_grad_seconds_per_epoch": 2.0, "ratio": 0.75, "n_pairs": 4}]
+    benchmark.print_table(rows, [], quick=True)
+    out = capsys.readouterr().out
+    assert "/jax_grad 0.50" in out  # the separate-process rows
+    assert "ae    0.75   (manual 1.500 s, jax_grad 2.000 s, 4 pairs)" in out and "ONE process" in out
