@@ -424,9 +424,10 @@ def run(models, quick: bool, reps: int, rounds: int, json_path=None, check_only:
                          "devices": n_devices[(w, impl)]})
     for w in models:
         m, j = pairs[w]["manual"], pairs[w]["jax_grad"]
+        ratios = sorted(a / b for a, b in zip(m, j))
         rows.append({"workload": w, "kind": "interleaved", "manual_seconds_per_epoch": statistics.median(m),
-                     "jax_grad_seconds_per_epoch": statistics.median(j),
-                     "ratio": statistics.median([a / b for a, b in zip(m, j)]), "n_pairs": len(m)})
+                     "jax_grad_seconds_per_epoch": statistics.median(j), "ratio": statistics.median(ratios),
+                     "ratio_range": [ratios[0], ratios[-1]], "n_pairs": len(m)})
     mem = memory_growth() if "lstm" in models else []
     print_table(rows, notes, quick)
     if mem:
@@ -469,7 +470,8 @@ def print_table(rows, notes, quick):
         print("\nmanual / jax_grad compiled in ONE process, epochs timed in turn (median of the "
               "per-pair ratios;\nthe steadier comparison on a machine whose speed drifts between processes):")
         for r in pairs:
-            print(f"  {r['workload']:<5} {r['ratio']:.2f}   (manual {r['manual_seconds_per_epoch']:.3f} s, "
+            lo, hi = r.get("ratio_range", (r["ratio"], r["ratio"]))
+            print(f"  {r['workload']:<5} {r['ratio']:.2f}   (pairs {lo:.2f}-{hi:.2f}; manual {r['manual_seconds_per_epoch']:.3f} s, "
                   f"jax_grad {r['jax_grad_seconds_per_epoch']:.3f} s, {r['n_pairs']} pairs)")
     for n in notes:
         print("note:", n)

@@ -94,8 +94,8 @@ def test_table_prints_the_interleaved_ratio(capsys):
             {"workload": "ae", "implementation": "jax_grad", "seconds_per_epoch": 2.0, "gflops": 5.0,
              "peak_fraction": 0.05, "peak_rss_mb": 300.0, "devices": 1},
             {"workload": "ae", "kind": "interleaved", "manual_seconds_per_epoch": 1.5,
-             "jax_grad_seconds_per_epoch": 2.0, "ratio": 0.75, "n_pairs": 4}]
+             "jax_grad_seconds_per_epoch": 2.0, "ratio": 0.75, "ratio_range": [0.7, 0.9], "n_pairs": 4}]
     benchmark.print_table(rows, [], quick=True)
     out = capsys.readouterr().out
     assert "/jax_grad 0.50" in out  # the separate-process rows
-    assert "ae    0.75   (manual 1.500 s, jax_grad 2.000 s, 4 pairs)" in out and "ONE process" in out
+    assert "ae    0.75   (pairs 0.70-0.90; manual 1.500 s, jax_grad 2.000 s, 4 pairs)" in out and "ONE process" in out
