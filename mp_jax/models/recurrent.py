@@ -212,11 +212,18 @@ class GRUStepCache(NamedTuple):
     h_prev: Array  # [N, H] h_{t−1}
 
 
+def _gru_gates(u: Array) -> tuple[Array, Array]:
+    """(z, r) from u = tanh(½ a_zr) <float>[..., 2H]: σ(a) = ½ tanh(½ a) + ½ (sliced
+    first, so that a caller using one gate computes only that one)."""
+    hdim = u.shape[-1] // 2
+    return 0.5 * u[..., :hdim] + 0.5, 0.5 * u[..., hdim:] + 0.5
+
+
 def _gru_cell(xw_t: Array, h_prev: Array, u_zr: Array, u_n: Array) -> tuple[Array, Array, Array]:
     """(h_t, u, n): u = tanh(½ a_zr) <float>[N, 2H] ([z, r] = ½ u + ½), n the candidate."""
     hdim = h_prev.shape[-1]
     u = jnp.tanh(0.5 * (xw_t[..., : 2 * hdim] + h_prev @ u_zr))  # one pass over [N, 2H]
-    z, r = jnp.split(0.5 * u + 0.5, 2, axis=-1)
+    z, r = _gru_gates(u)
     n = jnp.tanh(xw_t[..., 2 * hdim:] + (r * h_prev) @ u_n)
     return n + z * (h_prev - n), u, n
 
@@ -233,7 +240,7 @@ def _gru_backward(dh: Array, cache: GRUStepCache, u_zrT: Array, u_nT: Array) -> 
     hdim = dh.shape[-1]
     u, n, h = cache
     u_z, u_r = u[..., :hdim], u[..., hdim:]
-    z, r = 0.5 * u_z + 0.5, 0.5 * u_r + 0.5
+    z, r = _gru_gates(u)
     dn = dh * ((1.0 - z) * (1.0 - n * n))
     drh = dn @ u_nT
     dzr = jnp.concatenate([dh * (h - n) * (0.25 * (1.0 - u_z * u_z)),
@@ -430,7 +437,7 @@ def encode_backward(cell: CellParams, cache, dh_t: Array, *, unroll: int = 1) ->
         return dh_prev, (dzr, dn)
 
     _, (d_zr, d_n) = jax.lax.scan(step, dh_t, (cache.us, cache.ns, cache.h_prev), reverse=True, unroll=unroll)
-    r = 0.5 * cache.us[..., hdim:] + 0.5
+    _, r = _gru_gates(cache.us)
     zr = _weight_grads(cache.h_prev, cache.xs, d_zr)
     nn = _weight_grads(r * cache.h_prev, cache.xs, d_n)
     return GRUParams(*(jnp.concatenate([a, b], axis=-1) for a, b in zip(zr, nn)))
