@@ -470,7 +470,7 @@ def print_table(rows, notes, quick):
         print("\nmanual / jax_grad compiled in ONE process, epochs timed in turn (median of the "
               "per-pair ratios;\nthe steadier comparison on a machine whose speed drifts between processes):")
         for r in pairs:
-            lo, hi = r.get("ratio_range", (r["ratio"], r["ratio"]))
+            lo, hi = r["ratio_range"]
             print(f"  {r['workload']:<5} {r['ratio']:.2f}   (pairs {lo:.2f}-{hi:.2f}; manual {r['manual_seconds_per_epoch']:.3f} s, "
                   f"jax_grad {r['jax_grad_seconds_per_epoch']:.3f} s, {r['n_pairs']} pairs)")
     for n in notes:
