@@ -69,6 +69,23 @@ def test_both_input_projections_match_jax_grad(cell, d, fast_compile):
     np.testing.assert_allclose(jax.jit(R.encode)(params.cell, batch[0]), h_t, rtol=1e-6, atol=1e-7)
 
 
+def test_gru_forward_writes_its_weight_gradient_operand_in_place(fast_compile):
+    """GRUCache.h_aug is [h_{t−1}, x_t, 1] for every step: h_0 = 0, then each h_t of the
+    recurrence (from the cache's own gates and candidates), the raw input, a ones column."""
+    params = _params("gru", 3, 4, 5, 6)
+    x, _ = _batch(2, 6, 3, 6)
+    h_t, cache = jax.jit(R.encode_forward)(params.cell, x)
+    aug, us, ns = (np.asarray(a, np.float64) for a in (cache.h_aug, cache.us, cache.ns))
+    assert aug.shape == (6, 2, 4 + 3 + 1)
+    np.testing.assert_array_equal(aug[:, :, 4:7], np.swapaxes(np.asarray(x), 0, 1))
+    np.testing.assert_array_equal(aug[:, :, 7], 1.0)
+    np.testing.assert_array_equal(aug[0, :, :4], 0.0)
+    z = 0.5 * us[:, :, :4] + 0.5
+    h_next = ns + z * (aug[:, :, :4] - ns)  # h_t from h_{t−1}
+    np.testing.assert_allclose(aug[1:, :, :4], h_next[:-1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(h_t), h_next[-1], rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("cell", R.CELLS)
 def test_shapes_and_api(cell, fast_compile):
     params = _params(cell, 3, 8, 5, 6)

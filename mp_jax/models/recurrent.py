@@ -30,7 +30,10 @@ derives its factors from those in the elementwise passes it runs anyway (each wa
 measured the faster for that cell). BPTT is then a ``lax.scan(reverse=True)`` carrying
 only (dh) or (dh, dc), one small fused elementwise pass and one matmul per step (the GRU
 two: its candidate depends on r). After it, [dW_h; dW_x; db] = Σ_{t,n} [h_{t−1}, x_t, 1]ᵀ δ_t
-is ONE matmul over (T, N) (the GRU's candidate block uses r ⊙ h_{t−1}, a second one).
+is ONE matmul over (T, N) (the GRU's candidate block uses r ⊙ h_{t−1}, a second one). The
+GRU's scans write the h-blocks of those [h, x, 1] operands in place (the forward h_{t−1},
+the backward r ⊙ h_{t−1}), so that no pass between the scans concatenates or transposes
+them.
 Everything stays in the dtype of the parameters (float32 in training; float64 in the
 gradient tests).
 
@@ -291,7 +294,7 @@ class GRUCache(NamedTuple):
     xs: Array  # [T, N, D] the input, time-major
     us: Array  # [T, N, 2H] activated update/reset gates u_t (see _gru_cell)
     ns: Array  # [T, N, H] candidates n_t
-    h_prev: Array  # [T, N, H] h_0 … h_{T−1}
+    h_aug: Array  # [T, N, H + D + 1] = [h_{t−1}, x_t, 1], h_0 … h_{T−1} written by the forward scan
 
 
 def _shift(seq: Array) -> Array:
@@ -351,10 +354,33 @@ def _weight_grads(h_in: Array, xs: Array, deltas: Array) -> tuple[Array, Array, 
     deltas <[T, N, Q]> the pre-activation gradients. The ones column gives db in the same
     pass (a separate reduction over [T·N, Q] measured slower than the extra row).
     """
-    hdim, d = h_in.shape[-1], xs.shape[-1]
     aug = jnp.concatenate([h_in, xs, jnp.ones(xs.shape[:-1] + (1,), xs.dtype)], axis=-1)
-    g = _sum_outer(aug, deltas)
-    return g[hdim: hdim + d], g[:hdim], g[hdim + d]
+    return _split_weight_grads(_sum_outer(aug, deltas), h_in.shape[-1])
+
+
+def _augmented(xs: Array, hdim: int) -> Array:
+    """[0, x, 1] <float>[T, N, H + D + 1]: a weight-gradient operand whose h-block a scan
+    fills in place (the GRU's; see :func:`encode_forward`)."""
+    return jnp.concatenate([jnp.zeros(xs.shape[:-1] + (hdim,), xs.dtype), xs,
+                            jnp.ones(xs.shape[:-1] + (1,), xs.dtype)], axis=-1)
+
+
+def _weight_grads_augmented(aug: Array, deltas: Array, hdim: int) -> tuple[Array, Array, Array]:
+    """(dW_x, dW_h, db) from a filled [h, x, 1] operand <[T, N, H + D + 1]> and deltas
+    <[T, N, Q]>: Σ_{t,n} augᵀ δ as one dot that contracts the leading (T·N) axis of both.
+
+    The contraction form, not the explicit transpose of :func:`_sum_outer`: the operand is
+    already laid out by the scans, and a transpose would be another full pass over it
+    (measured: the GRU epoch 0.89-0.95 of the concatenate-and-transpose version).
+    """
+    k, q = aug.shape[-1], deltas.shape[-1]
+    g = jax.lax.dot_general(aug.reshape(-1, k), deltas.reshape(-1, q), (((0,), (0,)), ((), ())))
+    return _split_weight_grads(g, hdim)
+
+
+def _split_weight_grads(g: Array, hdim: int) -> tuple[Array, Array, Array]:
+    """[dW_h; dW_x; db] <[H + D + 1, Q]> → (dW_x, dW_h, db)."""
+    return g[hdim:-1], g[:hdim], g[-1]
 
 
 def _transposed(*ws: Array):
@@ -393,12 +419,16 @@ def encode_forward(cell: CellParams, x: Array, *, unroll: int = 1):
 
     u_zr, u_n = _transposed(*_gru_split(w_h))
 
-    def step(h, x_t):
+    def step(carry, inputs):
+        h, h_aug = carry
+        x_t, t = inputs
         h_new, u, n_t = _gru_cell(project(x_t), h, u_zr, u_n)
-        return h_new, (u, n_t, h)
+        h_aug = jax.lax.dynamic_update_slice(h_aug, h[None], (t, 0, 0))  # h_{t−1}, in place
+        return (h_new, h_aug), (u, n_t)
 
-    h_t, (us, ns, h_prev) = jax.lax.scan(step, h0, seq, unroll=unroll)
-    return h_t, GRUCache(xs, us, ns, h_prev)
+    steps = jnp.arange(xs.shape[0])
+    (h_t, h_aug), (us, ns) = jax.lax.scan(step, (h0, _augmented(xs, hdim)), (seq, steps), unroll=unroll)
+    return h_t, GRUCache(xs, us, ns, h_aug)
 
 
 def encode_backward(cell: CellParams, cache, dh_t: Array, *, unroll: int = 1) -> CellParams:
@@ -407,7 +437,9 @@ def encode_backward(cell: CellParams, cache, dh_t: Array, *, unroll: int = 1) ->
     A reverse scan that carries (dh) or (dh, dc), reads what the forward kept for each step
     and emits δ_t (the GRU derives its local factors there); then the weight
     gradients as ONE matmul over (T, N) (two for the GRU, whose candidate block multiplies
-    r ⊙ h_{t−1}): [dW_h; dW_x; db] = Σ_{t,n} [h_{t−1}, x_t, 1]ᵀ δ_t.
+    r ⊙ h_{t−1}): [dW_h; dW_x; db] = Σ_{t,n} [h_{t−1}, x_t, 1]ᵀ δ_t. The GRU's reverse scan
+    also writes r ⊙ h_{t−1} into its [r ⊙ h, x, 1] operand in place, beside the forward's
+    [h_{t−1}, x_t, 1] (``GRUCache.h_aug``).
     """
     kind = cell_name(cell)
     w_h = cell.w_h
@@ -431,15 +463,29 @@ def encode_backward(cell: CellParams, cache, dh_t: Array, *, unroll: int = 1) ->
         return LSTMParams(*_weight_grads(cache.h_prev, cache.xs, deltas))
 
     u_zrT, u_nT = _transposed(*(u.T for u in _gru_split(w_h)))
+    h_aug = cache.h_aug
 
-    def step(dh, sc):
-        dzr, dn, dh_prev = _gru_backward(dh, GRUStepCache(*sc), u_zrT, u_nT)
-        return dh_prev, (dzr, dn)
+    def step(carry, t):
+        dh, d_zr, d_n, rh_aug = carry  # d_zr, d_n: the forward's u and n until slot t is overwritten
+        u = jax.lax.dynamic_index_in_dim(d_zr, t, keepdims=False)
+        n_t = jax.lax.dynamic_index_in_dim(d_n, t, keepdims=False)
+        h = jax.lax.dynamic_slice_in_dim(h_aug, t, 1)[0, :, :hdim]  # h_{t−1}
+        dzr, dn, dh_prev = _gru_backward(dh, GRUStepCache(u, n_t, h), u_zrT, u_nT)
+        _, r = _gru_gates(u)
+        rh_aug = jax.lax.dynamic_update_slice(rh_aug, (r * h)[None], (t, 0, 0))  # r ⊙ h_{t−1}
+        # δ_t overwrites u_t and n_t in place. The writes must come after every read of slot
+        # t, or XLA copies both [T, N, ·] buffers in every step; a zero term that depends on
+        # the last readers (dh_{t−1} and the r ⊙ h write) orders them: δ is unchanged.
+        after = 0.0 * (dh_prev[:, :1] + jax.lax.dynamic_slice_in_dim(rh_aug, t, 1)[0, :, :1])
+        d_zr = jax.lax.dynamic_update_slice(d_zr, (dzr + after)[None], (t, 0, 0))
+        d_n = jax.lax.dynamic_update_slice(d_n, (dn + after)[None], (t, 0, 0))
+        return (dh_prev, d_zr, d_n, rh_aug), None
 
-    _, (d_zr, d_n) = jax.lax.scan(step, dh_t, (cache.us, cache.ns, cache.h_prev), reverse=True, unroll=unroll)
-    _, r = _gru_gates(cache.us)
-    zr = _weight_grads(cache.h_prev, cache.xs, d_zr)
-    nn = _weight_grads(r * cache.h_prev, cache.xs, d_n)
+    steps = jnp.arange(cache.xs.shape[0])
+    init = (dh_t, cache.us, cache.ns, _augmented(cache.xs, hdim))
+    (_, d_zr, d_n, rh_aug), _ = jax.lax.scan(step, init, steps, reverse=True, unroll=unroll)
+    zr = _weight_grads_augmented(h_aug, d_zr, hdim)
+    nn = _weight_grads_augmented(rh_aug, d_n, hdim)
     return GRUParams(*(jnp.concatenate([a, b], axis=-1) for a, b in zip(zr, nn)))
 
 
@@ -495,7 +541,9 @@ def backward(params: ClassifierParams, cache, dz: Array, *, unroll: int = 1) -> 
 def loss_and_grad(params: ClassifierParams, batch, *, unroll: int = 1):
     """Manual forward and BPTT: (mean cross-entropy, ClassifierParams of gradients).
 
-    batch: (x <float>[N, T, D], y <int>[N]).
+    batch: (x <float>[N, T, D], y <int>[N]). ``unroll`` is ``lax.scan``'s, for the time
+    scans: 1 (the default) measured fastest for every cell; for the GRU a larger one is
+    several times slower (XLA then copies the buffers its scans write in place every step).
     """
     x, y = batch
     z, cache = forward(params, x, unroll=unroll)
