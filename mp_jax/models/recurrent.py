@@ -33,7 +33,8 @@ two: its candidate depends on r). After it, [dW_h; dW_x; db] = Σ_{t,n} [h_{t−
 is ONE matmul over (T, N) (the GRU's candidate block uses r ⊙ h_{t−1}, a second one). The
 GRU's scans write the h-blocks of those [h, x, 1] operands in place (the forward h_{t−1},
 the backward r ⊙ h_{t−1}), so that no pass between the scans concatenates or transposes
-them.
+them, and its reverse scan writes δ_t over the saved u_t and n_t it has just read (no
+fresh output buffers to zero-fill).
 Everything stays in the dtype of the parameters (float32 in training; float64 in the
 gradient tests).
 
