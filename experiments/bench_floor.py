@@ -33,8 +33,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -201,13 +199,9 @@ def worker(workload: str, quick: bool, reps: int, sizes: dict | None = None) -> 
 
 
 def spawn(workload: str, quick: bool, reps: int) -> dict:
-    cmd = [sys.executable, "-m", "experiments.bench_floor", "--worker", workload, "--reps", str(reps)]
-    if quick:
-        cmd.append("--quick")
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"floor worker {workload} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from experiments.benchmark import run_worker
+
+    return run_worker("experiments.bench_floor", [workload], quick, reps)
 
 
 def print_rows(rows) -> None:
@@ -242,7 +236,8 @@ def main(argv=None) -> int:
     rows = [spawn(m, args.quick, reps) for m in models]
     print_rows(rows)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
     return 0
 
 

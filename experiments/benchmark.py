@@ -331,14 +331,20 @@ def matmul_peak(reps: int, n: int = 2048) -> dict:
     return {"workload": "matmul_peak", "gflops": 2.0 * n ** 3 / sec / 1e9, "seconds": sec}
 
 
-def spawn(workload: str, impl: str, quick: bool, reps: int) -> dict:
-    cmd = [sys.executable, "-m", "experiments.benchmark", "--worker", workload, impl, "--reps", str(reps)]
+def run_worker(module: str, worker_args: list, quick: bool, reps: int) -> dict:
+    """``python -m module --worker *worker_args --reps reps [--quick]`` in a fresh process;
+    returns the JSON object the worker printed last."""
+    cmd = [sys.executable, "-m", module, "--worker", *worker_args, "--reps", str(reps)]
     if quick:
         cmd.append("--quick")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"worker {workload}/{impl} failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"{module} worker {'/'.join(worker_args)} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def spawn(workload: str, impl: str, quick: bool, reps: int) -> dict:
+    return run_worker("experiments.benchmark", [workload, impl], quick, reps)
 
 
 # ----------------------------------------------------------------------------- memory

@@ -1,5 +1,7 @@
 """The matmul-floor benchmark on tiny sizes: its floor holds exactly the manual path's matmuls
 (no timing is asserted)."""
+import json
+
 import jax
 import pytest
 
@@ -73,3 +75,11 @@ def test_json_output_is_never_overwritten(tmp_path):
     with pytest.raises(SystemExit, match="exists"):
         bench_floor.main(["--json", str(out), "--models", "lm"])
     assert out.read_text() == "[]"
+
+
+def test_command_line_runs_a_worker_process_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "new" / "floor.json"
+    assert bench_floor.main(["--quick", "--models", "lm", "--reps", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["workload"] for r in rows] == ["lm"] and rows[0]["floor_ms"] > 0
+    assert "floor/jax_grad" in capsys.readouterr().out
