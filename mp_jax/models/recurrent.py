@@ -355,15 +355,18 @@ def _weight_grads(h_in: Array, xs: Array, deltas: Array) -> tuple[Array, Array, 
     deltas <[T, N, Q]> the pre-activation gradients. The ones column gives db in the same
     pass (a separate reduction over [T·N, Q] measured slower than the extra row).
     """
-    aug = jnp.concatenate([h_in, xs, jnp.ones(xs.shape[:-1] + (1,), xs.dtype)], axis=-1)
-    return _split_weight_grads(_sum_outer(aug, deltas), h_in.shape[-1])
+    return _split_weight_grads(_sum_outer(_augmented(xs, h_in), deltas), h_in.shape[-1])
 
 
-def _augmented(xs: Array, hdim: int) -> Array:
-    """[0, x, 1] <float>[T, N, H + D + 1]: a weight-gradient operand whose h-block a scan
-    fills in place (the GRU's; see :func:`encode_forward`)."""
-    return jnp.concatenate([jnp.zeros(xs.shape[:-1] + (hdim,), xs.dtype), xs,
-                            jnp.ones(xs.shape[:-1] + (1,), xs.dtype)], axis=-1)
+def _augmented(xs: Array, h_block: Array) -> Array:
+    """[h_block, x, 1] <float>[T, N, H + D + 1], the weight gradients' left operand."""
+    return jnp.concatenate([h_block, xs, jnp.ones(xs.shape[:-1] + (1,), xs.dtype)], axis=-1)
+
+
+def _augmented_empty(xs: Array, hdim: int) -> Array:
+    """[0, x, 1]: an operand whose h-block a scan fills in place (the GRU's; see
+    :func:`encode_forward`)."""
+    return _augmented(xs, jnp.zeros(xs.shape[:-1] + (hdim,), xs.dtype))
 
 
 def _weight_grads_augmented(aug: Array, deltas: Array, hdim: int) -> tuple[Array, Array, Array]:
@@ -428,7 +431,7 @@ def encode_forward(cell: CellParams, x: Array, *, unroll: int = 1):
         return (h_new, h_aug), (u, n_t)
 
     steps = jnp.arange(xs.shape[0])
-    (h_t, h_aug), (us, ns) = jax.lax.scan(step, (h0, _augmented(xs, hdim)), (seq, steps), unroll=unroll)
+    (h_t, h_aug), (us, ns) = jax.lax.scan(step, (h0, _augmented_empty(xs, hdim)), (seq, steps), unroll=unroll)
     return h_t, GRUCache(xs, us, ns, h_aug)
 
 
@@ -483,7 +486,7 @@ def encode_backward(cell: CellParams, cache, dh_t: Array, *, unroll: int = 1) ->
         return (dh_prev, d_zr, d_n, rh_aug), None
 
     steps = jnp.arange(cache.xs.shape[0])
-    init = (dh_t, cache.us, cache.ns, _augmented(cache.xs, hdim))
+    init = (dh_t, cache.us, cache.ns, _augmented_empty(cache.xs, hdim))
     (_, d_zr, d_n, rh_aug), _ = jax.lax.scan(step, init, steps, reverse=True, unroll=unroll)
     zr = _weight_grads_augmented(h_aug, d_zr, hdim)
     nn = _weight_grads_augmented(rh_aug, d_n, hdim)
