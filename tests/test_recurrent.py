@@ -87,6 +87,21 @@ def test_gru_forward_writes_its_weight_gradient_operand_in_place(fast_compile):
 
 
 @pytest.mark.parametrize("cell", R.CELLS)
+def test_float64_input_with_float32_weights_trains_in_float32(cell, fast_compile):
+    # e.g. numpy float64 data under jax_enable_x64: cast once, not a dtype error in a scan
+    params = _params(cell, 3, 8, 5, 6)
+    x, y = _batch(4, 9, 3, 6)
+    with jax.enable_x64(True):
+        l64, g64 = jax.jit(R.loss_and_grad)(params, (jnp.asarray(np.asarray(x), jnp.float64), y))
+        l32, g32 = jax.jit(R.loss_and_grad)(params, (x, y))
+        h = R.encode(params.cell, jnp.asarray(np.asarray(x), jnp.float64))
+    assert l64.dtype == jnp.float32 and h.dtype == jnp.float32
+    for a, b in zip(jax.tree.leaves(g64), jax.tree.leaves(g32)):
+        assert a.dtype == jnp.float32
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("cell", R.CELLS)
 def test_shapes_and_api(cell, fast_compile):
     params = _params(cell, 3, 8, 5, 6)
     x, y = _batch(4, 9, 3, 6)

@@ -398,11 +398,13 @@ def _transposed(*ws: Array):
 def encode_forward(cell: CellParams, x: Array, *, unroll: int = 1):
     """Run the cell over x <float>[N, T, D] from a zero state, keeping what BPTT needs.
 
+    x is cast to the parameters' dtype (float64 data with float32 weights trains in float32).
+
     Returns h_T <float>[N, H] and the cell's sequence cache.
     """
     kind = cell_name(cell)
     n, hdim = x.shape[0], cell.w_h.shape[0]
-    xs = jnp.swapaxes(x, 0, 1)
+    xs = jnp.swapaxes(x, 0, 1).astype(cell.w_h.dtype)  # the parameters' dtype throughout
     seq, project = _step_inputs(xs, cell.w_x, cell.b)
     h0 = jnp.zeros((n, hdim), cell.w_h.dtype)
     w_h = cell.w_h
@@ -497,7 +499,7 @@ def encode(cell: CellParams, x: Array, *, unroll: int = 1) -> Array:
     """h_T <float>[N, H] only (inference: the scan keeps nothing but the state)."""
     kind = cell_name(cell)
     n, hdim = x.shape[0], cell.w_h.shape[0]
-    seq, project = _step_inputs(jnp.swapaxes(x, 0, 1), cell.w_x, cell.b)
+    seq, project = _step_inputs(jnp.swapaxes(x, 0, 1).astype(cell.w_h.dtype), cell.w_x, cell.b)
     h0 = jnp.zeros((n, hdim), cell.w_h.dtype)
     w_h = cell.w_h
     if kind == "rnn":
