@@ -28,6 +28,7 @@ from typing import Callable, Optional
 
 import jax
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,8 @@ def data_parallel(loss_and_grad: Callable, mesh: jax.sharding.Mesh, axis: str = 
 
     Returns ``f(params, batch) -> (loss, grads)``: each device runs ``loss_and_grad`` on
     N / k examples (every leaf of ``batch`` split along its first axis; ``params``
-    replicated) and the loss and gradients are averaged over the k devices. Only for a loss
+    replicated) and the loss and gradients are averaged over the k devices, raveled into one
+    flat buffer for one all-reduce (each leaf comes back in its own dtype). Only for a loss
     that is a mean over examples (see the module docstring). A batch whose N does not
     divide by k (an epoch's remainder batch) is computed whole on every device instead:
     the same value, without the split.
@@ -99,8 +101,11 @@ def data_parallel(loss_and_grad: Callable, mesh: jax.sharding.Mesh, axis: str = 
     k = mesh.shape[axis]
 
     def shard(params, batch):
-        value, grads = loss_and_grad(params, batch)
-        return jax.lax.pmean(value, axis), jax.lax.pmean(grads, axis)
+        # One flat buffer, one all-reduce: XLA's CPU all-reduce meets the other devices once
+        # per operand (~80 µs each on 2 cores): the GRU's loss and 7 gradient leaves took
+        # ~650 µs per step as 8 operands, ~180 µs as one (BENCHMARKS.md, session 7).
+        flat, unravel = ravel_pytree(loss_and_grad(params, batch))
+        return unravel(jax.lax.pmean(flat, axis))
 
     # check_vma=False: the scans inside mix replicated weights with per-device carries.
     split = jax.shard_map(shard, mesh=mesh, in_specs=(P(), P(axis)), out_specs=(P(), P()), check_vma=False)

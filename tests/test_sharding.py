@@ -46,6 +46,16 @@ def test_recurrent_gradients_averaged_over_shards_equal_the_full_batch_float64(r
         assert err < 1e-10, f"{case}: relative error {err}"
 
 
+def test_one_all_reduce_of_one_flat_buffer_per_step(result):
+    # the loss and the GRU's seven gradient leaves travel as ONE operand of ONE all-reduce
+    assert result["all_reduce_operands"] == [1]
+
+
+def test_the_flat_all_reduce_gives_each_leaf_back_in_its_own_dtype(result):
+    assert result["mixed_dtypes"] == ["float32", "float64", "float32"]
+    assert result["mixed_values"] == [17.5, 17.5, 17.5]  # mean of 0², 1², …, 7² over both shards
+
+
 def test_shard_averaging_is_not_the_autoencoder_gradient(result):
     # why the autoencoder keeps XLA's whole-step partitioning: its sparsity term is not a
     # mean over examples, so averaging per-shard gradients changes it
