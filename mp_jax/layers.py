@@ -22,15 +22,18 @@ class LinearCache(NamedTuple):
 
 
 def linear_forward(x: Array, w: Array, b: Array) -> tuple[Array, LinearCache]:
-    """y = x W + b.
+    """y = x W + b, in the dtype of W.
 
     Args:
-      x: <float>[..., D_in].
+      x: <float>[..., D_in], cast to W's dtype (float64 data with float32 weights, e.g. under
+        ``jax_enable_x64``, computes and caches in float32, so the gradients keep the
+        parameters' dtype).
       w: <float>[D_in, D_out].
       b: <float>[D_out].
     Returns:
       y: <float>[..., D_out] and the cache for :func:`linear_backward`.
     """
+    x = x.astype(w.dtype)
     return x @ w + b, LinearCache(x, w)
 
 

@@ -97,3 +97,29 @@ def test_embedding_scatter_add_with_repeated_ids(ids):
         return jnp.sum(out * b["r"]), {"emb": layers.embedding_backward(b["r"], cache)}
 
     assert_grads_match(loss, loss_and_grad, params, batch)
+
+
+def test_float64_input_with_float32_weights_stays_float32():
+    # e.g. numpy float64 data under jax_enable_x64: every model computes in its weights' dtype
+    import numpy as np
+
+    from mp_jax.models import autoencoder as ae
+    from mp_jax.models import logistic, mlp
+
+    rng = np.random.default_rng(0)
+    x64 = rng.uniform(0.1, 0.9, (6, 256))
+    y = jnp.asarray(rng.integers(0, 3, 6), jnp.int32)
+    cases = [
+        (ae.loss_and_grad, ae.init_params(jax.random.PRNGKey(0), 8), lambda x: x),
+        (mlp.loss_and_grad, mlp.init_params(jax.random.PRNGKey(0), 256, 5, 3), lambda x: (x, y)),
+        (logistic.loss_and_grad, jax.tree.map(lambda a: a + 0.01, logistic.init_params(None, 256, 3)),
+         lambda x: (x, y)),
+    ]
+    with jax.enable_x64(True):
+        for loss_and_grad, params, batch in cases:
+            l64, g64 = loss_and_grad(params, batch(jnp.asarray(x64, jnp.float64)))
+            l32, g32 = loss_and_grad(params, batch(jnp.asarray(x64, jnp.float32)))
+            assert l64.dtype == jnp.float32, loss_and_grad.__module__
+            for a, b in zip(jax.tree.leaves(g64), jax.tree.leaves(g32)):
+                assert a.dtype == jnp.float32, loss_and_grad.__module__
+                assert jnp.array_equal(a, b), loss_and_grad.__module__

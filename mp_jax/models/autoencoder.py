@@ -118,7 +118,7 @@ def backward(params: AEParams, cache: AECache, hp: AEHyper = DEFAULT_HYPER) -> A
 def loss_and_grad(params: AEParams, batch: Array, hp: AEHyper = DEFAULT_HYPER) -> tuple[Array, AEParams]:
     """Manual forward and backward: (J, :class:`AEParams` of gradients)."""
     o, cache = forward(params, batch)
-    value = sum(_terms(params, batch, cache.h, o, hp).values())
+    value = sum(_terms(params, cache.enc.x, cache.h, o, hp).values())  # x in the weights' dtype
     return value, backward(params, cache, hp)
 
 
@@ -155,11 +155,11 @@ def mean_hidden_activation(params: AEParams, x: Array) -> Array:
 def cost_terms(params: AEParams, batch: Array, hp: AEHyper = DEFAULT_HYPER) -> dict:
     """The three terms of J on ``batch``: reconstruction, weight_decay, sparsity."""
     o, cache = forward(params, batch)
-    return _terms(params, batch, cache.h, o, hp)
+    return _terms(params, cache.enc.x, cache.h, o, hp)
 
 
 def metrics(params: AEParams, batch: Array, hp: AEHyper = DEFAULT_HYPER) -> dict:
     """Batch means for the engine: loss (J on the batch), its terms, and per-pixel MSE."""
     o, cache = forward(params, batch)
-    terms = _terms(params, batch, cache.h, o, hp)
-    return {"loss": sum(terms.values()), **terms, "mse": jnp.mean(jnp.square(batch - o))}
+    terms = _terms(params, cache.enc.x, cache.h, o, hp)
+    return {"loss": sum(terms.values()), **terms, "mse": jnp.mean(jnp.square(cache.enc.x - o))}
