@@ -6,7 +6,8 @@ Issue #7 asks for manual / ``jax.grad`` ≤ 0.6 for the GRU and ≤ 1.0 for the 
 This script measures how much room a hand-written backward has at all: for each workload it
 compiles, in one process, three programs over the same minibatches (a ``lax.scan`` over
 the batches with the parameters fixed, every gradient summed into the carry so that no
-work is dropped):
+work is dropped; with the parameters fixed, XLA may hoist work on them alone, such as the
+manual path's transposed weights, out of that loop, in all three programs alike):
 
 * ``manual``   — the model's hand-derived ``loss_and_grad``;
 * ``jax_grad`` — ``jax.value_and_grad`` of its reference ``loss``;
