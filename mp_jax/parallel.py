@@ -30,6 +30,8 @@ import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from mp_jax.reuse import BufferReuse
+
 log = logging.getLogger(__name__)
 
 AXIS = "data"
@@ -94,18 +96,22 @@ def data_parallel(loss_and_grad: Callable, mesh: jax.sharding.Mesh, axis: str = 
     flat buffer for one all-reduce (each leaf comes back in its own dtype). Only for a loss
     that is a mean over examples (see the module docstring). A batch whose N does not
     divide by k (an epoch's remainder batch) is computed whole on every device instead:
-    the same value, without the split.
+    the same value, without the split. A :class:`mp_jax.reuse.BufferReuse` comes back as
+    one whose buffers are split over the devices along their ``batch_axis``.
     """
     from jax.sharding import PartitionSpec as P
 
     k = mesh.shape[axis]
 
-    def shard(params, batch):
+    def average(out):
         # One flat buffer, one all-reduce: XLA's CPU all-reduce meets the other devices once
         # per operand (~80 µs each on 2 cores): the GRU's loss and 7 gradient leaves took
         # ~650 µs per step as 8 operands, ~180 µs as one (BENCHMARKS.md, session 7).
-        flat, unravel = ravel_pytree(loss_and_grad(params, batch))
+        flat, unravel = ravel_pytree(out)
         return unravel(jax.lax.pmean(flat, axis))
+
+    def shard(params, batch):
+        return average(loss_and_grad(params, batch))
 
     # check_vma=False: the scans inside mix replicated weights with per-device carries.
     split = jax.shard_map(shard, mesh=mesh, in_specs=(P(), P(axis)), out_specs=(P(), P()), check_vma=False)
@@ -116,4 +122,22 @@ def data_parallel(loss_and_grad: Callable, mesh: jax.sharding.Mesh, axis: str = 
             return loss_and_grad(params, batch)
         return split(params, batch)
 
-    return f
+    if not isinstance(loss_and_grad, BufferReuse):
+        return f
+    # buffers split along their examples' axis, each device's part reused by that device
+    along = P(*([None] * loss_and_grad.batch_axis), axis)
+
+    def shard_reusing(params, batch, buffers):
+        out, buffers = loss_and_grad.step(params, batch, buffers)
+        return average(out), buffers
+
+    split_reusing = jax.shard_map(shard_reusing, mesh=mesh, in_specs=(P(), P(axis), along),
+                                  out_specs=(P(), along), check_vma=False)
+
+    def step(params, batch, buffers):
+        n = jax.tree.leaves(batch)[0].shape[0]
+        if k == 1 or n % k:
+            return loss_and_grad.step(params, batch, buffers)
+        return split_reusing(params, batch, buffers)
+
+    return BufferReuse(step, loss_and_grad.init, loss_and_grad.batch_axis)

@@ -29,6 +29,7 @@ import numpy as np
 import optax
 
 from mp_jax import parallel
+from mp_jax.reuse import BufferReuse
 from mp_jax.progress import EpochProgress
 
 PyTree = Any
@@ -145,11 +146,16 @@ def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransform
     each device runs ``loss_and_grad`` on its shard and the gradients are averaged, one
     all-reduce per step (:func:`mp_jax.parallel.data_parallel`); without it XLA partitions
     the whole step (exact for any loss, e.g. the autoencoder's batch-mean sparsity).
+    A :class:`mp_jax.reuse.BufferReuse` ``loss_and_grad`` gets its buffers made once per
+    epoch and carried from one full minibatch to the next (the remainder batch, and a
+    ``mesh`` without ``per_example_mean``, call it as a plain ``loss_and_grad``).
     """
     _check_divisible(batch_size, mesh)
     if mesh is not None and per_example_mean:
         loss_and_grad = parallel.data_parallel(loss_and_grad, mesh)
         mesh = None  # the shards are cut inside data_parallel, not by sharding constraints
+    # buffers carried across the minibatches; not under XLA's whole-step partitioning (mesh)
+    reuse = loss_and_grad if isinstance(loss_and_grad, BufferReuse) and mesh is None else None
     step = make_train_step(loss_and_grad, optimizer)
 
     def epoch(params, opt_state, key, data):
@@ -158,14 +164,23 @@ def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransform
         perm = jax.random.permutation(key, n)
         total = jnp.zeros((), jnp.float32)
         if n_full:
-            def body(carry, idx):
-                p, s = carry
-                p, s, loss = step(p, s, _shard_batch(take(data, idx), mesh))
-                return (p, s), loss
+            idx = perm[: n_full * batch_size].reshape(n_full, batch_size)
+            if reuse is None:
+                def body(carry, i):
+                    p, s = carry
+                    p, s, loss = step(p, s, _shard_batch(take(data, i), mesh))
+                    return (p, s), loss
 
-            (params, opt_state), losses = jax.lax.scan(
-                body, (params, opt_state), perm[: n_full * batch_size].reshape(n_full, batch_size)
-            )
+                (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), idx)
+            else:
+                def body(carry, i):
+                    p, s, buffers = carry
+                    (loss, grads), buffers = reuse.step(p, take(data, i), buffers)
+                    updates, s = optimizer.update(grads, s, p)
+                    return (optax.apply_updates(p, updates), s, buffers), loss
+
+                buffers = reuse.init(params, take(data, idx[0]))  # made once per epoch
+                (params, opt_state, _), losses = jax.lax.scan(body, (params, opt_state, buffers), idx)
             total = total + jnp.sum(losses).astype(jnp.float32) * batch_size
         if rem:
             params, opt_state, loss = step(params, opt_state, take(data, perm[n_full * batch_size:]))

@@ -225,3 +225,51 @@ def test_manual_and_autodiff_training_agree(cell, fast_compile):
         assert moved > 1e-3  # the run really trained
         losses = runs["manual"].history["train_loss"]
         assert losses[-1] < losses[0]
+
+
+# ----------------------------------------------------------------------------- buffer reuse
+@pytest.mark.parametrize("cell", R.CELLS)
+def test_reusing_buffers_whatever_they_hold_gives_the_same_gradients(cell, fast_compile):
+    """loss_and_grad_reusing as a plain call, and its step with buffers that hold NaN
+    everywhere but the operands' ones column (what a previous minibatch may leave), equal
+    loss_and_grad exactly (float64): the scans overwrite everything they read."""
+    with jax.enable_x64(True):
+        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), _params(cell, 3, 6, 5, 4, seed=5))
+        x, y = _batch(5, 7, 3, 4, seed=6)
+        batch = (x.astype(jnp.float64), y)
+        want = jax.jit(R.loss_and_grad)(params, batch)
+        fresh = jax.jit(R.loss_and_grad_reusing.__call__)(params, batch)
+        buffers = R.scan_buffers(params, batch)
+        if cell == "gru":
+            assert isinstance(buffers, R.GRUBuffers)
+            hx = 6 + 3  # H + D: every column but the ones
+            nan = jnp.nan
+            buffers = R.GRUBuffers(buffers.h_aug.at[..., :hx].set(nan), jnp.full_like(buffers.us, nan),
+                                   jnp.full_like(buffers.ns, nan), buffers.rh_aug.at[..., :hx].set(nan))
+        else:
+            assert buffers == ()
+        got, out = jax.jit(R.loss_and_grad_step)(params, batch, buffers)
+        for a, b, c in zip(jax.tree.leaves(want), jax.tree.leaves(fresh), jax.tree.leaves(got)):
+            np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
+            np.testing.assert_array_equal(np.asarray(c), np.asarray(a))
+        assert jax.tree.map(lambda a: (a.shape, a.dtype), out) == jax.tree.map(lambda a: (a.shape, a.dtype), buffers)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_an_epoch_reusing_buffers_trains_exactly_as_one_that_does_not(cell, fast_compile):
+    # 20 examples in batches of 8: two full minibatches carry the buffers, the remainder of 4
+    # is a plain call
+    params = _params(cell, 3, 6, 5, 4, seed=7)
+    x, y = _batch(20, 9, 3, 4, seed=8)
+    opt = train.sgd_momentum(0.1, 0.9, clip_norm=1.0)
+    out = {}
+    for name, lg in (("plain", R.loss_and_grad), ("reusing", R.loss_and_grad_reusing)):
+        p, s = params, opt.init(params)
+        epoch = train.make_epoch_fn(lg, opt, 8)
+        for e in range(2):
+            p, s, loss, finite = epoch(p, s, jax.random.PRNGKey(e), (x, y))
+        out[name] = (p, float(loss))
+    assert out["reusing"][1] == out["plain"][1]
+    for a, b in zip(jax.tree.leaves(out["reusing"][0]), jax.tree.leaves(out["plain"][0])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(out["plain"][0]), jax.tree.leaves(params))) > 1e-3

@@ -56,6 +56,11 @@ def test_the_flat_all_reduce_gives_each_leaf_back_in_its_own_dtype(result):
     assert result["mixed_values"] == [17.5, 17.5, 17.5]  # mean of 0², 1², …, 7² over both shards
 
 
+def test_reused_gru_buffers_split_over_devices_train_bit_for_bit_as_without(result):
+    assert result["reusing_is_buffer_reuse"]
+    assert result["reusing_max_diff"] == {"2": 0.0, "4": 0.0}
+
+
 def test_shard_averaging_is_not_the_autoencoder_gradient(result):
     # why the autoencoder keeps XLA's whole-step partitioning: its sparsity term is not a
     # mean over examples, so averaging per-shard gradients changes it
