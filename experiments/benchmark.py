@@ -6,8 +6,9 @@ Implementations (same data, same initial parameters, same optimizer settings):
 
 * ``manual``   — the project's hand-derived ``loss_and_grad`` in the engine's one-jit epoch,
   set up as the experiments train it: the recurrences split each batch over the CPU cores
-  as devices (:mod:`mp_jax.parallel`; their scans run on one core each), the autoencoder
-  and the language model on one device;
+  as devices (:mod:`mp_jax.parallel`; their scans run on one core each) and reuse the
+  GRU's scan buffers from one batch to the next (``recurrent.loss_and_grad_reusing``,
+  :mod:`mp_jax.reuse`), the autoencoder and the language model on one device;
 * ``jax_grad`` — ``jax.value_and_grad`` of the same model's reference ``loss``, in the same
   one-jit epoch (same data, same optimizer, same jit structure, same devices);
 * ``manual_one_device``, ``jax_grad_one_device`` — the recurrences again on one device,
@@ -131,7 +132,7 @@ def jax_fns(workload: str, hyper: dict):
         return lm.loss_and_grad, lm.loss
     from mp_jax.models import recurrent as rec
 
-    return rec.loss_and_grad, rec.loss
+    return rec.loss_and_grad_reusing, rec.loss  # as Q3 trains: scan buffers reused across batches
 
 
 def numpy_fn(workload: str, hyper: dict):
