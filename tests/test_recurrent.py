@@ -273,3 +273,16 @@ def test_an_epoch_reusing_buffers_trains_exactly_as_one_that_does_not(cell, fast
     for a, b in zip(jax.tree.leaves(out["reusing"][0]), jax.tree.leaves(out["plain"][0])):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(out["plain"][0]), jax.tree.leaves(params))) > 1e-3
+
+
+@pytest.mark.parametrize("cell", R.CELLS)
+def test_unrolled_scans_give_the_same_gradients(cell, fast_compile):
+    # unroll > 1 is slower (the GRU's in-place writes then copy their buffers) but exact
+    with jax.enable_x64(True):
+        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), _params(cell, 3, 6, 5, 4, seed=9))
+        x, y = _batch(4, 7, 3, 4, seed=10)
+        batch = (x.astype(jnp.float64), y)
+        _, g1 = R.loss_and_grad(params, batch)
+        _, g3 = R.loss_and_grad(params, batch, unroll=3)
+        for a, b in zip(jax.tree.leaves(g3), jax.tree.leaves(g1)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
