@@ -29,8 +29,8 @@ import numpy as np
 import optax
 
 from mp_jax import parallel
-from mp_jax.reuse import BufferReuse
 from mp_jax.progress import EpochProgress
+from mp_jax.reuse import BufferReuse
 
 PyTree = Any
 LossAndGrad = Callable[[PyTree, PyTree], tuple[jax.Array, PyTree]]
@@ -128,10 +128,15 @@ def make_train_step(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransfo
 
     def step(params, opt_state, batch):
         loss, grads = loss_and_grad(params, batch)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        return (*_apply(optimizer, params, opt_state, grads), loss)
 
     return step
+
+
+def _apply(optimizer: optax.GradientTransformation, params, opt_state, grads):
+    """(params, opt_state) after one optax update from ``grads``."""
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
 
 
 def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransformation, batch_size: int, *,
@@ -176,8 +181,7 @@ def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransform
                 def body(carry, i):
                     p, s, buffers = carry
                     (loss, grads), buffers = reuse.step(p, take(data, i), buffers)
-                    updates, s = optimizer.update(grads, s, p)
-                    return (optax.apply_updates(p, updates), s, buffers), loss
+                    return (*_apply(optimizer, p, s, grads), buffers), loss
 
                 buffers = reuse.init(params, take(data, idx[0]))  # made once per epoch
                 (params, opt_state, _), losses = jax.lax.scan(body, (params, opt_state, buffers), idx)
