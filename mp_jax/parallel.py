@@ -116,14 +116,16 @@ def data_parallel(loss_and_grad: Callable, mesh: jax.sharding.Mesh, axis: str = 
     # check_vma=False: the scans inside mix replicated weights with per-device carries.
     split = jax.shard_map(shard, mesh=mesh, in_specs=(P(), P(axis)), out_specs=(P(), P()), check_vma=False)
 
-    def f(params, batch):
-        n = jax.tree.leaves(batch)[0].shape[0]
-        if k == 1 or n % k:
-            return loss_and_grad(params, batch)
-        return split(params, batch)
+    def split_if_divisible(whole, split):
+        """``whole`` for a batch whose N does not divide by k, else ``split``."""
+        def g(params, batch, *buffers):
+            n = jax.tree.leaves(batch)[0].shape[0]
+            return (whole if k == 1 or n % k else split)(params, batch, *buffers)
+
+        return g
 
     if not isinstance(loss_and_grad, BufferReuse):
-        return f
+        return split_if_divisible(loss_and_grad, split)
     # buffers split along their examples' axis, each device's part reused by that device
     along = P(*([None] * loss_and_grad.batch_axis), axis)
 
@@ -134,10 +136,5 @@ def data_parallel(loss_and_grad: Callable, mesh: jax.sharding.Mesh, axis: str = 
     split_reusing = jax.shard_map(shard_reusing, mesh=mesh, in_specs=(P(), P(axis), along),
                                   out_specs=(P(), along), check_vma=False)
 
-    def step(params, batch, buffers):
-        n = jax.tree.leaves(batch)[0].shape[0]
-        if k == 1 or n % k:
-            return loss_and_grad.step(params, batch, buffers)
-        return split_reusing(params, batch, buffers)
-
-    return BufferReuse(step, loss_and_grad.init, loss_and_grad.batch_axis)
+    return BufferReuse(split_if_divisible(loss_and_grad.step, split_reusing), loss_and_grad.init,
+                       loss_and_grad.batch_axis)

@@ -159,8 +159,12 @@ def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransform
     if mesh is not None and per_example_mean:
         loss_and_grad = parallel.data_parallel(loss_and_grad, mesh)
         mesh = None  # the shards are cut inside data_parallel, not by sharding constraints
-    # buffers carried across the minibatches; not under XLA's whole-step partitioning (mesh)
-    reuse = loss_and_grad if isinstance(loss_and_grad, BufferReuse) and mesh is None else None
+    # buffers carried across the minibatches; not under XLA's whole-step partitioning (mesh).
+    # A plain loss_and_grad runs the same loop with no buffers.
+    if isinstance(loss_and_grad, BufferReuse) and mesh is None:
+        reuse = loss_and_grad
+    else:
+        reuse = BufferReuse(lambda p, b, buffers: (loss_and_grad(p, b), buffers), lambda p, b: ())
     step = make_train_step(loss_and_grad, optimizer)
 
     def epoch(params, opt_state, key, data):
@@ -170,21 +174,14 @@ def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransform
         total = jnp.zeros((), jnp.float32)
         if n_full:
             idx = perm[: n_full * batch_size].reshape(n_full, batch_size)
-            if reuse is None:
-                def body(carry, i):
-                    p, s = carry
-                    p, s, loss = step(p, s, _shard_batch(take(data, i), mesh))
-                    return (p, s), loss
 
-                (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), idx)
-            else:
-                def body(carry, i):
-                    p, s, buffers = carry
-                    (loss, grads), buffers = reuse.step(p, take(data, i), buffers)
-                    return (*_apply(optimizer, p, s, grads), buffers), loss
+            def body(carry, i):
+                p, s, buffers = carry
+                (loss, grads), buffers = reuse.step(p, _shard_batch(take(data, i), mesh), buffers)
+                return (*_apply(optimizer, p, s, grads), buffers), loss
 
-                buffers = reuse.init(params, take(data, idx[0]))  # made once per epoch
-                (params, opt_state, _), losses = jax.lax.scan(body, (params, opt_state, buffers), idx)
+            buffers = reuse.init(params, take(data, idx[0]))  # made once per epoch
+            (params, opt_state, _), losses = jax.lax.scan(body, (params, opt_state, buffers), idx)
             total = total + jnp.sum(losses).astype(jnp.float32) * batch_size
         if rem:
             params, opt_state, loss = step(params, opt_state, take(data, perm[n_full * batch_size:]))
