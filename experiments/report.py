@@ -69,10 +69,14 @@ def environment() -> list:
 
         devices = ", ".join(sorted({f"{d.platform}:{d.device_kind}" for d in jax.devices()}))
         n_dev = jax.device_count()
+        precision = jax.config.jax_default_matmul_precision
     except Exception:  # noqa: BLE001
-        devices, n_dev = "unknown", 0
+        devices, n_dev, precision = "unknown", 0, None
     lines += [f"- Python {platform.python_version()} on {platform.system()} {platform.machine()}, "
-              f"{os.cpu_count()} CPU cores", f"- {vers}", f"- JAX devices: {n_dev} × {devices}"]
+              f"{os.cpu_count()} CPU cores", f"- {vers}", f"- JAX devices: {n_dev} × {devices}",
+              "- float32 matmuls: " + ("full precision" if precision == "highest" else
+                                       "JAX's default (TensorFloat-32 on recent NVIDIA GPUs)" if precision is None
+                                       else str(precision)) + " (`--matmul-precision`)"]
     return lines
 
 

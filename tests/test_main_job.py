@@ -20,6 +20,7 @@ def test_report_links_only_existing_figures(quick_run):
     for heading in ("## Q1", "### a) Preprocessing", "### d) L_hid × λ sweep", "## Q2", "### b) Predictions",
                     "## Q3", "## Data", "## Software and device"):
         assert heading in report
+    assert "- float32 matmuls: full precision (`--matmul-precision`)" in report  # the main job's default
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert len(links) >= 15
     for link in links:
