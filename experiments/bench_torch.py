@@ -1,9 +1,9 @@
-"""PyTorch eager CPU implementations for ``experiments.benchmark`` (optional: needs torch).
+"""PyTorch eager implementations for ``experiments.benchmark`` (optional: needs torch).
 
 Autograd, ``torch.optim.SGD`` with momentum (PyTorch's momentum is v ← μ v + g,
 w ← w − η v: the same rule as optax and the numpy references), a Python loop over
 minibatches, fused library kernels where PyTorch has them (``nn.RNN``, ``nn.LSTM``,
-``nn.GRU``, ``nn.Embedding``). Parameters are loaded from the numpy dicts of
+``nn.GRU``, ``nn.Embedding``; cuDNN's on CUDA). On the CPU unless ``device="cuda"``. Parameters are loaded from the numpy dicts of
 :mod:`experiments.bench_numpy` so losses and gradients can be compared on one batch.
 
 ``nn.GRU`` computes the *reset-after* candidate ĥ = tanh(x W + b + r ⊙ (h U + b_h)),
@@ -99,12 +99,37 @@ class Recurrent:
         return torch.nn.functional.cross_entropy(z, y)
 
 
-def build(workload: str, p: dict, hyper: dict):
+def build(workload: str, p: dict, hyper: dict, device: str = "cpu"):
+    """The workload's model with parameters ``p`` (numpy, SPEC names), on ``device``."""
+    import torch
+
     if workload == "ae":
-        return AE(p, hyper["lam"], hyper["beta"], hyper["rho"])
-    if workload == "lm":
-        return LM(p)
-    return Recurrent(workload, p)
+        model = AE(p, hyper["lam"], hyper["beta"], hyper["rho"])
+    elif workload == "lm":
+        model = LM(p)
+    else:
+        model = Recurrent(workload, p)
+    # Module.to keeps each Parameter object (the dicts still point at them) and lets nn.RNN & co.
+    # re-pack their weights for cuDNN; the autoencoder's bare Parameters move in place
+    for m in [v for v in vars(model).values() if isinstance(v, torch.nn.Module)]:
+        m.to(device)
+    with torch.no_grad():
+        for q in model.params.values():
+            q.data = q.data.to(device)
+    if str(device).startswith("cuda"):
+        # full float32, as the JAX rows: cuDNN's RNNs otherwise use TensorFloat-32 (on an H200
+        # the LSTM's gradients then differed from the manual ones by 2e-2 in the worst leaf)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return model
+
+
+def to_torch(data, device: str = "cpu") -> tuple:
+    """numpy arrays as tensors on ``device``: float32 as they are, integer labels as int64."""
+    import torch
+
+    return tuple((torch.from_numpy(d) if d.dtype == np.float32 else torch.from_numpy(d.astype(np.int64))).to(device)
+                 for d in data)
 
 
 def loss_and_grad(model, batch) -> tuple[float, dict]:
@@ -115,7 +140,7 @@ def loss_and_grad(model, batch) -> tuple[float, dict]:
     loss.backward()
     out = {}
     for k, q in model.params.items():
-        g = q.grad.detach().numpy()
+        g = q.grad.detach().cpu().numpy()
         out[k] = g.T if k in getattr(model, "transposed", ()) else g
     return float(loss.detach()), out
 
@@ -128,7 +153,7 @@ def make_epoch(model, lr: float, momentum: float, clip_norm=None):
 
     def epoch(data, batch_size, seed):
         n = len(data[0])
-        perm = torch.from_numpy(np.random.default_rng(seed).permutation(n))
+        perm = torch.from_numpy(np.random.default_rng(seed).permutation(n)).to(data[0].device)
         total = 0.0
         for start in range(0, n, batch_size):
             idx = perm[start:start + batch_size]

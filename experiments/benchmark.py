@@ -27,6 +27,13 @@ together and times 2 × ``--reps`` epochs of each in turn: their ratio, free of 
 machine's drift between processes, is printed after the table (JSON rows of kind
 ``interleaved``). GFLOP/s counts the model's matmul FLOPs (forward + backward) per epoch;
 ``peak_fraction`` divides by a large float32 matmul's rate measured the same way.
+
+On a GPU (JAX's default backend is not the CPU) the JAX implementations run on it, one
+device, nothing split (the ``*_one_device`` rows would repeat ``manual`` / ``jax_grad``
+and are left out); PyTorch runs on CUDA when it sees a GPU; numpy stays on the CPU; the
+matmul peak is the GPU's. Every float32 matmul runs at full precision, as the experiments
+train by default (``--matmul-precision``; JAX's default on Ampere and later GPUs would be
+TensorFloat-32). Every row names its ``platform``. ``--impls`` times a subset.
 """
 from __future__ import annotations
 
@@ -145,6 +152,21 @@ def numpy_fn(workload: str, hyper: dict):
     return bn.RECURRENT[workload]
 
 
+def jax_platform() -> str:
+    """JAX's default backend: ``"cpu"``, ``"gpu"``, ``"tpu"``."""
+    import jax
+
+    return jax.default_backend()
+
+
+def torch_device() -> str:
+    """Where the ``torch`` rows run: CUDA when JAX runs on a GPU and PyTorch sees one, else
+    the CPU (so that both frameworks are timed on the same kind of processor)."""
+    import torch
+
+    return "cuda" if jax_platform() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
 def torch_available() -> bool:
     try:
         import torch  # noqa: F401
@@ -181,8 +203,9 @@ def check_agreement(workload: str, s: dict, n_check: int = 64, rtol: float = 2e-
 
         from experiments import bench_torch as bt
 
-        model = bt.build(workload, np_p, hyper)
-        tb = tuple(torch.from_numpy(d) if d.dtype == np.float32 else torch.from_numpy(d.astype(np.int64)) for d in data)
+        dev = torch_device()
+        model = bt.build(workload, np_p, hyper, dev)
+        tb = bt.to_torch(data, dev)
         loss_t, g_t = bt.loss_and_grad(model, tb)
         if getattr(model, "comparable", True):
             compare("torch", loss_t, g_t)
@@ -222,9 +245,16 @@ def time_epochs(run_epoch, reps: int) -> list:
     return times
 
 
+def splits_over_cpu_cores(workload: str, impl: str, platform: str) -> bool:
+    """Whether a JAX implementation spreads each batch over the CPU cores as devices: the
+    recurrences' ``manual`` and ``jax_grad`` rows on a CPU (see the module doc)."""
+    return workload in RECURRENT and impl in ("manual", "jax_grad", "interleaved") and platform == "cpu"
+
+
 def _jax_runner(workload: str, impl: str, s: dict, p, data, hyper, clip, split: bool):
     """(run_epoch(r), mesh) for a JAX implementation: the engine's one-jit epoch, compiled
-    and warmed up; ``split`` spreads each batch over the CPU devices (see the module doc)."""
+    and warmed up on JAX's default device; ``split`` spreads each batch over the CPU
+    devices instead (see the module doc)."""
     import jax
 
     from mp_jax import parallel, train
@@ -253,10 +283,11 @@ def interleaved(workload: str, s: dict, reps: int) -> dict:
     two neighbouring epochs is the steadier measure."""
     from mp_jax import parallel
 
-    split = workload in RECURRENT
-    parallel.use_cpu_cores(None if split else 1)
+    parallel.use_cpu_cores(None if workload in RECURRENT else 1)
+    platform = jax_platform()
+    split = splits_over_cpu_cores(workload, "interleaved", platform)
     p, np_p, data, hyper = make_problem(workload, s)
-    clip = 1.0 if split else None
+    clip = 1.0 if workload in RECURRENT else None
     runners = {impl: _jax_runner(workload, impl, s, p, data, hyper, clip, split) for impl in ("manual", "jax_grad")}
     times = {"manual": [], "jax_grad": []}
     for r in range(reps):
@@ -266,7 +297,7 @@ def interleaved(workload: str, s: dict, reps: int) -> dict:
             times[impl].append(time.perf_counter() - t)
     mesh = runners["manual"][1]
     return {"workload": workload, "implementation": "interleaved", "manual": times["manual"],
-            "jax_grad": times["jax_grad"], "devices": 1 if mesh is None else mesh.size}
+            "jax_grad": times["jax_grad"], "devices": 1 if mesh is None else mesh.size, "platform": platform}
 
 
 def worker(workload: str, impl: str, quick: bool, reps: int) -> dict:
@@ -275,12 +306,13 @@ def worker(workload: str, impl: str, quick: bool, reps: int) -> dict:
     s = settings(workload, quick)
     if impl == "interleaved":
         return interleaved(workload, s, reps)
-    split = workload in RECURRENT and impl in ("manual", "jax_grad")
     mesh = None  # one device unless a JAX implementation splits the batch below
     if impl in JAX_IMPLS:  # before any JAX computation: the CPU as one device per core, or one
         from mp_jax import parallel
 
-        parallel.use_cpu_cores(None if split else 1)
+        parallel.use_cpu_cores(None if splits_over_cpu_cores(workload, impl, "cpu") else 1)
+    platform = jax_platform() if impl in JAX_IMPLS else "cpu"
+    split = splits_over_cpu_cores(workload, impl, platform)
     p, np_p, data, hyper = make_problem(workload, s)
     clip = 1.0 if workload in RECURRENT else None
     if impl in JAX_IMPLS:
@@ -299,8 +331,9 @@ def worker(workload: str, impl: str, quick: bool, reps: int) -> dict:
         from experiments import bench_torch as bt
 
         torch.set_num_threads(os.cpu_count() or 1)
-        model = bt.build(workload, np_p, hyper)
-        tdata = tuple(torch.from_numpy(d) if d.dtype == np.float32 else torch.from_numpy(d.astype(np.int64)) for d in data)
+        platform = torch_device()
+        model = bt.build(workload, np_p, hyper, platform)
+        tdata = bt.to_torch(data, platform)
         ep = bt.make_epoch(model, s["lr"], s["momentum"], clip)
 
         def run_epoch(r):
@@ -311,12 +344,17 @@ def worker(workload: str, impl: str, quick: bool, reps: int) -> dict:
         raise SystemExit(f"unknown implementation {impl}")
     times = time_epochs(run_epoch, reps)
     return {"workload": workload, "implementation": impl, "times": times, "peak_rss_mb": peak_rss_mb(),
-            "devices": 1 if mesh is None else mesh.size}
+            "devices": 1 if mesh is None else mesh.size, "platform": platform}
 
 
-def matmul_peak(reps: int, n: int = 2048) -> dict:
+def matmul_peak(reps: int, n: int | None = None) -> dict:
+    """A large float32 matmul's rate on JAX's default device (n = 2048 on a CPU, 8192 on
+    an accelerator), at the process's matmul precision."""
     import jax
     import jax.numpy as jnp
+
+    platform = jax_platform()
+    n = n or (2048 if platform == "cpu" else 8192)
 
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
     f = jax.jit(lambda x: x @ x)
@@ -329,7 +367,8 @@ def matmul_peak(reps: int, n: int = 2048) -> dict:
         jax.block_until_ready(out)
         times.append((time.perf_counter() - t) / 5)
     sec = statistics.median(times)
-    return {"workload": "matmul_peak", "gflops": 2.0 * n ** 3 / sec / 1e9, "seconds": sec}
+    return {"workload": "matmul_peak", "gflops": 2.0 * n ** 3 / sec / 1e9, "seconds": sec, "platform": platform,
+            "device_kind": jax.devices()[0].device_kind}
 
 
 def run_worker(module: str, worker_args: list, quick: bool, reps: int) -> dict:
@@ -375,10 +414,21 @@ def memory_growth(workload: str = "lstm", steps=(50, 150, 300), batches=(32, 128
 
 
 # ----------------------------------------------------------------------------- driver
-def run(models, quick: bool, reps: int, rounds: int, json_path=None, check_only: bool = False) -> dict:
+def run(models, quick: bool, reps: int, rounds: int, json_path=None, check_only: bool = False,
+        impls=None) -> dict:
+    """Check, time and tabulate ``models`` × ``impls`` (default: every implementation)."""
     have_torch = torch_available()
-    impls = [i for i in IMPLS if i != "torch" or have_torch] + list(ONE_DEVICE)
-    notes = [] if have_torch else ["torch not installed: PyTorch rows skipped (pip install -e '.[bench]')"]
+    platform = jax_platform()
+    wanted = list(impls) if impls is not None else list(IMPLS) + list(ONE_DEVICE)
+    wanted = ["manual"] + [i for i in wanted if i != "manual"]  # every ratio is to the manual row
+    impls = [i for i in wanted if (i != "torch" or have_torch) and (i not in ONE_DEVICE or platform == "cpu")]
+    notes = [] if have_torch or "torch" not in wanted else ["torch not installed: PyTorch rows skipped (pip install -e '.[bench]')"]
+    if platform != "cpu":
+        import jax
+
+        notes.append(f"JAX implementations on {jax.devices()[0].device_kind} ({platform}), one device"
+                     + (f"; torch on {torch_device()}" if have_torch and "torch" in impls else "")
+                     + "; numpy on the CPU")
     checks = {}
     for w in models:
         checks[w] = check_agreement(w, settings(w, quick))
@@ -400,9 +450,13 @@ def run(models, quick: bool, reps: int, rounds: int, json_path=None, check_only:
     pairs: dict = {}  # workload -> {"manual": [...], "jax_grad": [...]}, epochs timed in turn
     rss: dict = {}
     n_devices: dict = {}
+    platforms: dict = {}
     peaks = []
+    peak_kind = {}
     for r in range(rounds):
-        peaks.append(spawn("matmul", "matmul", quick, reps)["gflops"])
+        res = spawn("matmul", "matmul", quick, reps)
+        peaks.append(res["gflops"])
+        peak_kind = {k: res[k] for k in ("platform", "device_kind") if k in res}
         for w in models:
             mine = [i for i in impls if w in RECURRENT or i not in ONE_DEVICE]
             order = mine[r % len(mine):] + mine[: r % len(mine)]  # alternate who goes first
@@ -413,11 +467,14 @@ def run(models, quick: bool, reps: int, rounds: int, json_path=None, check_only:
                 samples.setdefault((w, impl), []).extend(res["times"])
                 rss[(w, impl)] = max(rss.get((w, impl), 0.0), res["peak_rss_mb"])
                 n_devices[(w, impl)] = res.get("devices", 1)
+                platforms[(w, impl)] = res.get("platform", "cpu")
+            if not {"manual", "jax_grad"} <= set(impls):
+                continue
             res = spawn(w, "interleaved", quick, 2 * reps)
             for impl in ("manual", "jax_grad"):
                 pairs.setdefault(w, {}).setdefault(impl, []).extend(res[impl])
     peak = statistics.median(peaks)
-    rows = [{"workload": "matmul_peak", "gflops": peak}]
+    rows = [{"workload": "matmul_peak", "gflops": peak, **peak_kind}]
     for w in models:
         s = settings(w, quick)
         fl = flops_per_epoch(w, s)
@@ -428,14 +485,14 @@ def run(models, quick: bool, reps: int, rounds: int, json_path=None, check_only:
             g = fl / sec / 1e9
             rows.append({"workload": w, "implementation": impl, "seconds_per_epoch": sec, "gflops": g,
                          "peak_fraction": g / peak, "peak_rss_mb": rss[(w, impl)], "n_samples": len(samples[(w, impl)]),
-                         "devices": n_devices[(w, impl)]})
-    for w in models:
+                         "devices": n_devices[(w, impl)], "platform": platforms[(w, impl)]})
+    for w in pairs:
         m, j = pairs[w]["manual"], pairs[w]["jax_grad"]
         ratios = sorted(a / b for a, b in zip(m, j))
         rows.append({"workload": w, "kind": "interleaved", "manual_seconds_per_epoch": statistics.median(m),
                      "jax_grad_seconds_per_epoch": statistics.median(j), "ratio": statistics.median(ratios),
                      "ratio_range": [ratios[0], ratios[-1]], "n_pairs": len(m)})
-    mem = memory_growth() if "lstm" in models else []
+    mem = memory_growth() if "lstm" in models and "manual" in impls else []
     print_table(rows, notes, quick)
     if mem:
         print("\nLSTM manual train step, XLA temporary buffers (saved activations) as T and batch grow:")
@@ -455,12 +512,12 @@ def print_table(rows, notes, quick):
     peak = rows[0]["gflops"]
     print(f"\nseconds per epoch ({'quick sizes' if quick else 'assignment sizes'}); "
           f"large float32 matmul: {peak:.1f} GFLOP/s")
-    print(f"{'workload':<9} {'impl':<19} {'s/epoch':>9} {'/manual':>8} {'GFLOP/s':>8} {'%peak':>6} {'RSS MB':>7} {'dev':>4}")
+    print(f"{'workload':<9} {'impl':<19} {'s/epoch':>9} {'/manual':>8} {'GFLOP/s':>8} {'%peak':>6} {'RSS MB':>7} {'devices':>9}")
     manual = {r["workload"]: r["seconds_per_epoch"] for r in rows if r.get("implementation") == "manual"}
     for r in rows[1:]:
         ratio = r["seconds_per_epoch"] / manual[r["workload"]]
         print(f"{r['workload']:<9} {r['implementation']:<19} {r['seconds_per_epoch']:>9.3f} {ratio:>8.2f} "
-              f"{r['gflops']:>8.2f} {100 * r['peak_fraction']:>5.1f}% {r['peak_rss_mb']:>7.0f} {r.get('devices', 1):>4}")
+              f"{r['gflops']:>8.2f} {100 * r['peak_fraction']:>5.1f}% {r['peak_rss_mb']:>7.0f} {r.get('devices', 1):>3} {r.get('platform', 'cpu'):<5}")
     print("\nmanual / other (≤ 1 means the manual path is faster):")
     for w in manual:
         parts = []
@@ -492,11 +549,18 @@ def main(argv=None) -> int:
     p.add_argument("--models", default=",".join(ALL_WORKLOADS), help="comma-separated: ae,lm,rnn,lstm,gru")
     p.add_argument("--reps", type=int, default=None, help="timed epochs per process (default 3, quick 2)")
     p.add_argument("--rounds", type=int, default=None, help="alternating rounds of processes (default 2, quick 1)")
+    p.add_argument("--impls", default=None, help="comma-separated subset of " + ",".join(IMPLS + ONE_DEVICE)
+                   + " (default: all; manual is always timed, the ratios need it)")
     p.add_argument("--check-only", action="store_true", help="only compare the implementations on one batch")
     p.add_argument("--sweeps", action="store_true", help="also time sweeps as one vmapped program against their "
                    "members one after another (experiments.bench_sweep); with --models '' only that")
     p.add_argument("--worker", nargs=2, metavar=("WORKLOAD", "IMPL"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    # several processes share one GPU: none may take most of its memory up front (JAX's default)
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    from experiments.common import set_matmul_precision
+
+    set_matmul_precision("highest")  # as the experiments train (on a CPU: no difference)
     reps = args.reps or (2 if args.quick else 3)
     if args.worker:
         print(json.dumps(worker(args.worker[0], args.worker[1], args.quick, reps)))
@@ -505,8 +569,14 @@ def main(argv=None) -> int:
     bad = [m for m in models if m not in ALL_WORKLOADS]
     if bad:
         raise SystemExit(f"--models: unknown {bad}; choose from {','.join(ALL_WORKLOADS)}")
+    impls = None
+    if args.impls is not None:
+        impls = [i.strip() for i in args.impls.split(",") if i.strip()]
+        unknown = [i for i in impls if i not in IMPLS + ONE_DEVICE]
+        if unknown:
+            raise SystemExit(f"--impls: unknown {unknown}; choose from {','.join(IMPLS + ONE_DEVICE)}")
     if models or not args.sweeps:
-        run(models, args.quick, reps, args.rounds or (1 if args.quick else 2), args.json, args.check_only)
+        run(models, args.quick, reps, args.rounds or (1 if args.quick else 2), args.json, args.check_only, impls)
     if args.sweeps and not args.check_only:
         from experiments import bench_sweep
 

@@ -67,14 +67,15 @@ def test_sweep_timing_runs_on_tiny_sizes_and_returns_both_ways(tmp_path):
 
 
 def test_worker_splits_the_recurrences_over_the_cpu_cores_and_not_the_others():
-    # each worker is its own process, so it can choose its CPU device count before JAX starts
+    # each worker is its own process, so it can choose its CPU device count before JAX starts;
+    # on the CPU even on a GPU machine (on a GPU nothing is split: see the fake-run test below)
     import subprocess
     import sys
 
     def worker(workload, impl):
         proc = subprocess.run([sys.executable, "-m", "experiments.benchmark", "--worker", workload, impl,
                                "--quick", "--reps", "1"], capture_output=True, text=True, timeout=300,
-                              env=dict(os.environ, JAX_NUM_CPU_DEVICES="2"))
+                              env=dict(os.environ, JAX_NUM_CPU_DEVICES="2", JAX_PLATFORMS="cpu"))
         assert proc.returncode == 0, proc.stderr[-2000:]
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -99,3 +100,60 @@ def test_table_prints_the_interleaved_ratio(capsys):
     out = capsys.readouterr().out
     assert "/jax_grad 0.50" in out  # the separate-process rows
     assert "ae    0.75   (pairs 0.70-0.90; manual 1.500 s, jax_grad 2.000 s, 4 pairs)" in out and "ONE process" in out
+
+
+def test_only_the_recurrences_jax_rows_split_over_cpu_cores_and_never_on_a_gpu():
+    split = benchmark.splits_over_cpu_cores
+    assert split("gru", "manual", "cpu") and split("lstm", "jax_grad", "cpu") and split("rnn", "interleaved", "cpu")
+    assert not split("gru", "manual_one_device", "cpu") and not split("ae", "manual", "cpu")
+    assert not split("lm", "jax_grad", "cpu")
+    assert not any(split("gru", impl, "gpu") for impl in ("manual", "jax_grad", "interleaved"))
+
+
+def _fake_run(monkeypatch, platform, impls, models=("ae", "gru")):
+    """benchmark.run with its processes replaced by fakes that record what was spawned."""
+    spawned = []
+
+    def spawn(workload, impl, quick, reps):
+        spawned.append((workload, impl))
+        if impl == "matmul":
+            return {"gflops": 100.0, "platform": platform, "device_kind": "fake"}
+        if impl == "interleaved":
+            return {"manual": [1.0] * reps, "jax_grad": [2.0] * reps, "devices": 1, "platform": platform}
+        sec = {"manual": 1.0, "jax_grad": 2.0}.get(impl.replace("_one_device", ""), 4.0)
+        return {"times": [sec] * reps, "peak_rss_mb": 10.0, "devices": 1,
+                "platform": platform if impl in benchmark.JAX_IMPLS else "cpu"}
+
+    monkeypatch.setattr(benchmark, "spawn", spawn)
+    monkeypatch.setattr(benchmark, "check_agreement", lambda w, s: {"jax_grad": {"ok": True, "loss_rel_err": 0.0,
+                                                                                 "grad_rel_err": 0.0}})
+    monkeypatch.setattr(benchmark, "memory_growth", lambda: [])
+    monkeypatch.setattr(benchmark, "jax_platform", lambda: platform)
+    monkeypatch.setattr(benchmark, "torch_available", lambda: False)
+    out = benchmark.run(list(models), quick=True, reps=2, rounds=1, impls=impls)
+    return spawned, out
+
+
+def test_impls_times_a_subset_and_always_the_manual_row(monkeypatch, capsys):
+    spawned, out = _fake_run(monkeypatch, "cpu", ["numpy"])
+    assert set(spawned) == {("matmul", "matmul"), ("ae", "manual"), ("ae", "numpy"), ("gru", "manual"), ("gru", "numpy")}
+    rows = [r for r in out["rows"] if r.get("implementation")]
+    assert {(r["workload"], r["implementation"]) for r in rows} == {(w, i) for w in ("ae", "gru") for i in ("manual", "numpy")}
+    assert "/numpy 0.25" in capsys.readouterr().out
+    assert not [r for r in out["rows"] if r.get("kind") == "interleaved"]  # no jax_grad row, no pair
+
+
+def test_on_a_gpu_the_one_device_rows_are_left_out_and_rows_name_the_platform(monkeypatch, capsys):
+    spawned, out = _fake_run(monkeypatch, "gpu", None)
+    assert not [s for s in spawned if s[1] in benchmark.ONE_DEVICE]
+    assert ("gru", "interleaved") in spawned and ("gru", "numpy") in spawned
+    rows = {(r["workload"], r["implementation"]): r for r in out["rows"] if r.get("implementation")}
+    assert rows[("gru", "manual")]["platform"] == "gpu" and rows[("gru", "numpy")]["platform"] == "cpu"
+    assert out["rows"][0]["platform"] == "gpu"
+    printed = capsys.readouterr().out
+    assert "JAX implementations on" in printed and "(gpu), one device" in printed
+
+
+def test_unknown_impls_are_refused():
+    with pytest.raises(SystemExit, match="--impls: unknown"):
+        benchmark.main(["--impls", "manual,cuda_magic", "--check-only"])
