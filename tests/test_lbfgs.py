@@ -82,8 +82,12 @@ def _check_many_equals_alone(fn, p0s, kwargs, batch, cfg, rtol):
     return many
 
 
-@pytest.mark.parametrize("x64, rtol", [(True, 1e-10), (False, 2e-4)])
-def test_minimize_many_equals_each_member_alone(x64, rtol):
+# float32 runs 20 iterations, not 60: there, 60 iterations of the κ = 1e3 and 1e4 members amplify
+# round-off so much that moving the start by ONE ulp moves their lone runs by 0.3-1.3 % (measured
+# on the CPU), so a 2e-4 comparison held only where the vmapped and lone programs round alike
+# (it failed on an H200, session 8); after 20 iterations one ulp moves them by ≤ 2e-5.
+@pytest.mark.parametrize("x64, rtol, max_iter, kappa1", [(True, 1e-10, 60, 30.0), (False, 2e-4, 20, 10.0)])
+def test_minimize_many_equals_each_member_alone(x64, rtol, max_iter, kappa1):
     """Members stop at different chunks (gtol at once for κ = 1; later ones by gtol/ftol or
     max_iter), and every member equals its lone run."""
     with jax.enable_x64(x64):
@@ -91,14 +95,14 @@ def test_minimize_many_equals_each_member_alone(x64, rtol):
         n = 12
         batch = jnp.linspace(-1.0, 2.0, n, dtype=dt)
         p0s = [{"p": jnp.full(n, v, dt)} for v in (0.0, 1.0, -3.0, 0.5)]
-        cfg = lbfgs.LbfgsConfig(max_iter=60, chunk=4, memory_size=5, gtol=1e-5 if x64 else 1e-3, ftol=1e-9)
-        kwargs = {"kappa": [1.0, 30.0, 1e3, 1e4], "c": [0.0, 0.5, 0.0, 2.0]}
+        cfg = lbfgs.LbfgsConfig(max_iter=max_iter, chunk=4, memory_size=5, gtol=1e-5 if x64 else 1e-3, ftol=1e-9)
+        kwargs = {"kappa": [1.0, kappa1, 1e3, 1e4], "c": [0.0, 0.5, 0.0, 2.0]}
         many = _check_many_equals_alone(ill_conditioned, p0s, kwargs, batch, cfg, rtol)
     its = [r.iterations for r in many]
     by_gtol = [r.converged and r.history["grad_norm"][-1] <= cfg.gtol for r in many]
     assert its[0] == 4 and by_gtol[0]  # the first chunk already meets gtol
-    assert 4 < its[1] < 60 and many[1].converged  # stops later, while the last two run to max_iter
-    assert its[2:] == [60, 60] and not many[2].converged and not many[3].converged
+    assert 4 < its[1] < max_iter and many[1].converged  # stops later, while the last two run to max_iter
+    assert its[2:] == [max_iter, max_iter] and not many[2].converged and not many[3].converged
     if x64:
         assert not by_gtol[1]  # member 1 stops by ftol
 
