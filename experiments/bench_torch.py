@@ -3,8 +3,9 @@
 Autograd, ``torch.optim.SGD`` with momentum (PyTorch's momentum is v ← μ v + g,
 w ← w − η v: the same rule as optax and the numpy references), a Python loop over
 minibatches, fused library kernels where PyTorch has them (``nn.RNN``, ``nn.LSTM``,
-``nn.GRU``, ``nn.Embedding``; cuDNN's on CUDA). On the CPU unless ``device="cuda"``. Parameters are loaded from the numpy dicts of
-:mod:`experiments.bench_numpy` so losses and gradients can be compared on one batch.
+``nn.GRU``, ``nn.Embedding``; cuDNN's on CUDA). On the CPU unless ``device="cuda"``.
+Parameters are loaded from the numpy dicts of :mod:`experiments.bench_numpy` so losses and
+gradients can be compared on one batch.
 
 ``nn.GRU`` computes the *reset-after* candidate ĥ = tanh(x W + b + r ⊙ (h U + b_h)),
 not SPEC.md's r ⊙ h inside the matmul: it is timed as PyTorch's nearest fused kernel and

@@ -147,9 +147,9 @@ def fit_run(
     if store is None:
         return train.fit(loss_and_grad, optimizer, params, train_data, fit_config, **fit_kwargs)
 
-    run_hash = checkpoint.config_hash({"name": name, "config": config, "data_id": data_id,
-                                       "fit_config": dataclasses.asdict(fit_config),
-                                       "key": jax.random.key_data(key).tolist() if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key.tolist()})
+    run_hash = checkpoint.config_hash(_with_precision({
+        "name": name, "config": config, "data_id": data_id, "fit_config": dataclasses.asdict(fit_config),
+        "key": jax.random.key_data(key).tolist() if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key.tolist()}))
     path = store.directory / f"{name}-{run_hash}.h5"
     template = train.init_fit_state(params, optimizer, key)
     state, event = None, "trained"
@@ -174,6 +174,15 @@ def fit_run(
     return result
 
 
+def _with_precision(key: dict) -> dict:
+    """A run's checkpoint key, plus the float32 matmul precision when it is not the full
+    precision the experiments default to (``--matmul-precision``): a run computed at
+    TensorFloat-32 is another run. At the default the key is unchanged, so checkpoints
+    written before the option existed (on a CPU, where it changes nothing) still match."""
+    precision = jax.config.jax_default_matmul_precision
+    return key if precision == "highest" else {**key, "matmul_precision": str(precision)}
+
+
 def cached_run(name: str, *, config: dict, data_id: str, template: Any, compute) -> tuple[Any, dict]:
     """A run that does not go through the engine (e.g. full-batch L-BFGS), made skippable.
 
@@ -186,7 +195,7 @@ def cached_run(name: str, *, config: dict, data_id: str, template: Any, compute)
     store = _STORE.get()
     if store is None:
         return compute()
-    run_hash = checkpoint.config_hash({"name": name, "config": config, "data_id": data_id})
+    run_hash = checkpoint.config_hash(_with_precision({"name": name, "config": config, "data_id": data_id}))
     path = store.directory / f"{name}-{run_hash}.h5"
     empty = train.FitState(params=template, opt_state=(), key=jax.numpy.zeros((2,), jax.numpy.uint32), epoch=0,
                            best_params=(), best_loss=0.0, best_epoch=0, bad_epochs=0, history={})

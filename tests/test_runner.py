@@ -101,3 +101,33 @@ def test_cached_run_skips_a_finished_run_and_recomputes_a_corrupt_one(tmp_path):
     assert len(calls) == 2 and [e[1] for e in store.events] == ["trained", "skipped", "trained"]
     chex.assert_trees_all_equal(p1, p2, p3)
     assert r2 == r1
+
+
+def test_a_run_at_another_matmul_precision_is_another_run(tmp_path):
+    """A run computed at JAX's default precision (TensorFloat-32 on recent GPUs) must not
+    be taken for the full-precision one; the default precision keeps the keys as they were."""
+    from experiments import common
+
+    template = {"w": jax.numpy.zeros((3,))}
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"w": jax.numpy.arange(3.0)}, {}
+
+    try:
+        with runner.checkpointing(tmp_path) as store:
+            runner.cached_run("c", config={}, data_id="d", template=template, compute=compute)
+            run(epochs=1)
+            common.set_matmul_precision("default")
+            runner.cached_run("c", config={}, data_id="d", template=template, compute=compute)
+            run(epochs=1)
+            common.set_matmul_precision("highest")
+            runner.cached_run("c", config={}, data_id="d", template=template, compute=compute)
+            run(epochs=1)
+    finally:
+        jax.config.update("jax_default_matmul_precision", "highest")  # as conftest.py set it
+    assert [e[1] for e in store.events] == ["trained", "trained", "trained", "trained", "skipped", "skipped"]
+    assert len(calls) == 2 and len(list(tmp_path.glob("*.h5"))) == 4
+    # at full precision the key is the one written before the option existed
+    assert runner._with_precision({"a": 1}) == {"a": 1}
