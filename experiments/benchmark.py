@@ -6,8 +6,8 @@ Implementations (same data, same initial parameters, same optimizer settings):
 
 * ``manual``   — the project's hand-derived ``loss_and_grad`` in the engine's one-jit epoch,
   set up as the experiments train it: the recurrences split each batch over the CPU cores
-  as devices (:mod:`mp_jax.parallel`; their scans run on one core each) and reuse the
-  GRU's scan buffers from one batch to the next (``recurrent.loss_and_grad_reusing``,
+  as devices (:mod:`mp_jax.parallel`; their scans run on one core each) and the GRU and
+  LSTM reuse their scan buffers from one batch to the next (``recurrent.loss_and_grad_reusing``,
   :mod:`mp_jax.reuse`), the autoencoder and the language model on one device;
 * ``jax_grad`` — ``jax.value_and_grad`` of the same model's reference ``loss``, in the same
   one-jit epoch (same data, same optimizer, same jit structure, same devices);

@@ -7,7 +7,8 @@ scans overwrite every element before reading it. An epoch that is one program ca
 carry the buffers from one minibatch to the next (``lax.scan``'s carry, updated in place):
 :func:`mp_jax.train.make_epoch_fn` does so for a :class:`BufferReuse`, and
 :func:`mp_jax.parallel.data_parallel` splits its buffers over the devices with the batch.
-Measured on the Q3 GRU, split over two cores: 0.94 of the epoch time (BENCHMARKS.md).
+Measured split over two cores: the Q3 GRU's epoch 0.94 of the time without, the LSTM's
+0.90 (BENCHMARKS.md).
 
 A :class:`BufferReuse` is also a plain ``loss_and_grad(params, batch)`` (it makes fresh
 buffers for that one call), so anything that takes a ``loss_and_grad`` takes it.

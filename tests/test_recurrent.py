@@ -246,6 +246,9 @@ def test_reusing_buffers_whatever_they_hold_gives_the_same_gradients(cell, fast_
             nan = jnp.nan
             buffers = R.GRUBuffers(buffers.h_aug.at[..., :hx].set(nan), jnp.full_like(buffers.us, nan),
                                    jnp.full_like(buffers.ns, nan), buffers.rh_aug.at[..., :hx].set(nan))
+        elif cell == "lstm":
+            assert isinstance(buffers, R.LSTMBuffers)
+            buffers = jax.tree.map(lambda a: jnp.full_like(a, jnp.nan), buffers)
         else:
             assert buffers == ()
         got, out = jax.jit(R.loss_and_grad_step)(params, batch, buffers)

@@ -56,9 +56,9 @@ def test_the_flat_all_reduce_gives_each_leaf_back_in_its_own_dtype(result):
     assert result["mixed_values"] == [17.5, 17.5, 17.5]  # mean of 0², 1², …, 7² over both shards
 
 
-def test_reused_gru_buffers_split_over_devices_train_bit_for_bit_as_without(result):
+def test_reused_gru_and_lstm_buffers_split_over_devices_train_bit_for_bit_as_without(result):
     assert result["reusing_is_buffer_reuse"]
-    assert result["reusing_max_diff"] == {"2": 0.0, "4": 0.0}
+    assert result["reusing_max_diff"] == {"gru2": 0.0, "gru4": 0.0, "lstm2": 0.0, "lstm4": 0.0}
 
 
 def test_shard_averaging_is_not_the_autoencoder_gradient(result):

@@ -37,7 +37,8 @@ them, and its reverse scan writes δ_t over the saved u_t and n_t it has just re
 fresh output buffers to zero-fill). Training goes one step further with
 :data:`loss_and_grad_reusing` (:mod:`mp_jax.reuse`): the epoch carries those four
 [T, N, ·] buffers from one minibatch to the next, so XLA no longer zero-fills them for
-every minibatch (~5 MB per 16 sequences of 150 steps).
+every minibatch (~5 MB per 16 sequences of 150 steps); the LSTM's four likewise
+(:class:`LSTMBuffers`, ~9 MB; its reverse scan then writes δ_t over the saved q_t).
 Everything stays in the dtype of the parameters (float32 in training; float64 in the
 gradient tests).
 
@@ -316,6 +317,17 @@ class GRUBuffers(NamedTuple):
     rh_aug: Array  # [T, N, H + D + 1] the backward's [r ⊙ h_{t−1}, x_t, 1]
 
 
+class LSTMBuffers(NamedTuple):
+    """The LSTM's scan buffers, reusable from one minibatch to the next
+    (:data:`loss_and_grad_reusing`). Every field is [T, N, ·]; their contents on entry do not
+    matter (the forward scan overwrites every element before the backward reads it)."""
+
+    q: Array  # [T, N, 4H] the forward's factors q_t, then δ_t
+    f: Array  # [T, N, H] forget gates
+    o_dtanh: Array  # [T, N, H] o ⊙ (1 − tanh² c_t)
+    h_prev: Array  # [T, N, H] h_0 … h_{T−1}
+
+
 def _shift(seq: Array) -> Array:
     """[s_1 … s_T] → [0, s_1 … s_{T−1}] (the previous step's value; zero initial state)."""
     return jnp.concatenate([jnp.zeros_like(seq[:1]), seq[:-1]], axis=0)
@@ -418,7 +430,7 @@ def _transposed(*ws: Array):
     return out[0] if len(ws) == 1 else out
 
 
-def encode_forward(cell: CellParams, x: Array, *, unroll: int = 1, buffers: GRUBuffers | None = None):
+def encode_forward(cell: CellParams, x: Array, *, unroll: int = 1, buffers: GRUBuffers | LSTMBuffers | None = None):
     """Run the cell over x <float>[N, T, D] from a zero state, keeping what BPTT needs.
 
     x is cast to the parameters' dtype (float64 data with float32 weights trains in float32).
@@ -439,13 +451,25 @@ def encode_forward(cell: CellParams, x: Array, *, unroll: int = 1, buffers: GRUB
 
         h_t, hs = jax.lax.scan(step, h0, seq, unroll=unroll)
         return h_t, RNNCache(xs, hs)
-    if kind == "lstm":
+    if kind == "lstm" and buffers is None:
         def step(carry, x_t):
             h, c, u = _lstm_cell(project(x_t), *carry, w_h)
             return (h, c), (lstm_factors(u, c, carry[1]), carry[0])
 
         (h_t, _), (steps, h_prev) = jax.lax.scan(step, (h0, h0), seq, unroll=unroll)
         return h_t, LSTMCache(xs, steps, h_prev)
+    if kind == "lstm":  # the same scan, writing into the given buffers in place
+        def step(carry, inputs):
+            h, c, bufs = carry
+            x_t, t = inputs
+            h_new, c_new, u = _lstm_cell(project(x_t), h, c, w_h)
+            sc = lstm_factors(u, c_new, c)
+            bufs = LSTMBuffers(*(jax.lax.dynamic_update_slice(b, v[None], (t, 0, 0))
+                                 for b, v in zip(bufs, (sc.q, sc.f, sc.o_dtanh, h))))
+            return (h_new, c_new, bufs), None
+
+        (h_t, _, bufs), _ = jax.lax.scan(step, (h0, h0, buffers), (seq, jnp.arange(xs.shape[0])), unroll=unroll)
+        return h_t, LSTMCache(xs, LSTMStepCache(bufs.q, bufs.f, bufs.o_dtanh), bufs.h_prev)
 
     u_zr, u_n = _transposed(*_gru_split(w_h))
 
@@ -500,6 +524,25 @@ def encode_backward(cell: CellParams, cache, dh_t: Array, *, unroll: int = 1) ->
         return LSTMParams(*_weight_grads(cache.h_prev, cache.xs, deltas))
 
     return _gru_encode_backward(cell, cache, dh_t, unroll=unroll)[0]
+
+
+def _lstm_encode_backward_reusing(cell: LSTMParams, cache: LSTMCache, dh_t: Array, *,
+                                  unroll: int = 1) -> tuple[LSTMParams, LSTMBuffers]:
+    """The LSTM's BPTT (see :func:`encode_backward`) writing δ_t over the forward's q_t in
+    place, for a cache whose fields are reused buffers; returns them for the next batch."""
+    w_hT = _transposed(cell.w_h.T)
+    steps = cache.steps
+
+    def step(carry, t):
+        dh, dc, q = carry
+        sc = LSTMStepCache(*(jax.lax.dynamic_index_in_dim(b, t, keepdims=False) for b in (q, steps.f, steps.o_dtanh)))
+        delta, dh_prev, dc_prev = lstm_step_backward(dh, dc, sc, w_hT)
+        return (dh_prev, dc_prev, jax.lax.dynamic_update_slice(q, delta[None], (t, 0, 0))), None
+
+    init = (dh_t, jnp.zeros_like(dh_t), steps.q)
+    (_, _, deltas), _ = jax.lax.scan(step, init, jnp.arange(cache.xs.shape[0]), reverse=True, unroll=unroll)
+    grads = LSTMParams(*_weight_grads(cache.h_prev, cache.xs, deltas))
+    return grads, LSTMBuffers(deltas, steps.f, steps.o_dtanh, cache.h_prev)
 
 
 def _gru_encode_backward(cell: GRUParams, cache: GRUCache, dh_t: Array, *, unroll: int = 1,
@@ -615,37 +658,43 @@ def loss_and_grad(params: ClassifierParams, batch, *, unroll: int = 1):
 
 def scan_buffers(params: ClassifierParams, batch):
     """Buffers for :data:`loss_and_grad_reusing` and minibatches shaped like ``batch``: the
-    GRU's :class:`GRUBuffers` (the operands' ones column set); () for the RNN and LSTM."""
+    GRU's :class:`GRUBuffers` (the operands' ones column set), the LSTM's
+    :class:`LSTMBuffers`; () for the RNN (its scan saves one [T, N, H] output)."""
     cell = params.cell
-    if cell_name(cell) != "gru":
-        return ()
     n, t, d = batch[0].shape
     hdim, dtype = cell.w_h.shape[0], cell.w_h.dtype
+    if cell_name(cell) == "lstm":
+        return LSTMBuffers(jnp.zeros((t, n, 4 * hdim), dtype), *(jnp.zeros((t, n, hdim), dtype) for _ in range(3)))
+    if cell_name(cell) != "gru":
+        return ()
     aug = _augmented_empty(jnp.zeros((t, n, d), dtype), hdim)
     return GRUBuffers(aug, jnp.zeros((t, n, 2 * hdim), dtype), jnp.zeros((t, n, hdim), dtype), aug)
 
 
 def loss_and_grad_step(params: ClassifierParams, batch, buffers, *, unroll: int = 1):
-    """:func:`loss_and_grad` writing the GRU's saved values into ``buffers`` (from
+    """:func:`loss_and_grad` writing the GRU's or LSTM's saved values into ``buffers`` (from
     :func:`scan_buffers`, or from the previous minibatch's call) instead of fresh ones:
-    ((loss, grads), buffers). The RNN and LSTM (buffers ()) run :func:`loss_and_grad`.
+    ((loss, grads), buffers). The RNN (buffers ()) runs :func:`loss_and_grad`.
 
     The same arithmetic in the same order: the gradients equal :func:`loss_and_grad`'s
     exactly, whatever the buffers held.
     """
-    if not isinstance(buffers, GRUBuffers):
+    if not isinstance(buffers, (GRUBuffers, LSTMBuffers)):
         return loss_and_grad(params, batch, unroll=unroll), buffers
     x, y = batch
     h_t, seq_cache = encode_forward(params.cell, x, unroll=unroll, buffers=buffers)
     z, head_cache = _head(params, h_t)
     value, dz = _cross_entropy(z, y)
     dh_t, head_grads = _head_backward(head_cache, dz)
-    dcell, buffers = _gru_encode_backward(params.cell, seq_cache, dh_t, unroll=unroll, rh_aug=buffers.rh_aug)
+    if isinstance(buffers, LSTMBuffers):
+        dcell, buffers = _lstm_encode_backward_reusing(params.cell, seq_cache, dh_t, unroll=unroll)
+    else:
+        dcell, buffers = _gru_encode_backward(params.cell, seq_cache, dh_t, unroll=unroll, rh_aug=buffers.rh_aug)
     return (value, ClassifierParams(dcell, *head_grads)), buffers
 
 
-#: :func:`loss_and_grad` for training: an epoch carries the GRU's scan buffers from one
-#: minibatch to the next (no zero fill of ~5 MB per minibatch; :mod:`mp_jax.reuse`). Called
+#: :func:`loss_and_grad` for training: an epoch carries the GRU's and LSTM's scan buffers from one
+#: minibatch to the next (no zero fill of ~5 and ~9 MB per minibatch; :mod:`mp_jax.reuse`). Called
 #: as ``loss_and_grad_reusing(params, batch)`` it is :func:`loss_and_grad`.
 loss_and_grad_reusing = BufferReuse(loss_and_grad_step, scan_buffers, batch_axis=1)
 

@@ -107,7 +107,7 @@ lm_, gm = jax.jit(parallel.data_parallel(mixed, train.make_mesh(2)))(None, xm)
 out["mixed_dtypes"] = [str(lm_.dtype), str(gm["a"].dtype), str(gm["b"].dtype)]
 out["mixed_values"] = [float(lm_), float(gm["a"][0]), float(gm["b"][0])]
 
-# the GRU's scan buffers reused across minibatches, split over the devices with the batch:
+# the GRU's and LSTM's scan buffers reused across minibatches, split over the devices with the batch:
 # the same epoch as without reuse, bit for bit (20 examples: two split batches of 8, and a
 # remainder of 4 computed whole)
 from mp_jax.reuse import BufferReuse  # noqa: E402
@@ -115,19 +115,20 @@ from mp_jax.reuse import BufferReuse  # noqa: E402
 out["reusing_is_buffer_reuse"] = isinstance(parallel.data_parallel(rec.loss_and_grad_reusing, train.make_mesh(2)),
                                             BufferReuse)
 out["reusing_max_diff"] = {}
-pg = rec.init_params(jax.random.PRNGKey(9), "gru", 3, 8, 6, 4)
 bg = (jax.random.normal(jax.random.PRNGKey(10), (20, 7, 3), jnp.float32), jax.random.randint(jax.random.PRNGKey(11), (20,), 0, 4))
 opt_g = train.sgd_momentum(0.1, 0.9, clip_norm=1.0)
-for k in (2, 4):
-    ends = []
-    for lg in (rec.loss_and_grad, rec.loss_and_grad_reusing):
-        ep = train.make_epoch_fn(lg, opt_g, 8, mesh=train.make_mesh(k), per_example_mean=True)
-        pk, sk = pg, opt_g.init(pg)
-        for e in range(2):
-            pk, sk, _, _ = ep(pk, sk, jax.random.PRNGKey(e), bg)
-        ends.append(pk)
-    out["reusing_max_diff"][k] = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-                                     for a, b in zip(jax.tree.leaves(ends[0]), jax.tree.leaves(ends[1])))
+for cell_kind in ("gru", "lstm"):
+    pg = rec.init_params(jax.random.PRNGKey(9), cell_kind, 3, 8, 6, 4)
+    for k in (2, 4):
+        ends = []
+        for lg in (rec.loss_and_grad, rec.loss_and_grad_reusing):
+            ep = train.make_epoch_fn(lg, opt_g, 8, mesh=train.make_mesh(k), per_example_mean=True)
+            pk, sk = pg, opt_g.init(pg)
+            for e in range(2):
+                pk, sk, _, _ = ep(pk, sk, jax.random.PRNGKey(e), bg)
+            ends.append(pk)
+        out["reusing_max_diff"][f"{cell_kind}{k}"] = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                                                         for a, b in zip(jax.tree.leaves(ends[0]), jax.tree.leaves(ends[1])))
 
 # ... but not for the autoencoder: its sparsity penalty uses the batch-mean activation
 hp = ae.AEHyper(lam=5e-4, beta=3.0, rho=0.05)
