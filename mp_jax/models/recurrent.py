@@ -647,7 +647,7 @@ def loss_and_grad(params: ClassifierParams, batch, *, unroll: int = 1):
     batch: (x <float>[N, T, D], y <int>[N]). ``unroll`` is ``lax.scan``'s, for the time
     scans: 1 (the default) measured fastest for every cell; for the GRU a larger one is
     several times slower (XLA then copies the buffers its scans write in place every step).
-    Training uses :data:`loss_and_grad_reusing`, the same function with the GRU's scan
+    Training uses :data:`loss_and_grad_reusing`, the same function with the GRU's and LSTM's scan
     buffers carried from one minibatch to the next.
     """
     x, y = batch
