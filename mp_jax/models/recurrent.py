@@ -328,6 +328,11 @@ class LSTMBuffers(NamedTuple):
     h_prev: Array  # [T, N, H] h_0 … h_{T−1}
 
 
+def _lstm_buffers(n: int, t: int, hdim: int, dtype) -> LSTMBuffers:
+    """Fresh (zero) :class:`LSTMBuffers` for n sequences of t steps."""
+    return LSTMBuffers(jnp.zeros((t, n, 4 * hdim), dtype), *(jnp.zeros((t, n, hdim), dtype) for _ in range(3)))
+
+
 def _shift(seq: Array) -> Array:
     """[s_1 … s_T] → [0, s_1 … s_{T−1}] (the previous step's value; zero initial state)."""
     return jnp.concatenate([jnp.zeros_like(seq[:1]), seq[:-1]], axis=0)
@@ -434,7 +439,7 @@ def encode_forward(cell: CellParams, x: Array, *, unroll: int = 1, buffers: GRUB
     """Run the cell over x <float>[N, T, D] from a zero state, keeping what BPTT needs.
 
     x is cast to the parameters' dtype (float64 data with float32 weights trains in float32).
-    ``buffers`` (GRU only): write the saved values into these instead of fresh buffers.
+    ``buffers`` (GRU, LSTM): write the saved values into these instead of fresh buffers.
 
     Returns h_T <float>[N, H] and the cell's sequence cache.
     """
@@ -451,14 +456,7 @@ def encode_forward(cell: CellParams, x: Array, *, unroll: int = 1, buffers: GRUB
 
         h_t, hs = jax.lax.scan(step, h0, seq, unroll=unroll)
         return h_t, RNNCache(xs, hs)
-    if kind == "lstm" and buffers is None:
-        def step(carry, x_t):
-            h, c, u = _lstm_cell(project(x_t), *carry, w_h)
-            return (h, c), (lstm_factors(u, c, carry[1]), carry[0])
-
-        (h_t, _), (steps, h_prev) = jax.lax.scan(step, (h0, h0), seq, unroll=unroll)
-        return h_t, LSTMCache(xs, steps, h_prev)
-    if kind == "lstm":  # the same scan, writing into the given buffers in place
+    if kind == "lstm":  # writes its saved values into [T, N, ·] buffers in place
         def step(carry, inputs):
             h, c, bufs = carry
             x_t, t = inputs
@@ -468,7 +466,8 @@ def encode_forward(cell: CellParams, x: Array, *, unroll: int = 1, buffers: GRUB
                                  for b, v in zip(bufs, (sc.q, sc.f, sc.o_dtanh, h))))
             return (h_new, c_new, bufs), None
 
-        (h_t, _, bufs), _ = jax.lax.scan(step, (h0, h0, buffers), (seq, jnp.arange(xs.shape[0])), unroll=unroll)
+        bufs = buffers if buffers is not None else _lstm_buffers(xs.shape[1], xs.shape[0], hdim, xs.dtype)
+        (h_t, _, bufs), _ = jax.lax.scan(step, (h0, h0, bufs), (seq, jnp.arange(xs.shape[0])), unroll=unroll)
         return h_t, LSTMCache(xs, LSTMStepCache(bufs.q, bufs.f, bufs.o_dtanh), bufs.h_prev)
 
     u_zr, u_n = _transposed(*_gru_split(w_h))
@@ -515,21 +514,15 @@ def encode_backward(cell: CellParams, cache, dh_t: Array, *, unroll: int = 1) ->
         _, deltas = jax.lax.scan(step, dh_t, cache.hs, reverse=True, unroll=unroll)
         return RNNParams(*_weight_grads(_shift(cache.hs), cache.xs, deltas))
     if kind == "lstm":
-        w_hT = _transposed(w_h.T)
-        def step(carry, sc):
-            delta, dh_prev, dc_prev = lstm_step_backward(*carry, sc, w_hT)
-            return (dh_prev, dc_prev), delta
-
-        _, deltas = jax.lax.scan(step, (dh_t, jnp.zeros_like(dh_t)), cache.steps, reverse=True, unroll=unroll)
-        return LSTMParams(*_weight_grads(cache.h_prev, cache.xs, deltas))
+        return _lstm_encode_backward(cell, cache, dh_t, unroll=unroll)[0]
 
     return _gru_encode_backward(cell, cache, dh_t, unroll=unroll)[0]
 
 
-def _lstm_encode_backward_reusing(cell: LSTMParams, cache: LSTMCache, dh_t: Array, *,
-                                  unroll: int = 1) -> tuple[LSTMParams, LSTMBuffers]:
-    """The LSTM's BPTT (see :func:`encode_backward`) writing δ_t over the forward's q_t in
-    place, for a cache whose fields are reused buffers; returns them for the next batch."""
+def _lstm_encode_backward(cell: LSTMParams, cache: LSTMCache, dh_t: Array, *,
+                          unroll: int = 1) -> tuple[LSTMParams, LSTMBuffers]:
+    """The LSTM's BPTT (see :func:`encode_backward`), writing δ_t over the forward's q_t in
+    place; also returns its buffers for reuse by the next minibatch."""
     w_hT = _transposed(cell.w_h.T)
     steps = cache.steps
 
@@ -664,7 +657,7 @@ def scan_buffers(params: ClassifierParams, batch):
     n, t, d = batch[0].shape
     hdim, dtype = cell.w_h.shape[0], cell.w_h.dtype
     if cell_name(cell) == "lstm":
-        return LSTMBuffers(jnp.zeros((t, n, 4 * hdim), dtype), *(jnp.zeros((t, n, hdim), dtype) for _ in range(3)))
+        return _lstm_buffers(n, t, hdim, dtype)
     if cell_name(cell) != "gru":
         return ()
     aug = _augmented_empty(jnp.zeros((t, n, d), dtype), hdim)
@@ -687,7 +680,7 @@ def loss_and_grad_step(params: ClassifierParams, batch, buffers, *, unroll: int 
     value, dz = _cross_entropy(z, y)
     dh_t, head_grads = _head_backward(head_cache, dz)
     if isinstance(buffers, LSTMBuffers):
-        dcell, buffers = _lstm_encode_backward_reusing(params.cell, seq_cache, dh_t, unroll=unroll)
+        dcell, buffers = _lstm_encode_backward(params.cell, seq_cache, dh_t, unroll=unroll)
     else:
         dcell, buffers = _gru_encode_backward(params.cell, seq_cache, dh_t, unroll=unroll, rh_aug=buffers.rh_aug)
     return (value, ClassifierParams(dcell, *head_grads)), buffers
