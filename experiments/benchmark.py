@@ -283,7 +283,7 @@ def interleaved(workload: str, s: dict, reps: int) -> dict:
     two neighbouring epochs is the steadier measure."""
     from mp_jax import parallel
 
-    parallel.use_cpu_cores(None if workload in RECURRENT else 1)
+    parallel.use_cpu_cores(None if splits_over_cpu_cores(workload, "interleaved", "cpu") else 1)
     platform = jax_platform()
     split = splits_over_cpu_cores(workload, "interleaved", platform)
     p, np_p, data, hyper = make_problem(workload, s)

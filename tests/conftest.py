@@ -4,13 +4,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import jax
 import pytest
+
+from experiments.common import set_matmul_precision
 
 # The suite checks the package as the experiments run it: float32 matmuls at full precision
 # (experiments/common.py --matmul-precision; JAX's default is TensorFloat-32 on recent NVIDIA
 # GPUs, under which manual and jax.grad gradients differ by ~1e-3). No effect on a CPU.
-jax.config.update("jax_default_matmul_precision", "highest")
+set_matmul_precision("highest")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MP_JAX_SHARED", REPO.parent / "shared"))
