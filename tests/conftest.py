@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from experiments.common import set_matmul_precision
+from mp_jax.parallel import usable_cores
 
 # The suite checks the package as the experiments run it: float32 matmuls at full precision
 # (experiments/common.py --matmul-precision; JAX's default is TensorFloat-32 on recent NVIDIA
@@ -14,17 +15,18 @@ from experiments.common import set_matmul_precision
 set_matmul_precision("highest")
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MP_JAX_SHARED", REPO.parent / "shared"))
 MAX_WORKERS = 4
 
 
 def pytest_xdist_auto_num_workers(config) -> int:
-    """``-n auto`` (pyproject.toml): one worker per usable core, at most :data:`MAX_WORKERS`
-    (each worker is a JAX process of ~0.5-1.5 GB, and the longest module, ~2 min, bounds the
-    wall time anyway); ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides."""
+    """Workers for ``-n auto`` (pyproject.toml): one per usable core, at most
+    :data:`MAX_WORKERS` (each is a JAX process of its own, and the longest module, the
+    sharding subprocess at ~2 min, bounds the wall time anyway);
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
-    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
-SHARED = Path(os.environ.get("MP_JAX_SHARED", REPO.parent / "shared"))
+    return min(MAX_WORKERS, usable_cores())
 
 
 @pytest.fixture
