@@ -19,13 +19,13 @@ SHARED = Path(os.environ.get("MP_JAX_SHARED", REPO.parent / "shared"))
 MAX_WORKERS = 4
 
 
-def pytest_xdist_auto_num_workers(config) -> int:
+def pytest_xdist_auto_num_workers(config) -> int | None:
     """Workers for ``-n auto`` (pyproject.toml): one per usable core, at most
     :data:`MAX_WORKERS` (each is a JAX process of its own, and the longest module, the
-    sharding subprocess at ~2 min, bounds the wall time anyway);
-    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides."""
+    sharding subprocess at ~2 min, bounds the wall time anyway). With
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` set, None: xdist's own hook reads it."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
-        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+        return None
     return min(MAX_WORKERS, usable_cores())
 
 
