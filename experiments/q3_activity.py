@@ -45,7 +45,7 @@ import numpy as np
 from experiments import common, plotting, runner
 from mp_jax import sweep, train
 from mp_jax.data.course import load_activity
-from mp_jax.models import logistic, recurrent
+from mp_jax.models import logistic, recurrent, recurrent_fast
 
 log = logging.getLogger("experiments.q3")
 
@@ -298,7 +298,7 @@ def train_seeds(cell: str, seeds: list, train_data, val_data, s: dict, lr: float
         for seed, (params, k_fit) in zip(seeds, inits):
             name = f"q3_{cell}" if seed == data_seed else f"q3_{cell}_seed{seed}"
             out = _fit(name, config=run_config(cell, s, lr, seed, quick, data_seed), data_id=data_id,
-                       loss_and_grad=recurrent.loss_and_grad_reusing, optimizer=opt, params=params, train_data=train_data,
+                       loss_and_grad=recurrent_fast.loss_and_grad_reusing, optimizer=opt, params=params, train_data=train_data,
                        val_data=val_data, metrics_fn=recurrent.metrics, fit_config=fit_config, key=k_fit,
                        progress=progress, checkpointed=data_id is not None, split_over_cpu_cores=True)
             members.append(Member(seed, *out))
@@ -311,7 +311,7 @@ def train_seeds(cell: str, seeds: list, train_data, val_data, s: dict, lr: float
     trained = []
 
     def compute():
-        r = sweep.fit_sweep(recurrent.loss_and_grad, opt, stacked, train_data, fit_config,
+        r = sweep.fit_sweep(recurrent_fast.loss_and_grad, opt, stacked, train_data, fit_config,
                             keys=jnp.stack([k for _, k in inits]), val_data=val_data, metrics_fn=recurrent.metrics,
                             progress=progress, desc=f"q3_{cell} x {len(seeds)} seeds (vmapped)")
         trained.append(True)
@@ -363,7 +363,7 @@ def run_recurrent(cell, splits, names, s, lr, key, data_id, out, args) -> dict:
     t = time.perf_counter()
     best, history, epochs_run, best_epoch, stopped, compile_s, diverged = _fit(
         f"q3_{cell}", config=run_config(cell, s, lr, args.seed, args.quick), data_id=data_id,
-        loss_and_grad=recurrent.loss_and_grad_reusing, optimizer=_optimizer(s, lr), params=params,
+        loss_and_grad=recurrent_fast.loss_and_grad_reusing, optimizer=_optimizer(s, lr), params=params,
         train_data=(jnp.asarray(x_tr), jnp.asarray(y_tr)), val_data=(jnp.asarray(x_va), jnp.asarray(y_va)),
         metrics_fn=recurrent.metrics, fit_config=_fit_config(s), key=k_fit, progress=common.progress_flag(args),
         split_over_cpu_cores=True)

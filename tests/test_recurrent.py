@@ -1,3 +1,4 @@
+"""The readable reference: manual BPTT against jax.grad, each step against its VJP, dL/dh_t."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,33 +58,40 @@ def test_manual_bptt_matches_jax_grad(cell, t, fast_compile):
         assert np.abs(np.asarray(g.cell.w_h)).max() > 0
 
 
+def _loss_with_state_offsets(params, batch, offsets):
+    """The loss with h_t ← h_t + ε_t at every step (ε <[T, N, H]>): its gradient in ε at 0 is
+    dL/dh_t. Written from the forward steps alone, so autodiff checks the manual backward."""
+    x, y = batch
+    kind = R.cell_name(params.cell)
+    step_forward, _ = R.STEPS[kind]
+    h0 = jnp.zeros((x.shape[0], params.cell.w_h.shape[0]), x.dtype)
+
+    def step(state, inputs):
+        x_t, eps_t = inputs
+        state, _ = step_forward(params.cell, state, x_t)
+        return ((state[0] + eps_t, state[1]) if kind == "lstm" else state + eps_t), None
+
+    state, _ = jax.lax.scan(step, (h0, h0) if kind == "lstm" else h0, (jnp.swapaxes(x, 0, 1), offsets))
+    h_last = state[0] if kind == "lstm" else state
+    a = jax.nn.relu(h_last @ params.w_mlp + params.b_mlp)
+    logp = jax.nn.log_softmax(a @ params.w_out + params.b_out, axis=-1)
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+
 @pytest.mark.parametrize("cell", R.CELLS)
-@pytest.mark.parametrize("d", [1, R.SMALL_INPUT + 4])
-def test_both_input_projections_match_jax_grad(cell, d, fast_compile):
-    """D ≤ SMALL_INPUT projects x_t inside each step (D multiply-adds); wider inputs by one
-    matmul before the scan. Both paths, and inference (encode), against the reference."""
-    params = _params(cell, d, 4, 5, 6, seed=d)
-    batch = _batch(3, 5, d, 6, seed=d + 1)
-    assert_grads_match(jax.jit(R.loss), _LOSS_AND_GRAD, params, batch)
-    h_t, _ = jax.jit(R.encode_forward)(params.cell, batch[0])
-    np.testing.assert_allclose(jax.jit(R.encode)(params.cell, batch[0]), h_t, rtol=1e-6, atol=1e-7)
-
-
-def test_gru_forward_writes_its_weight_gradient_operand_in_place(fast_compile):
-    """GRUCache.h_aug is [h_{t−1}, x_t, 1] for every step: h_0 = 0, then each h_t of the
-    recurrence (from the cache's own gates and candidates), the raw input, a ones column."""
-    params = _params("gru", 3, 4, 5, 6)
-    x, _ = _batch(2, 6, 3, 6)
-    h_t, cache = jax.jit(R.encode_forward)(params.cell, x)
-    aug, us, ns = (np.asarray(a, np.float64) for a in (cache.h_aug, cache.us, cache.ns))
-    assert aug.shape == (6, 2, 4 + 3 + 1)
-    np.testing.assert_array_equal(aug[:, :, 4:7], np.swapaxes(np.asarray(x), 0, 1))
-    np.testing.assert_array_equal(aug[:, :, 7], 1.0)
-    np.testing.assert_array_equal(aug[0, :, :4], 0.0)
-    z = 0.5 * us[:, :, :4] + 0.5
-    h_next = ns + z * (aug[:, :, :4] - ns)  # h_t from h_{t−1}
-    np.testing.assert_allclose(aug[1:, :, :4], h_next[:-1], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(h_t), h_next[-1], rtol=1e-5, atol=1e-6)
+@pytest.mark.parametrize("t", [1, 9])
+def test_hidden_state_grads_are_dl_dh_at_every_step(cell, t, fast_compile):
+    with jax.enable_x64(True):
+        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), _params(cell, 3, 4, 5, 6, seed=11))
+        x, y = _batch(3, t, 3, 6, seed=12)
+        batch = (x.astype(jnp.float64), y)
+        got = jax.jit(R.hidden_state_grads)(params, batch)
+        assert got.shape == (t, 3, 4) and got.dtype == jnp.float64
+        zero = jnp.zeros((t, 3, 4), jnp.float64)
+        np.testing.assert_allclose(_loss_with_state_offsets(params, batch, zero), R.loss(params, batch), rtol=1e-14)
+        want = jax.jit(jax.grad(_loss_with_state_offsets, argnums=2))(params, batch, zero)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-10, atol=1e-15)
+        assert float(jnp.max(jnp.abs(got[0]))) > 0  # the gradient reaches the first step
 
 
 @pytest.mark.parametrize("cell", R.CELLS)
@@ -94,8 +102,7 @@ def test_float64_input_with_float32_weights_trains_in_float32(cell, fast_compile
     with jax.enable_x64(True):
         l64, g64 = jax.jit(R.loss_and_grad)(params, (jnp.asarray(np.asarray(x), jnp.float64), y))
         l32, g32 = jax.jit(R.loss_and_grad)(params, (x, y))
-        h = R.encode(params.cell, jnp.asarray(np.asarray(x), jnp.float64))
-    assert l64.dtype == jnp.float32 and h.dtype == jnp.float32
+    assert l64.dtype == jnp.float32
     for a, b in zip(jax.tree.leaves(g64), jax.tree.leaves(g32)):
         assert a.dtype == jnp.float32
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -113,14 +120,16 @@ def test_shapes_and_api(cell, fast_compile):
     @jax.jit
     def everything(p, x, y):
         z, _ = R.forward(p, x)
-        h_t, _ = R.encode_forward(p.cell, x)
-        return dict(z=z, logits=R.logits(p, x), h_t=h_t, enc=R.encode(p.cell, x), pred=R.predict(p, x),
+        h_t, caches = R.encode_forward(p.cell, x)
+        return dict(z=z, logits=R.logits(p, x), h_t=h_t, caches=caches, pred=R.predict(p, x),
                     metrics=R.metrics(p, (x, y)), loss=R.loss(p, (x, y)), z_perm=R.logits(p, x[perm]))
 
     o = jax.tree.map(np.asarray, everything(params, x, y))
     assert o["z"].shape == (4, 6)
     np.testing.assert_allclose(o["logits"], o["z"], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(o["enc"], o["h_t"], rtol=1e-5, atol=1e-6)
+    assert o["h_t"].shape == (4, 8)
+    # the caches are stacked over time: step t's input is x[:, t]
+    np.testing.assert_array_equal(o["caches"].x, np.swapaxes(np.asarray(x), 0, 1))
     assert o["pred"].dtype == np.int32 and o["pred"].shape == (4,)
     np.testing.assert_array_equal(o["pred"], o["z"].argmax(-1))
     assert set(o["metrics"]) == {"loss", "accuracy"}
@@ -146,59 +155,70 @@ def test_xavier_limits():
 
 
 # ----------------------------------------------------------------------------- single steps
-def _step_case(cell, n=3, h=4, seed=0):
+def _step_case(cell, n=3, d=2, h=4, seed=0):
+    """float64 parameters of one cell, x_t, a previous state and a state gradient."""
     rng = np.random.default_rng(seed)
     g = R.N_BLOCKS[cell]
-    xw, h_prev, c_prev = rng.normal(size=(n, g * h)), rng.normal(size=(n, h)), rng.normal(size=(n, h))
-    w_h = 0.5 * rng.normal(size=(h, g * h))
-    dh, dc = rng.normal(size=(n, h)), rng.normal(size=(n, h))
-    return xw, h_prev, c_prev, w_h, dh, dc
+    p = R._PARAM_TYPES[cell](*(jnp.asarray(a, jnp.float64) for a in (
+        0.6 * rng.normal(size=(d, g * h)), 0.6 * rng.normal(size=(h, g * h)), 0.3 * rng.normal(size=g * h))))
+    x_t = jnp.asarray(rng.normal(size=(n, d)), jnp.float64)
+    h_prev, c_prev, dh, dc = (jnp.asarray(rng.normal(size=(n, h)), jnp.float64) for _ in range(4))
+    if cell == "lstm":
+        return p, x_t, (h_prev, c_prev), (dh, dc)
+    return p, x_t, h_prev, dh
 
 
-def test_rnn_step_backward_matches_vjp():
+@pytest.mark.parametrize("cell", R.CELLS)
+def test_each_step_backward_is_the_vjp_of_its_forward(cell):
+    """One step's backward (gradient to the previous state and to every weight) against
+    jax.vjp of the step's forward, in float64."""
     with jax.enable_x64(True):
-        xw, h_prev, _, w_h, dh, _ = (jnp.asarray(a, jnp.float64) for a in _step_case("rnn"))
-        h, cache = R.rnn_step_forward(xw, h_prev, w_h)
-        np.testing.assert_allclose(h, jnp.tanh(xw + h_prev @ w_h), rtol=1e-14)
-        _, vjp = jax.vjp(lambda a, b: R.rnn_step_forward(a, b, w_h)[0], xw, h_prev)
-        d_xw, d_h = vjp(dh)
-        delta, dh_prev = R.rnn_step_backward(dh, cache, w_h.T)
-        np.testing.assert_allclose(delta, d_xw, rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(dh_prev, d_h, rtol=1e-12, atol=1e-14)
+        p, x_t, state, dstate = _step_case(cell)
+        step_forward, step_backward = R.STEPS[cell]
+        _, cache = step_forward(p, state, x_t)
+        _, vjp = jax.vjp(lambda p_, s_: step_forward(p_, s_, x_t)[0], p, state)
+        want_dp, want_dstate = vjp(dstate)
+        got_dstate, got_dp = step_backward(p, dstate, cache)
+        assert type(got_dp) is type(p)
+        for a, b in zip(jax.tree.leaves((got_dp, got_dstate)), jax.tree.leaves((want_dp, want_dstate))):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
 
 
-def test_lstm_step_backward_matches_vjp():
+def test_each_step_forward_is_the_textbook_cell():
+    """The gates named as in docs/recurrent.md, against one matrix per gate."""
     with jax.enable_x64(True):
-        xw, h_prev, c_prev, w_h, dh, dc = (jnp.asarray(a, jnp.float64) for a in _step_case("lstm"))
-        h, c, cache = R.lstm_step_forward(xw, h_prev, c_prev, w_h)
-        # against the textbook equations with separate activations
-        ai, af, ag, ao = jnp.split(xw + h_prev @ w_h, 4, axis=-1)
-        c_ref = jax.nn.sigmoid(af) * c_prev + jax.nn.sigmoid(ai) * jnp.tanh(ag)
-        np.testing.assert_allclose(c, c_ref, rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(h, jax.nn.sigmoid(ao) * jnp.tanh(c_ref), rtol=1e-12, atol=1e-14)
-        _, vjp = jax.vjp(lambda a, b, cc: R.lstm_step_forward(a, b, cc, w_h)[:2], xw, h_prev, c_prev)
-        d_xw, d_h, d_c = vjp((dh, dc))
-        delta, dh_prev, dc_prev = R.lstm_step_backward(dh, dc, cache, w_h.T)
-        np.testing.assert_allclose(delta, d_xw, rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(dh_prev, d_h, rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(dc_prev, d_c, rtol=1e-12, atol=1e-14)
+        p, x_t, (h_prev, c_prev), _ = _step_case("lstm")
+        wi, wf, wg, wo = jnp.split(p.w_x, 4, axis=1)
+        ui, uf, ug, uo = jnp.split(p.w_h, 4, axis=1)
+        bi, bf, bg, bo = jnp.split(p.b, 4)
+        (h, c), cache = R.lstm_step_forward(p, (h_prev, c_prev), x_t)
+        f = jax.nn.sigmoid(x_t @ wf + h_prev @ uf + bf)
+        i = jax.nn.sigmoid(x_t @ wi + h_prev @ ui + bi)
+        c_ref = f * c_prev + i * jnp.tanh(x_t @ wg + h_prev @ ug + bg)
+        np.testing.assert_allclose(cache.f, f, rtol=1e-14)
+        np.testing.assert_allclose(c, c_ref, rtol=1e-13)
+        np.testing.assert_allclose(h, jax.nn.sigmoid(x_t @ wo + h_prev @ uo + bo) * jnp.tanh(c_ref), rtol=1e-13)
+        p, x_t, h_prev, _ = _step_case("gru")
+        wz, wr, wn = jnp.split(p.w_x, 3, axis=1)
+        uz, ur, un = jnp.split(p.w_h, 3, axis=1)
+        bz, br, bn = jnp.split(p.b, 3)
+        h, cache = R.gru_step_forward(p, h_prev, x_t)
+        z = jax.nn.sigmoid(x_t @ wz + h_prev @ uz + bz)
+        r = jax.nn.sigmoid(x_t @ wr + h_prev @ ur + br)
+        n = jnp.tanh(x_t @ wn + (r * h_prev) @ un + bn)
+        np.testing.assert_allclose(h, z * h_prev + (1 - z) * n, rtol=1e-13)
 
 
-def test_gru_step_backward_matches_vjp():
-    with jax.enable_x64(True):
-        xw, h_prev, _, w_h, dh, _ = (jnp.asarray(a, jnp.float64) for a in _step_case("gru"))
-        h, cache = R.gru_step_forward(xw, h_prev, w_h)
-        xz, xr, xn = jnp.split(xw, 3, axis=-1)
-        uz, ur, un = jnp.split(w_h, 3, axis=-1)
-        z = jax.nn.sigmoid(xz + h_prev @ uz)
-        r = jax.nn.sigmoid(xr + h_prev @ ur)
-        n = jnp.tanh(xn + (r * h_prev) @ un)
-        np.testing.assert_allclose(h, z * h_prev + (1 - z) * n, rtol=1e-12, atol=1e-14)
-        _, vjp = jax.vjp(lambda a, b: R.gru_step_forward(a, b, w_h)[0], xw, h_prev)
-        d_xw, d_h = vjp(dh)
-        delta, dh_prev = R.gru_step_backward(dh, cache, w_h.T)
-        np.testing.assert_allclose(delta, d_xw, rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(dh_prev, d_h, rtol=1e-12, atol=1e-14)
+def test_the_reference_has_no_layout_tricks():
+    """The definition a learner reads: plain σ and tanh, no in-place writes, no barriers,
+    no buffers carried between calls (those live in recurrent_fast)."""
+    import inspect
+
+    source = inspect.getsource(R)
+    for trick in ("optimization_barrier", "dynamic_update_slice", "BufferReuse", "0.5 * jnp.tanh", "unroll"):
+        assert trick not in source, trick
+    for fn in (R.rnn_step_backward, R.lstm_step_backward, R.gru_step_backward):
+        assert "# (" in inspect.getsource(fn)  # each cites its equations
 
 
 # ----------------------------------------------------------------------------- training
@@ -225,67 +245,3 @@ def test_manual_and_autodiff_training_agree(cell, fast_compile):
         assert moved > 1e-3  # the run really trained
         losses = runs["manual"].history["train_loss"]
         assert losses[-1] < losses[0]
-
-
-# ----------------------------------------------------------------------------- buffer reuse
-@pytest.mark.parametrize("cell", R.CELLS)
-def test_reusing_buffers_whatever_they_hold_gives_the_same_gradients(cell, fast_compile):
-    """loss_and_grad_reusing as a plain call, and its step with buffers that hold NaN
-    everywhere but the operands' ones column (what a previous minibatch may leave), equal
-    loss_and_grad exactly (float64): the scans overwrite everything they read."""
-    with jax.enable_x64(True):
-        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), _params(cell, 3, 6, 5, 4, seed=5))
-        x, y = _batch(5, 7, 3, 4, seed=6)
-        batch = (x.astype(jnp.float64), y)
-        want = jax.jit(R.loss_and_grad)(params, batch)
-        fresh = jax.jit(R.loss_and_grad_reusing.__call__)(params, batch)
-        buffers = R.scan_buffers(params, batch)
-        if cell == "gru":
-            assert isinstance(buffers, R.GRUBuffers)
-            hx = 6 + 3  # H + D: every column but the ones
-            nan = jnp.nan
-            buffers = R.GRUBuffers(buffers.h_aug.at[..., :hx].set(nan), jnp.full_like(buffers.us, nan),
-                                   jnp.full_like(buffers.ns, nan), buffers.rh_aug.at[..., :hx].set(nan))
-        elif cell == "lstm":
-            assert isinstance(buffers, R.LSTMBuffers)
-            buffers = jax.tree.map(lambda a: jnp.full_like(a, jnp.nan), buffers)
-        else:
-            assert buffers == ()
-        got, out = jax.jit(R.loss_and_grad_step)(params, batch, buffers)
-        for a, b, c in zip(jax.tree.leaves(want), jax.tree.leaves(fresh), jax.tree.leaves(got)):
-            np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
-            np.testing.assert_array_equal(np.asarray(c), np.asarray(a))
-        assert jax.tree.map(lambda a: (a.shape, a.dtype), out) == jax.tree.map(lambda a: (a.shape, a.dtype), buffers)
-
-
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_an_epoch_reusing_buffers_trains_exactly_as_one_that_does_not(cell, fast_compile):
-    # 20 examples in batches of 8: two full minibatches carry the buffers, the remainder of 4
-    # is a plain call
-    params = _params(cell, 3, 6, 5, 4, seed=7)
-    x, y = _batch(20, 9, 3, 4, seed=8)
-    opt = train.sgd_momentum(0.1, 0.9, clip_norm=1.0)
-    out = {}
-    for name, lg in (("plain", R.loss_and_grad), ("reusing", R.loss_and_grad_reusing)):
-        p, s = params, opt.init(params)
-        epoch = train.make_epoch_fn(lg, opt, 8)
-        for e in range(2):
-            p, s, loss, finite = epoch(p, s, jax.random.PRNGKey(e), (x, y))
-        out[name] = (p, float(loss))
-    assert out["reusing"][1] == out["plain"][1]
-    for a, b in zip(jax.tree.leaves(out["reusing"][0]), jax.tree.leaves(out["plain"][0])):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(out["plain"][0]), jax.tree.leaves(params))) > 1e-3
-
-
-@pytest.mark.parametrize("cell", R.CELLS)
-def test_unrolled_scans_give_the_same_gradients(cell, fast_compile):
-    # unroll > 1 is slower (the GRU's in-place writes then copy their buffers) but exact
-    with jax.enable_x64(True):
-        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), _params(cell, 3, 6, 5, 4, seed=9))
-        x, y = _batch(4, 7, 3, 4, seed=10)
-        batch = (x.astype(jnp.float64), y)
-        _, g1 = R.loss_and_grad(params, batch)
-        _, g3 = R.loss_and_grad(params, batch, unroll=3)
-        for a, b in zip(jax.tree.leaves(g3), jax.tree.leaves(g1)):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)

@@ -1,52 +1,31 @@
 """RNN, LSTM and GRU cells with manual backpropagation through time, and the Q3 classifier.
 
-The classifier (SPEC.md, Q3) reads a batch-major sequence x <float>[N, T, D], runs one
-recurrent layer of H units from h_0 = 0 (and c_0 = 0), and classifies the last state:
+This is the readable reference: each line of a backward is one equation of
+``docs/recurrent.md``, cited by its label, e.g. ``# (LSTM7)``. :mod:`mp_jax.models.recurrent_fast`
+computes the same function with the same parameters, laid out for speed; tests hold the two
+equal in float64, and both equal to ``jax.grad`` of :func:`loss`.
 
-    a = ReLU(h_T W_mlp + b_mlp)   <float>[N, M]
-    z = a W_out + b_out           <float>[N, C]
-    L = mean softmax cross-entropy of the integer labels y <int>[N].
+The classifier reads a batch-major sequence x <float>[N, T, D], runs one recurrent layer of
+H units from h_0 = 0 (and c_0 = 0), and classifies the last state h_T with a ReLU layer of
+M units and a softmax over C classes (HEAD1-HEAD3).
 
-Cells (σ the logistic sigmoid):
+Every cell has the same two step functions, so one scan runs any of them:
 
-* RNN:  h_t = tanh(x_t W_x + b + h_{t−1} W_h).
-* LSTM: [i, f, g, o] = split(x_t W_x + b + h_{t−1} W_h, 4) — fused gates, one matmul
-  per step; i, f, o = σ(·), g = tanh(·); c_t = f ⊙ c_{t−1} + i ⊙ g; h_t = o ⊙ tanh(c_t).
-* GRU:  [z, r] = σ(split(x_t W_x + b + h_{t−1} W_h, …)) on the first 2H columns;
-  n = tanh(x_t W_xn + b_n + (r ⊙ h_{t−1}) U_n) with U_n the last H columns of W_h;
-  h_t = z ⊙ h_{t−1} + (1 − z) ⊙ n.
+* ``<cell>_step_forward(p, state, x_t) -> (state, cache)``: one time step; the state is h_t
+  (RNN, GRU) or (h_t, c_t) (LSTM); the cache keeps the step's input, previous state and
+  gate values.
+* ``<cell>_step_backward(p, dstate, cache) -> (dstate_prev, grads)``: given the gradient
+  reaching this step's state, the gradient reaching the previous state and this step's
+  contribution to every weight gradient (a parameter tuple of the cell's type).
 
-Layout and speed (each choice measured on a 2-core CPU, see BENCHMARKS.md). Time-major
-inside ([T, N, ·]), batch-major at the API. The input projection x_t W_x + b is, for
-D ≤ :data:`SMALL_INPUT` (Q3: D = 3), D multiply-adds fused into each step's activation
-pass, and for wider inputs ONE matmul before the scan. Gates are fused: one matmul
-h_{t−1} W_h per step (the GRU: h_{t−1} [U_z U_r], then (r ⊙ h_{t−1}) U_n) and one tanh
-pass over the sigmoid gates (σ(a) = ½ tanh(½a) + ½). The backward needs, per step, only
-local derivative factors (the LSTM's q = [g·σ'(i), c_{t−1}·σ'(f), i·tanh'(g),
-tanh(c_t)·σ'(o)], f and o(1 − tanh²c_t); the GRU's five [N, H] factors). The LSTM's
-forward scan computes them in its own elementwise pass and keeps them (with h_{t−1}); the
-GRU's forward scan keeps only its gates, candidate and h_{t−1}, and each backward step
-derives its factors from those in the elementwise passes it runs anyway (each way
-measured the faster for that cell). BPTT is then a ``lax.scan(reverse=True)`` carrying
-only (dh) or (dh, dc), one small fused elementwise pass and one matmul per step (the GRU
-two: its candidate depends on r). After it, [dW_h; dW_x; db] = Σ_{t,n} [h_{t−1}, x_t, 1]ᵀ δ_t
-is ONE matmul over (T, N) (the GRU's candidate block uses r ⊙ h_{t−1}, a second one). The
-GRU's scans write the h-blocks of those [h, x, 1] operands in place (the forward h_{t−1},
-the backward r ⊙ h_{t−1}), so that no pass between the scans concatenates or transposes
-them, and its reverse scan writes δ_t over the saved u_t and n_t it has just read (no
-fresh output buffers to zero-fill). Training goes one step further with
-:data:`loss_and_grad_reusing` (:mod:`mp_jax.reuse`): the epoch carries those four
-[T, N, ·] buffers from one minibatch to the next, so XLA no longer zero-fills them for
-every minibatch (~5 MB per 16 sequences of 150 steps); the LSTM's four likewise
-(:class:`LSTMBuffers`, ~9 MB; its reverse scan then writes δ_t over the saved q_t).
-Everything stays in the dtype of the parameters (float32 in training; float64 in the
-gradient tests).
+:func:`encode_forward` is a ``lax.scan`` over time that stacks the caches; :func:`encode_backward`
+is a ``lax.scan(reverse=True)`` whose carry holds the state gradient and the weight gradients
+summed so far (BPTT2).
 
 Verbs, as every model module: :func:`init_params`, :func:`forward` → (logits, cache),
-:func:`backward`, :func:`loss` (reference for ``jax.grad``, written independently with
-per-gate matrices), :func:`loss_and_grad` (manual), :func:`metrics`, :func:`predict`;
-and :data:`loss_and_grad_reusing` (:func:`loss_and_grad_step`, :func:`scan_buffers`).
-Per-step pieces (``*_step_forward`` / ``*_step_backward``) are public for tests and reuse.
+:func:`backward`, :func:`loss` (the reference for ``jax.grad``, written independently with
+one matrix per gate), :func:`loss_and_grad` (manual), :func:`metrics`, :func:`predict`; and
+:func:`hidden_state_grads`, the gradient reaching every h_t.
 """
 from __future__ import annotations
 
@@ -56,7 +35,6 @@ import jax
 import jax.numpy as jnp
 
 from mp_jax import layers
-from mp_jax.reuse import BufferReuse
 
 Array = jax.Array
 
@@ -83,7 +61,7 @@ class GRUParams(NamedTuple):
     """Column blocks of H in the order z (update), r (reset), n (candidate)."""
 
     w_x: Array  # [D, 3H]
-    w_h: Array  # [H, 3H]  (U_z, U_r, U_n)
+    w_h: Array  # [H, 3H]  [U_z U_r U_n]
     b: Array  # [3H]
 
 
@@ -134,567 +112,239 @@ def init_params(key: Array, cell: str, n_in: int, n_hidden: int, n_mlp: int, n_c
     )
 
 
-# ============================================================================= single steps
-# Each backward step is one small fused elementwise pass and one matmul (two for the
-# GRU) over the local derivative factors of that step: the LSTM's (LSTMStepCache) are
-# computed by its forward (:func:`lstm_factors`), the GRU's inside its backward step from
-# the gates, candidate and h_{t−1} that its forward kept (GRUStepCache).
-# Step backwards take the gradient reaching the new state and return δ_t <float>[N, G·H]
-# (gradient of the pre-activation, i.e. of xw_t = x_t W_x + b) and the gradient reaching
-# the previous state.
-
-def rnn_step_forward(xw_t: Array, h_prev: Array, w_h: Array) -> tuple[Array, Array]:
-    """h_t = tanh(xw_t + h_{t−1} W_h) <float>[N, H]; the cache is h_t."""
-    h = jnp.tanh(xw_t + h_prev @ w_h)
-    return h, h
-
-
-def rnn_step_backward(dh: Array, h: Array, w_hT: Array) -> tuple[Array, Array]:
-    """δ = dh ⊙ (1 − h_t²); dh_{t−1} = δ W_hᵀ (``w_hT`` is W_hᵀ). Returns (δ, dh_prev)."""
-    delta = dh * (1.0 - h * h)
-    return delta, delta @ w_hT
-
-
-class LSTMStepCache(NamedTuple):
-    """What one LSTM step's backward needs (σ' = s(1 − s), tanh' = 1 − g²)."""
-
-    q: Array  # [N, 4H]  [g·σ'(i), c_{t−1}·σ'(f), i·tanh'(g), tanh(c_t)·σ'(o)]
-    f: Array  # [N, H]   forget gate (dc_{t−1} = dc_t ⊙ f)
-    o_dtanh: Array  # [N, H]  o ⊙ (1 − tanh² c_t) (dc_t += dh ⊙ o_dtanh)
-
-
-def _lstm_gate_scale(hdim: int, dtype) -> Array:
-    """[½, ½, 1, ½] per block of H: σ(a) = ½ tanh(½ a) + ½ puts all four gates in one tanh."""
-    half = jnp.full(hdim, 0.5, dtype)
-    return jnp.concatenate([half, half, 2.0 * half, half])
-
-
-def _lstm_cell(xw_t: Array, h_prev: Array, c_prev: Array, w_h: Array) -> tuple[Array, Array, Array]:
-    """(h_t, c_t, u) with u = tanh(s ⊙ a) <float>[N, 4H] the activated gates (before the
-    affine map to [i, f, g, o]), a = xw_t + h_{t−1} W_h."""
-    s = _lstm_gate_scale(h_prev.shape[-1], xw_t.dtype)
-    u = jnp.tanh((xw_t + h_prev @ w_h) * s)
-    i, f, g, o = jnp.split(u * s + (1.0 - s), 4, axis=-1)
-    c = f * c_prev + i * g
-    return o * jnp.tanh(c), c, u
-
-
-def lstm_factors(u: Array, c: Array, c_prev: Array) -> LSTMStepCache:
-    """The backward's factors from what the forward kept, for any leading shape
-    (one step [N, ·] or all steps [T, N, ·]): u <[..., 4H]>, c_t and c_{t−1} <[..., H]>."""
-    s = _lstm_gate_scale(c.shape[-1], u.dtype)
-    i, f, g, o = jnp.split(u * s + (1.0 - s), 4, axis=-1)
-    tc = jnp.tanh(c)
-    q = jnp.concatenate([g, c_prev, i, tc], axis=-1) * ((1.0 - u * u) * (s * s))
-    return LSTMStepCache(q, f, o * (1.0 - tc * tc))
-
-
-def lstm_step_forward(xw_t: Array, h_prev: Array, c_prev: Array, w_h: Array) -> tuple[Array, Array, LSTMStepCache]:
-    """One LSTM step, gates fused: a = xw_t + h_{t−1} W_h, activated in ONE tanh pass.
-
-    With s = [½, ½, 1, ½] per block, u = tanh(s ⊙ a) gives every gate as s ⊙ u + (1 − s)
-    (σ(a) = ½ tanh(½a) + ½; g = tanh(a)) and every activation's derivative as s² ⊙ (1 − u²).
-    One tanh over [N, 4H] measured faster on CPU than σ (exp + divide) and far faster than
-    four separate activations on slices. Returns h_t, c_t <float>[N, H] and the cache.
-    """
-    h, c, u = _lstm_cell(xw_t, h_prev, c_prev, w_h)
-    return h, c, lstm_factors(u, c, c_prev)
-
-
-def lstm_step_backward(dh: Array, dc: Array, cache: LSTMStepCache, w_hT: Array) -> tuple[Array, Array, Array]:
-    """Gradients through one LSTM step.
-
-    dc_t ← dc + dh ⊙ o ⊙ (1 − tanh²c_t); δ = [dc_t, dc_t, dc_t, dh] ⊙ q (q as in
-    :class:`LSTMStepCache`, i.e. δ_i = dc_t g i(1−i), δ_f = dc_t c_{t−1} f(1−f),
-    δ_g = dc_t i (1−g²), δ_o = dh tanh(c_t) o(1−o)); dh_{t−1} = δ W_hᵀ; dc_{t−1} = dc_t ⊙ f.
-    ``w_hT`` is W_hᵀ <float>[4H, H]. Returns (δ <float>[N, 4H], dh_prev, dc_prev).
-    """
-    dc = dc + dh * cache.o_dtanh
-    delta = jnp.concatenate([dc, dc, dc, dh], axis=-1) * cache.q
-    return delta, delta @ w_hT, dc * cache.f
-
-
-class GRUStepCache(NamedTuple):
-    """What one GRU step's backward reads: the forward's own values, no derived factors."""
-
-    u: Array  # [N, 2H] tanh(½ a_zr): [z, r] = ½ u + ½
-    n: Array  # [N, H]  candidate
+# ============================================================================= RNN step
+class RNNStepCache(NamedTuple):
+    x: Array  # [N, D] x_t
     h_prev: Array  # [N, H] h_{t−1}
+    h: Array  # [N, H] h_t
 
 
-def _gru_gates(u: Array) -> tuple[Array, Array]:
-    """(z, r) from u = tanh(½ a_zr) <float>[..., 2H]: σ(a) = ½ tanh(½ a) + ½ (sliced
-    first, so that a caller using one gate computes only that one)."""
-    hdim = u.shape[-1] // 2
-    return 0.5 * u[..., :hdim] + 0.5, 0.5 * u[..., hdim:] + 0.5
+def rnn_step_forward(p: RNNParams, h_prev: Array, x_t: Array) -> tuple[Array, RNNStepCache]:
+    """h_t = tanh(x_t W_x + h_{t−1} W_h + b) <float>[N, H]."""
+    a = x_t @ p.w_x + h_prev @ p.w_h + p.b  # (RNN1)
+    h = jnp.tanh(a)  # (RNN2)
+    return h, RNNStepCache(x_t, h_prev, h)
 
 
-def _gru_cell(xw_t: Array, h_prev: Array, u_zr: Array, u_n: Array) -> tuple[Array, Array, Array]:
-    """(h_t, u, n): u = tanh(½ a_zr) <float>[N, 2H] ([z, r] = ½ u + ½), n the candidate."""
-    hdim = h_prev.shape[-1]
-    u = jnp.tanh(0.5 * (xw_t[..., : 2 * hdim] + h_prev @ u_zr))  # one pass over [N, 2H]
-    z, r = _gru_gates(u)
-    n = jnp.tanh(xw_t[..., 2 * hdim:] + (r * h_prev) @ u_n)
-    return n + z * (h_prev - n), u, n
+def rnn_step_backward(p: RNNParams, dh: Array, cache: RNNStepCache) -> tuple[Array, RNNParams]:
+    """(dh_{t−1}, this step's gradients) from dh_t; key derivative tanh' = 1 − h_t²."""
+    x, h_prev, h = cache
+    da = dh * (1.0 - h * h)  # (RNN3) through the tanh
+    grads = RNNParams(w_x=x.T @ da, w_h=h_prev.T @ da, b=da.sum(0))  # (RNN4)
+    dh_prev = da @ p.w_h.T  # (RNN5)
+    return dh_prev, grads
 
 
-def _gru_backward(dh: Array, cache: GRUStepCache, u_zrT: Array, u_nT: Array) -> tuple[Array, Array, Array]:
-    """(δ_zr <[N, 2H]>, δ_n <[N, H]>, dh_prev), the local factors derived in place.
+# ============================================================================= LSTM step
+class LSTMStepCache(NamedTuple):
+    x: Array  # [N, D] x_t
+    h_prev: Array  # [N, H] h_{t−1}
+    c_prev: Array  # [N, H] c_{t−1}
+    i: Array  # [N, H] input gate
+    f: Array  # [N, H] forget gate
+    g: Array  # [N, H] candidate cell
+    o: Array  # [N, H] output gate
+    c: Array  # [N, H] c_t
 
-    σ'(a) = ¼ (1 − tanh²(½ a)). δ_zr is one concatenation of two products, not the product
-    of a concatenated gradient [dh, d(r⊙h)] and concatenated factors: one concatenate
-    kernel per step instead of two. On CPU a step's small elementwise kernels cost more in
-    launches than in arithmetic, so deriving the factors here, inside kernels the step runs
-    anyway, beats a pass over all steps between the scans (BENCHMARKS.md).
+
+def lstm_step_forward(p: LSTMParams, state: tuple[Array, Array], x_t: Array):
+    """(h_t, c_t) <float>[N, H] each, from (h_{t−1}, c_{t−1}); the cache keeps the gates."""
+    h_prev, c_prev = state
+    a_i, a_f, a_g, a_o = jnp.split(x_t @ p.w_x + h_prev @ p.w_h + p.b, 4, axis=-1)  # (LSTM1)
+    i, f, g, o = jax.nn.sigmoid(a_i), jax.nn.sigmoid(a_f), jnp.tanh(a_g), jax.nn.sigmoid(a_o)  # (LSTM2)
+    c = f * c_prev + i * g  # (LSTM3)
+    h = o * jnp.tanh(c)  # (LSTM4)
+    return (h, c), LSTMStepCache(x_t, h_prev, c_prev, i, f, g, o, c)
+
+
+def lstm_step_backward(p: LSTMParams, dstate: tuple[Array, Array], cache: LSTMStepCache):
+    """((dh_{t−1}, dc_{t−1}), this step's gradients) from (dh_t, dc_t).
+
+    dc_t enters as the gradient from step t + 1 (zero at t = T) and collects the path
+    through h_t first (LSTM6); σ' = σ(1 − σ), tanh' = 1 − tanh².
     """
-    hdim = dh.shape[-1]
-    u, n, h = cache
-    u_z, u_r = u[..., :hdim], u[..., hdim:]
-    z, r = _gru_gates(u)
-    dn = dh * ((1.0 - z) * (1.0 - n * n))
-    drh = dn @ u_nT
-    dzr = jnp.concatenate([dh * (h - n) * (0.25 * (1.0 - u_z * u_z)),
-                           drh * h * (0.25 * (1.0 - u_r * u_r))], axis=-1)
-    return dzr, dn, dh * z + drh * r + dzr @ u_zrT
+    dh, dc = dstate
+    x, h_prev, c_prev, i, f, g, o, c = cache
+    tanh_c = jnp.tanh(c)
+    d_o = dh * tanh_c * o * (1.0 - o)  # (LSTM5)
+    dc = dc + dh * o * (1.0 - tanh_c * tanh_c)  # (LSTM6) through h_t = o ⊙ tanh(c_t)
+    d_i = dc * g * i * (1.0 - i)  # (LSTM7)
+    d_f = dc * c_prev * f * (1.0 - f)  # (LSTM8)
+    d_g = dc * i * (1.0 - g * g)  # (LSTM9)
+    da = jnp.concatenate([d_i, d_f, d_g, d_o], axis=-1)  # (LSTM10) δ_t, blocks i, f, g, o
+    grads = LSTMParams(w_x=x.T @ da, w_h=h_prev.T @ da, b=da.sum(0))  # (LSTM10)
+    dh_prev = da @ p.w_h.T  # (LSTM11)
+    dc_prev = dc * f  # (LSTM12) the cell-state path
+    return (dh_prev, dc_prev), grads
 
 
-def _gru_split(w_h: Array) -> tuple[Array, Array]:
-    """(U_zr <[H, 2H]>, U_n <[H, H]>) from W_h <[H, 3H]>."""
-    hdim = w_h.shape[0]
-    return w_h[:, : 2 * hdim], w_h[:, 2 * hdim:]
+# ============================================================================= GRU step
+class GRUStepCache(NamedTuple):
+    x: Array  # [N, D] x_t
+    h_prev: Array  # [N, H] h_{t−1}
+    z: Array  # [N, H] update gate
+    r: Array  # [N, H] reset gate
+    n: Array  # [N, H] candidate
 
 
-def gru_step_forward(xw_t: Array, h_prev: Array, w_h: Array) -> tuple[Array, GRUStepCache]:
-    """One GRU step: z, r from one matmul h_{t−1} [U_z U_r], then n from (r ⊙ h_{t−1}) U_n.
-
-    Returns h_t = z ⊙ h_{t−1} + (1 − z) ⊙ n <float>[N, H] and the cache.
-    """
-    h, u, n = _gru_cell(xw_t, h_prev, *_gru_split(w_h))
-    return h, GRUStepCache(u, n, h_prev)
+def _gru_blocks(p: GRUParams):
+    """The weights by role: ((W_x^zr, W_x^n), (U_zr, U_n), (b^zr, b^n))."""
+    two_h = 2 * p.w_h.shape[0]
+    return ((p.w_x[:, :two_h], p.w_x[:, two_h:]), (p.w_h[:, :two_h], p.w_h[:, two_h:]),
+            (p.b[:two_h], p.b[two_h:]))
 
 
-def gru_step_backward(dh: Array, cache: GRUStepCache, w_hT: Array) -> tuple[Array, Array]:
-    """Gradients through one GRU step.
+def gru_step_forward(p: GRUParams, h_prev: Array, x_t: Array) -> tuple[Array, GRUStepCache]:
+    """h_t = z ⊙ h_{t−1} + (1 − z) ⊙ n <float>[N, H]; the cache keeps z, r, n."""
+    (w_xzr, w_xn), (u_zr, u_n), (b_zr, b_n) = _gru_blocks(p)
+    a_z, a_r = jnp.split(x_t @ w_xzr + h_prev @ u_zr + b_zr, 2, axis=-1)  # (GRU1)
+    z, r = jax.nn.sigmoid(a_z), jax.nn.sigmoid(a_r)  # (GRU2)
+    a_n = x_t @ w_xn + (r * h_prev) @ u_n + b_n  # (GRU3)
+    n = jnp.tanh(a_n)  # (GRU4)
+    h = z * h_prev + (1.0 - z) * n  # (GRU5)
+    return h, GRUStepCache(x_t, h_prev, z, r, n)
 
-    δ_n = dh (1−z)(1−n²); d(r⊙h) = δ_n U_nᵀ; δ_z = dh (h_{t−1} − n) z(1−z);
-    δ_r = d(r⊙h) ⊙ h_{t−1} r(1−r); dh_{t−1} = dh ⊙ z + d(r⊙h) ⊙ r + [δ_z, δ_r] [U_z, U_r]ᵀ.
-    ``w_hT`` is W_hᵀ <float>[3H, H]. Returns (δ = [δ_z, δ_r, δ_n] <float>[N, 3H], dh_prev).
-    """
-    hdim = dh.shape[-1]
-    dzr, dn, dh_prev = _gru_backward(dh, cache, w_hT[: 2 * hdim], w_hT[2 * hdim:])
-    return jnp.concatenate([dzr, dn], axis=-1), dh_prev
+
+def gru_step_backward(p: GRUParams, dh: Array, cache: GRUStepCache) -> tuple[Array, GRUParams]:
+    """(dh_{t−1}, this step's gradients) from dh_t; the reset gate sits inside the
+    candidate's matmul, so its gradient passes back through U_n first (GRU8)."""
+    x, h_prev, z, r, n = cache
+    _, (u_zr, u_n), _ = _gru_blocks(p)
+    d_n = dh * (1.0 - z) * (1.0 - n * n)  # (GRU6)
+    d_z = dh * (h_prev - n) * z * (1.0 - z)  # (GRU7)
+    d_rh = d_n @ u_n.T  # (GRU8) gradient of r ⊙ h_{t−1}
+    d_r = d_rh * h_prev * r * (1.0 - r)  # (GRU9)
+    d_zr = jnp.concatenate([d_z, d_r], axis=-1)
+    da = jnp.concatenate([d_zr, d_n], axis=-1)  # δ_t, blocks z, r, n
+    grads = GRUParams(w_x=x.T @ da,  # (GRU10)
+                      w_h=jnp.concatenate([h_prev.T @ d_zr, (r * h_prev).T @ d_n], axis=-1),
+                      b=da.sum(0))
+    dh_prev = dh * z + d_rh * r + d_zr @ u_zr.T  # (GRU11)
+    return dh_prev, grads
 
 
 # ============================================================================= sequences
-class RNNCache(NamedTuple):
-    xs: Array  # [T, N, D] the input, time-major
-    hs: Array  # [T, N, H] h_1 … h_T
+STEPS = {
+    "rnn": (rnn_step_forward, rnn_step_backward),
+    "lstm": (lstm_step_forward, lstm_step_backward),
+    "gru": (gru_step_forward, gru_step_backward),
+}
 
 
-class LSTMCache(NamedTuple):
-    xs: Array  # [T, N, D] the input, time-major
-    steps: LSTMStepCache  # each field stacked over time: [T, N, ·]
-    h_prev: Array  # [T, N, H] h_0 … h_{T−1}
+def _hidden(state):
+    """h_t from a cell state (h_t, or (h_t, c_t) for the LSTM)."""
+    return state[0] if isinstance(state, tuple) else state
 
 
-class GRUCache(NamedTuple):
-    xs: Array  # [T, N, D] the input, time-major
-    us: Array  # [T, N, 2H] activated update/reset gates u_t (see _gru_cell)
-    ns: Array  # [T, N, H] candidates n_t
-    h_aug: Array  # [T, N, H + D + 1] = [h_{t−1}, x_t, 1], h_0 … h_{T−1} written by the forward scan
+def _zero_state(kind: str, h: Array):
+    """A zero state (or state gradient) shaped like h <[N, H]>."""
+    zeros = jnp.zeros_like(h)
+    return (zeros, zeros) if kind == "lstm" else zeros
 
 
-class GRUBuffers(NamedTuple):
-    """The GRU's scan buffers, reusable from one minibatch to the next (:data:`loss_and_grad_reusing`).
+def encode_forward(cell: CellParams, x: Array):
+    """Run the cell over x <float>[N, T, D] from a zero state.
 
-    Every field is [T, N, ·]; on entry only the ones column of the two operands must hold
-    ones (:func:`scan_buffers` makes them so; the scans and the x block overwrite the rest).
-    """
-
-    h_aug: Array  # [T, N, H + D + 1] the forward's [h_{t−1}, x_t, 1]
-    us: Array  # [T, N, 2H] u_t, then δ_zr
-    ns: Array  # [T, N, H] n_t, then δ_n
-    rh_aug: Array  # [T, N, H + D + 1] the backward's [r ⊙ h_{t−1}, x_t, 1]
-
-
-class LSTMBuffers(NamedTuple):
-    """The LSTM's scan buffers, reusable from one minibatch to the next
-    (:data:`loss_and_grad_reusing`). Every field is [T, N, ·]; their contents on entry do not
-    matter (the forward scan overwrites every element before the backward reads it)."""
-
-    q: Array  # [T, N, 4H] the forward's factors q_t, then δ_t
-    f: Array  # [T, N, H] forget gates
-    o_dtanh: Array  # [T, N, H] o ⊙ (1 − tanh² c_t)
-    h_prev: Array  # [T, N, H] h_0 … h_{T−1}
-
-
-def _lstm_buffers(n: int, t: int, hdim: int, dtype) -> LSTMBuffers:
-    """Fresh (zero) :class:`LSTMBuffers` for n sequences of t steps."""
-    return LSTMBuffers(jnp.zeros((t, n, 4 * hdim), dtype), *(jnp.zeros((t, n, hdim), dtype) for _ in range(3)))
-
-
-def _shift(seq: Array) -> Array:
-    """[s_1 … s_T] → [0, s_1 … s_{T−1}] (the previous step's value; zero initial state)."""
-    return jnp.concatenate([jnp.zeros_like(seq[:1]), seq[:-1]], axis=0)
-
-
-#: Inputs with at most this many features are projected inside each step (D fused
-#: multiply-adds in the step's elementwise pass); wider inputs by one matmul before the scan.
-SMALL_INPUT = 16
-
-
-def input_projection(xs: Array, w_x: Array, b: Array) -> Array:
-    """xw = x W_x + b for every step at once: <float>[T, N, D] → <float>[T, N, G·H].
-
-    Takes the time-major input: XLA's CPU dot for ``einsum("ntd,dg->tng")`` (transposing
-    inside the contraction) measured ~10x slower than a swap followed by a plain matmul.
-    """
-    return xs @ w_x + b
-
-
-def _step_inputs(xs: Array, w_x: Array, b: Array):
-    """(sequence to scan over, function of its step → xw_t = x_t W_x + b <float>[N, G·H]).
-
-    For D ≤ :data:`SMALL_INPUT` (Q3 has D = 3) the scan reads x_t itself and the step
-    computes b + Σ_d x_t[:, d] W_x[d] as D broadcast multiply-adds that XLA fuses into the
-    gate activation: a K = 3 matmul over all T·N rows measured ~4 ms per batch on CPU and
-    the [T, N, G·H] result another ~2 ms to write and read, against nearly nothing here.
-    """
-    d = xs.shape[-1]
-    if d > SMALL_INPUT:
-        return input_projection(xs, w_x, b), lambda xw_t: xw_t
-
-    def project(x_t):
-        acc = b + x_t[..., 0:1] * w_x[0]
-        for k in range(1, d):
-            acc = acc + x_t[..., k:k + 1] * w_x[k]
-        return acc
-
-    return xs, project
-
-
-def _sum_outer(a: Array, b: Array) -> Array:
-    """Σ_{t,n} a[t, n]ᵀ b[t, n] as one 2-D matmul: <[T, N, P]>, <[T, N, Q]> → <[P, Q]>.
-
-    aᵀ is laid out explicitly ([P, T·N]) first: measured ~1.5x faster on CPU than a dot
-    that contracts the leading axis of both operands.
-    """
-    p = a.shape[-1]
-    return jnp.transpose(a, (2, 0, 1)).reshape(p, -1) @ b.reshape(-1, b.shape[-1])
-
-
-def _weight_grads(h_in: Array, xs: Array, deltas: Array) -> tuple[Array, Array, Array]:
-    """(dW_x, dW_h, db) from Σ_{t,n} [h_in, x, 1]ᵀ δ as ONE matmul with K = T·N.
-
-    h_in <[T, N, H]> is what multiplied W_h at each step, xs <[T, N, D]> the input,
-    deltas <[T, N, Q]> the pre-activation gradients. The ones column gives db in the same
-    pass (a separate reduction over [T·N, Q] measured slower than the extra row).
-    """
-    return _split_weight_grads(_sum_outer(_augmented(xs, h_in), deltas), h_in.shape[-1])
-
-
-def _augmented(xs: Array, h_block: Array) -> Array:
-    """[h_block, x, 1] <float>[T, N, H + D + 1], the weight gradients' left operand."""
-    return jnp.concatenate([h_block, xs, jnp.ones(xs.shape[:-1] + (1,), xs.dtype)], axis=-1)
-
-
-def _augmented_empty(xs: Array, hdim: int) -> Array:
-    """[0, x, 1]: an operand whose h-block a scan fills in place (the GRU's; see
-    :func:`encode_forward`)."""
-    return _augmented(xs, jnp.zeros(xs.shape[:-1] + (hdim,), xs.dtype))
-
-
-def _with_inputs(aug: Array, xs: Array, hdim: int) -> Array:
-    """A reused [·, x, 1] operand with this minibatch's x block written in place."""
-    return jax.lax.dynamic_update_slice(aug, xs.astype(aug.dtype), (0, 0, hdim))
-
-
-def _weight_grads_augmented(aug: Array, deltas: Array, hdim: int) -> tuple[Array, Array, Array]:
-    """(dW_x, dW_h, db) from a filled [h, x, 1] operand <[T, N, H + D + 1]> and deltas
-    <[T, N, Q]>: Σ_{t,n} augᵀ δ as one dot that contracts the leading (T·N) axis of both.
-
-    The contraction form, not the explicit transpose of :func:`_sum_outer`: the operand is
-    already laid out by the scans, and a transpose would be another full pass over it
-    (measured: the GRU epoch 0.89-0.98 of the concatenate-and-transpose version).
-    """
-    k, q = aug.shape[-1], deltas.shape[-1]
-    g = jax.lax.dot_general(aug.reshape(-1, k), deltas.reshape(-1, q), (((0,), (0,)), ((), ())))
-    return _split_weight_grads(g, hdim)
-
-
-def _split_weight_grads(g: Array, hdim: int) -> tuple[Array, Array, Array]:
-    """[dW_h; dW_x; db] <[H + D + 1, Q]> → (dW_x, dW_h, db)."""
-    return g[hdim:-1], g[:hdim], g[-1]
-
-
-def _transposed(*ws: Array):
-    """Loop-invariant weights (transposes, slices) materialized once before a scan: XLA
-    would otherwise fold the transpose into every step's dot (~25% slower on CPU) or
-    re-slice in every step (~5 µs each)."""
-    out = jax.lax.optimization_barrier(ws)
-    return out[0] if len(ws) == 1 else out
-
-
-def encode_forward(cell: CellParams, x: Array, *, unroll: int = 1, buffers: GRUBuffers | LSTMBuffers | None = None):
-    """Run the cell over x <float>[N, T, D] from a zero state, keeping what BPTT needs.
-
-    x is cast to the parameters' dtype (float64 data with float32 weights trains in float32).
-    ``buffers`` (GRU, LSTM): write the saved values into these instead of fresh buffers.
-
-    Returns h_T <float>[N, H] and the cell's sequence cache.
+    x is cast to the parameters' dtype. Returns h_T <float>[N, H] and the step caches, each
+    field stacked over time (time-major, [T, N, ·]).
     """
     kind = cell_name(cell)
-    n, hdim = x.shape[0], cell.w_h.shape[0]
-    xs = jnp.swapaxes(x, 0, 1).astype(cell.w_h.dtype)  # the parameters' dtype throughout
-    seq, project = _step_inputs(xs, cell.w_x, cell.b)
-    h0 = jnp.zeros((n, hdim), cell.w_h.dtype)
-    w_h = cell.w_h
-    if kind == "rnn":
-        def step(h, x_t):
-            h, _ = rnn_step_forward(project(x_t), h, w_h)
-            return h, h
+    step_forward, _ = STEPS[kind]
+    xs = jnp.swapaxes(x, 0, 1).astype(cell.w_h.dtype)  # [T, N, D]: the scan runs over axis 0
+    state0 = _zero_state(kind, jnp.zeros((x.shape[0], cell.w_h.shape[0]), cell.w_h.dtype))
 
-        h_t, hs = jax.lax.scan(step, h0, seq, unroll=unroll)
-        return h_t, RNNCache(xs, hs)
-    if kind == "lstm":  # writes its saved values into [T, N, ·] buffers in place
-        def step(carry, inputs):
-            h, c, bufs = carry
-            x_t, t = inputs
-            h_new, c_new, u = _lstm_cell(project(x_t), h, c, w_h)
-            sc = lstm_factors(u, c_new, c)
-            bufs = LSTMBuffers(*(jax.lax.dynamic_update_slice(b, v[None], (t, 0, 0))
-                                 for b, v in zip(bufs, (sc.q, sc.f, sc.o_dtanh, h))))
-            return (h_new, c_new, bufs), None
+    def step(state, x_t):
+        return step_forward(cell, state, x_t)
 
-        bufs = buffers if buffers is not None else _lstm_buffers(xs.shape[1], xs.shape[0], hdim, xs.dtype)
-        (h_t, _, bufs), _ = jax.lax.scan(step, (h0, h0, bufs), (seq, jnp.arange(xs.shape[0])), unroll=unroll)
-        return h_t, LSTMCache(xs, LSTMStepCache(bufs.q, bufs.f, bufs.o_dtanh), bufs.h_prev)
-
-    u_zr, u_n = _transposed(*_gru_split(w_h))
-
-    def step(carry, inputs):
-        h, h_aug, us, ns = carry
-        x_t, t = inputs
-        h_new, u, n_t = _gru_cell(project(x_t), h, u_zr, u_n)
-        h_aug = jax.lax.dynamic_update_slice(h_aug, h[None], (t, 0, 0))  # h_{t−1}, in place
-        us = jax.lax.dynamic_update_slice(us, u[None], (t, 0, 0))
-        ns = jax.lax.dynamic_update_slice(ns, n_t[None], (t, 0, 0))
-        return (h_new, h_aug, us, ns), None
-
-    if buffers is None:
-        init = (_augmented_empty(xs, hdim), jnp.zeros(xs.shape[:-1] + (2 * hdim,), xs.dtype),
-                jnp.zeros(xs.shape[:-1] + (hdim,), xs.dtype))
-    else:
-        init = (_with_inputs(buffers.h_aug, xs, hdim), buffers.us, buffers.ns)
-    steps = jnp.arange(xs.shape[0])
-    (h_t, h_aug, us, ns), _ = jax.lax.scan(step, (h0, *init), (seq, steps), unroll=unroll)
-    return h_t, GRUCache(xs, us, ns, h_aug)
+    state_t, caches = jax.lax.scan(step, state0, xs)
+    return _hidden(state_t), caches
 
 
-def encode_backward(cell: CellParams, cache, dh_t: Array, *, unroll: int = 1) -> CellParams:
-    """BPTT from dL/dh_T <float>[N, H]; returns the cell's gradients.
+def encode_backward(cell: CellParams, caches, dh_last: Array):
+    """Backpropagation through time from dL/dh_T <float>[N, H].
 
-    A reverse scan that carries (dh) or (dh, dc), reads what the forward kept for each step
-    and emits δ_t (the GRU derives its local factors there); then the weight
-    gradients as ONE matmul over (T, N) (two for the GRU, whose candidate block multiplies
-    r ⊙ h_{t−1}): [dW_h; dW_x; db] = Σ_{t,n} [h_{t−1}, x_t, 1]ᵀ δ_t. The GRU's reverse scan
-    also writes r ⊙ h_{t−1} into its [r ⊙ h, x, 1] operand in place, beside the forward's
-    [h_{t−1}, x_t, 1] (``GRUCache.h_aug``).
+    Returns the cell's gradients and dL/dh_t for every step <float>[T, N, H] (t = 1 … T).
     """
     kind = cell_name(cell)
-    w_h = cell.w_h
-    hdim = w_h.shape[0]
-    if kind == "rnn":
-        w_hT = _transposed(w_h.T)
+    _, step_backward = STEPS[kind]
+    dstate = (dh_last, jnp.zeros_like(dh_last)) if kind == "lstm" else dh_last  # (BPTT1)
 
-        def step(dh, h):
-            delta, dh_prev = rnn_step_backward(dh, h, w_hT)
-            return dh_prev, delta
+    def step(carry, cache):
+        dstate, total = carry
+        dstate_prev, grads = step_backward(cell, dstate, cache)
+        total = jax.tree.map(jnp.add, total, grads)  # (BPTT2) weights shared over time
+        return (dstate_prev, total), _hidden(dstate)
 
-        _, deltas = jax.lax.scan(step, dh_t, cache.hs, reverse=True, unroll=unroll)
-        return RNNParams(*_weight_grads(_shift(cache.hs), cache.xs, deltas))
-    if kind == "lstm":
-        return _lstm_encode_backward(cell, cache, dh_t, unroll=unroll)[0]
-
-    return _gru_encode_backward(cell, cache, dh_t, unroll=unroll)[0]
-
-
-def _lstm_encode_backward(cell: LSTMParams, cache: LSTMCache, dh_t: Array, *,
-                          unroll: int = 1) -> tuple[LSTMParams, LSTMBuffers]:
-    """The LSTM's BPTT (see :func:`encode_backward`), writing δ_t over the forward's q_t in
-    place; also returns its buffers for reuse by the next minibatch."""
-    w_hT = _transposed(cell.w_h.T)
-    steps = cache.steps
-
-    def step(carry, t):
-        dh, dc, q = carry
-        sc = LSTMStepCache(*(jax.lax.dynamic_index_in_dim(b, t, keepdims=False) for b in (q, steps.f, steps.o_dtanh)))
-        delta, dh_prev, dc_prev = lstm_step_backward(dh, dc, sc, w_hT)
-        return (dh_prev, dc_prev, jax.lax.dynamic_update_slice(q, delta[None], (t, 0, 0))), None
-
-    init = (dh_t, jnp.zeros_like(dh_t), steps.q)
-    (_, _, deltas), _ = jax.lax.scan(step, init, jnp.arange(cache.xs.shape[0]), reverse=True, unroll=unroll)
-    grads = LSTMParams(*_weight_grads(cache.h_prev, cache.xs, deltas))
-    return grads, LSTMBuffers(deltas, steps.f, steps.o_dtanh, cache.h_prev)
-
-
-def _gru_encode_backward(cell: GRUParams, cache: GRUCache, dh_t: Array, *, unroll: int = 1,
-                         rh_aug: Array | None = None) -> tuple[GRUParams, GRUBuffers]:
-    """The GRU's BPTT (see :func:`encode_backward`); also returns its buffers for reuse:
-    ``rh_aug`` a reused [r ⊙ h, x, 1] operand (None: a fresh one)."""
-    w_h = cell.w_h
-    hdim = w_h.shape[0]
-    u_zrT, u_nT = _transposed(*(u.T for u in _gru_split(w_h)))
-    h_aug = cache.h_aug
-
-    def step(carry, t):
-        dh, d_zr, d_n, rh_aug = carry  # d_zr, d_n: the forward's u and n until slot t is overwritten
-        u = jax.lax.dynamic_index_in_dim(d_zr, t, keepdims=False)
-        n_t = jax.lax.dynamic_index_in_dim(d_n, t, keepdims=False)
-        h = jax.lax.dynamic_slice_in_dim(h_aug, t, 1)[0, :, :hdim]  # h_{t−1}
-        dzr, dn, dh_prev = _gru_backward(dh, GRUStepCache(u, n_t, h), u_zrT, u_nT)
-        _, r = _gru_gates(u)
-        rh_aug = jax.lax.dynamic_update_slice(rh_aug, (r * h)[None], (t, 0, 0))  # r ⊙ h_{t−1}
-        # δ_t overwrites u_t and n_t in place. The writes must come after every read of slot
-        # t, or XLA copies both [T, N, ·] buffers in every step; a zero term that depends on
-        # the last readers (dh_{t−1} and the r ⊙ h write) orders them: δ is unchanged.
-        after = 0.0 * (dh_prev[:, :1] + jax.lax.dynamic_slice_in_dim(rh_aug, t, 1)[0, :, :1])
-        d_zr = jax.lax.dynamic_update_slice(d_zr, (dzr + after)[None], (t, 0, 0))
-        d_n = jax.lax.dynamic_update_slice(d_n, (dn + after)[None], (t, 0, 0))
-        return (dh_prev, d_zr, d_n, rh_aug), None
-
-    steps = jnp.arange(cache.xs.shape[0])
-    rh0 = _augmented_empty(cache.xs, hdim) if rh_aug is None else _with_inputs(rh_aug, cache.xs, hdim)
-    init = (dh_t, cache.us, cache.ns, rh0)
-    (_, d_zr, d_n, rh_aug), _ = jax.lax.scan(step, init, steps, reverse=True, unroll=unroll)
-    zr = _weight_grads_augmented(h_aug, d_zr, hdim)
-    nn = _weight_grads_augmented(rh_aug, d_n, hdim)
-    grads = GRUParams(*(jnp.concatenate([a, b], axis=-1) for a, b in zip(zr, nn)))
-    return grads, GRUBuffers(h_aug, d_zr, d_n, rh_aug)
-
-
-def encode(cell: CellParams, x: Array, *, unroll: int = 1) -> Array:
-    """h_T <float>[N, H] only (inference: the scan keeps nothing but the state)."""
-    kind = cell_name(cell)
-    n, hdim = x.shape[0], cell.w_h.shape[0]
-    seq, project = _step_inputs(jnp.swapaxes(x, 0, 1).astype(cell.w_h.dtype), cell.w_x, cell.b)
-    h0 = jnp.zeros((n, hdim), cell.w_h.dtype)
-    w_h = cell.w_h
-    if kind == "rnn":
-        def step(h, x_t):
-            return rnn_step_forward(project(x_t), h, w_h)[0], None
-    elif kind == "lstm":
-        def step(hc, x_t):
-            return _lstm_cell(project(x_t), *hc, w_h)[:2], None
-
-        h0 = (h0, h0)
-    else:
-        u_zr, u_n = _transposed(*_gru_split(w_h))
-
-        def step(h, x_t):
-            return _gru_cell(project(x_t), h, u_zr, u_n)[0], None
-    h_t, _ = jax.lax.scan(step, h0, seq, unroll=unroll)
-    return h_t[0] if kind == "lstm" else h_t
+    zero_grads = jax.tree.map(jnp.zeros_like, cell)
+    (_, grads), dhs = jax.lax.scan(step, (dstate, zero_grads), caches, reverse=True)
+    return grads, dhs
 
 
 # ============================================================================= classifier
-def _head(params: ClassifierParams, h_t: Array):
-    a, c1 = layers.linear_forward(h_t, params.w_mlp, params.b_mlp)
-    a, c2 = layers.relu_forward(a)
-    z, c3 = layers.linear_forward(a, params.w_out, params.b_out)
-    return z, (c1, c2, c3)
+def _head_forward(params: ClassifierParams, h_last: Array):
+    a, c1 = layers.linear_forward(h_last, params.w_mlp, params.b_mlp)
+    u, c2 = layers.relu_forward(a)  # (HEAD1)
+    s, c3 = layers.linear_forward(u, params.w_out, params.b_out)  # (HEAD2)
+    return s, (c1, c2, c3)
 
 
-def forward(params: ClassifierParams, x: Array, *, unroll: int = 1):
-    """Logits <float>[N, C] for x <float>[N, T, D], and the cache for :func:`backward`."""
-    h_t, seq_cache = encode_forward(params.cell, x, unroll=unroll)
-    z, head_cache = _head(params, h_t)
-    return z, (seq_cache, head_cache)
-
-
-def _head_backward(head_cache, dz: Array):
-    """(dL/dh_T, (dW_mlp, db_mlp, dW_out, db_out)) from dL/dz."""
+def _head_backward(head_cache, ds: Array):
+    """(dL/dh_T, (dW_mlp, db_mlp, dW_out, db_out)) from dL/ds."""
     c1, c2, c3 = head_cache
-    da, dw_out, db_out = layers.linear_backward(dz, c3)
-    da = layers.relu_backward(da, c2)
-    dh_t, dw_mlp, db_mlp = layers.linear_backward(da, c1)
-    return dh_t, (dw_mlp, db_mlp, dw_out, db_out)
+    du, dw_out, db_out = layers.linear_backward(ds, c3)  # (HEAD5)
+    da = layers.relu_backward(du, c2)  # (HEAD6)
+    dh_last, dw_mlp, db_mlp = layers.linear_backward(da, c1)  # (HEAD6)
+    return dh_last, (dw_mlp, db_mlp, dw_out, db_out)
 
 
-def backward(params: ClassifierParams, cache, dz: Array, *, unroll: int = 1) -> ClassifierParams:
-    """All gradients from dL/dz <float>[N, C]: head first, then BPTT from dL/dh_T."""
-    seq_cache, head_cache = cache
-    dh_t, head_grads = _head_backward(head_cache, dz)
-    return ClassifierParams(encode_backward(params.cell, seq_cache, dh_t, unroll=unroll), *head_grads)
+def forward(params: ClassifierParams, x: Array):
+    """Logits <float>[N, C] for x <float>[N, T, D], and the cache for :func:`backward`."""
+    h_last, step_caches = encode_forward(params.cell, x)
+    s, head_cache = _head_forward(params, h_last)
+    return s, (step_caches, head_cache)
 
 
-def _cross_entropy(z: Array, y: Array) -> tuple[Array, Array]:
-    """(mean cross-entropy, dL/dz)."""
-    value, ce_cache = layers.softmax_cross_entropy_forward(z, y)
-    return value, layers.softmax_cross_entropy_backward(jnp.ones((), z.dtype), ce_cache)
+def _backward_with_states(params: ClassifierParams, cache, ds: Array):
+    step_caches, head_cache = cache
+    dh_last, head_grads = _head_backward(head_cache, ds)
+    cell_grads, dhs = encode_backward(params.cell, step_caches, dh_last)
+    return ClassifierParams(cell_grads, *head_grads), dhs
 
 
-def loss_and_grad(params: ClassifierParams, batch, *, unroll: int = 1):
+def backward(params: ClassifierParams, cache, ds: Array) -> ClassifierParams:
+    """All gradients from dL/ds <float>[N, C]: the head first, then BPTT from dL/dh_T."""
+    return _backward_with_states(params, cache, ds)[0]
+
+
+def _cross_entropy(s: Array, y: Array) -> tuple[Array, Array]:
+    """(mean cross-entropy (HEAD3), dL/ds (HEAD4))."""
+    value, ce_cache = layers.softmax_cross_entropy_forward(s, y)
+    return value, layers.softmax_cross_entropy_backward(jnp.ones((), s.dtype), ce_cache)
+
+
+def loss_and_grad(params: ClassifierParams, batch):
     """Manual forward and BPTT: (mean cross-entropy, ClassifierParams of gradients).
 
-    batch: (x <float>[N, T, D], y <int>[N]). ``unroll`` is ``lax.scan``'s, for the time
-    scans: 1 (the default) measured fastest for every cell; for the GRU a larger one is
-    several times slower (XLA then copies the buffers its scans write in place every step).
-    Training uses :data:`loss_and_grad_reusing`, the same function with the GRU's and LSTM's scan
-    buffers carried from one minibatch to the next.
+    batch: (x <float>[N, T, D], y <int>[N]).
     """
     x, y = batch
-    z, cache = forward(params, x, unroll=unroll)
-    value, dz = _cross_entropy(z, y)
-    return value, backward(params, cache, dz, unroll=unroll)
+    s, cache = forward(params, x)
+    value, ds = _cross_entropy(s, y)
+    return value, backward(params, cache, ds)
 
 
-def scan_buffers(params: ClassifierParams, batch):
-    """Buffers for :data:`loss_and_grad_reusing` and minibatches shaped like ``batch``: the
-    GRU's :class:`GRUBuffers` (the operands' ones column set), the LSTM's
-    :class:`LSTMBuffers`; () for the RNN (its scan saves one [T, N, H] output)."""
-    cell = params.cell
-    n, t, d = batch[0].shape
-    hdim, dtype = cell.w_h.shape[0], cell.w_h.dtype
-    if cell_name(cell) == "lstm":
-        return _lstm_buffers(n, t, hdim, dtype)
-    if cell_name(cell) != "gru":
-        return ()
-    aug = _augmented_empty(jnp.zeros((t, n, d), dtype), hdim)
-    return GRUBuffers(aug, jnp.zeros((t, n, 2 * hdim), dtype), jnp.zeros((t, n, hdim), dtype), aug)
-
-
-def loss_and_grad_step(params: ClassifierParams, batch, buffers, *, unroll: int = 1):
-    """:func:`loss_and_grad` writing the GRU's or LSTM's saved values into ``buffers`` (from
-    :func:`scan_buffers`, or from the previous minibatch's call) instead of fresh ones:
-    ((loss, grads), buffers). The RNN (buffers ()) runs :func:`loss_and_grad`.
-
-    The same arithmetic in the same order: the gradients equal :func:`loss_and_grad`'s
-    exactly, whatever the buffers held.
-    """
-    if not isinstance(buffers, (GRUBuffers, LSTMBuffers)):
-        return loss_and_grad(params, batch, unroll=unroll), buffers
+def hidden_state_grads(params: ClassifierParams, batch) -> Array:
+    """dL/dh_t <float>[T, N, H] for t = 1 … T, from the manual BPTT (BPTT3: how the
+    gradient reaching early steps shrinks or grows)."""
     x, y = batch
-    h_t, seq_cache = encode_forward(params.cell, x, unroll=unroll, buffers=buffers)
-    z, head_cache = _head(params, h_t)
-    value, dz = _cross_entropy(z, y)
-    dh_t, head_grads = _head_backward(head_cache, dz)
-    if isinstance(buffers, LSTMBuffers):
-        dcell, buffers = _lstm_encode_backward(params.cell, seq_cache, dh_t, unroll=unroll)
-    else:
-        dcell, buffers = _gru_encode_backward(params.cell, seq_cache, dh_t, unroll=unroll, rh_aug=buffers.rh_aug)
-    return (value, ClassifierParams(dcell, *head_grads)), buffers
-
-
-#: :func:`loss_and_grad` for training: an epoch carries the GRU's and LSTM's scan buffers from one
-#: minibatch to the next (no zero fill of ~5 and ~9 MB per minibatch; :mod:`mp_jax.reuse`). Called
-#: as ``loss_and_grad_reusing(params, batch)`` it is :func:`loss_and_grad`.
-loss_and_grad_reusing = BufferReuse(loss_and_grad_step, scan_buffers, batch_axis=1)
+    s, cache = forward(params, x)
+    _, ds = _cross_entropy(s, y)
+    return _backward_with_states(params, cache, ds)[1]
 
 
 def logits(params: ClassifierParams, x: Array) -> Array:
-    """<float>[N, C], without keeping any activations."""
-    return _head(params, encode(params.cell, x))[0]
+    """<float>[N, C]."""
+    return forward(params, x)[0]
 
 
 def predict(params: ClassifierParams, x: Array) -> Array:
@@ -705,14 +355,14 @@ def predict(params: ClassifierParams, x: Array) -> Array:
 def metrics(params: ClassifierParams, batch) -> dict:
     """{"loss": mean cross-entropy, "accuracy": fraction correct} of a batch."""
     x, y = batch
-    z = logits(params, x)
-    value, _ = layers.softmax_cross_entropy_forward(z, y)
-    return {"loss": value, "accuracy": jnp.mean((jnp.argmax(z, -1) == y).astype(z.dtype))}
+    s = logits(params, x)
+    value, _ = layers.softmax_cross_entropy_forward(s, y)
+    return {"loss": value, "accuracy": jnp.mean((jnp.argmax(s, -1) == y).astype(s.dtype))}
 
 
-# ============================================================================= reference
+# ============================================================================= reference loss
 def _reference_last_state(cell: CellParams, x: Array) -> Array:
-    """h_T written plainly, one matrix per gate and no shared code with the manual path."""
+    """h_T written plainly, one matrix per gate and no code shared with the manual path."""
     kind = cell_name(cell)
     g = N_BLOCKS[kind]
     wx = jnp.split(cell.w_x, g, axis=1)

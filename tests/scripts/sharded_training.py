@@ -70,7 +70,7 @@ for n in (2, 4):
 jax.config.update("jax_enable_x64", True)
 from mp_jax import parallel  # noqa: E402
 from mp_jax.models import autoencoder as ae  # noqa: E402
-from mp_jax.models import recurrent as rec  # noqa: E402
+from mp_jax.models import recurrent_fast as rec  # noqa: E402
 
 
 def rel(a, b):
