@@ -114,3 +114,31 @@ def test_training_with_the_engine_learns_a_deterministic_rule():
                     metrics_fn=lm.metrics, progress=False)
     assert res.history["train_loss"][-1] < 0.5 * np.log(v)
     assert res.history["val_top1"][-1] > 0.5
+
+
+# ----------------------------------------------------------------------------- the fast path
+@pytest.mark.parametrize("n,v,d,p", [(1, 5, 2, 1), (64, 50, 8, 16)])
+def test_fast_path_equals_the_reference(n, v, d, p):
+    """language_model_fast (σ through tanh) computes the reference's loss and gradients:
+    float64 to 1e-12 relative, and against jax.grad in float32 and float64."""
+    from mp_jax.models import language_model_fast as lm_fast
+
+    k1, k2 = jax.random.split(jax.random.PRNGKey(3 * n + v))
+    params, batch = make_params(k1, v, d, p), make_batch(k2, n, v)
+    with jax.enable_x64(True):
+        p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+        l_ref, g_ref = jax.jit(lm.loss_and_grad)(p64, batch)
+        l_fast, g_fast = jax.jit(lm_fast.loss_and_grad)(p64, batch)
+        assert abs(float(l_fast - l_ref)) <= 1e-12 * abs(float(l_ref))
+        for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_ref)):
+            assert a.dtype == jnp.float64
+            assert float(jnp.max(jnp.abs(a - b))) <= 1e-12 * float(jnp.max(jnp.abs(b)))
+    assert_grads_match(LOSS, jax.jit(lm_fast.loss_and_grad), params, batch)
+    assert lm_fast.LMParams is lm.LMParams and lm_fast.backward is lm.backward
+
+
+def test_the_reference_hidden_layer_is_the_plain_sigmoid():
+    import inspect
+
+    assert "jnp.tanh" not in inspect.getsource(lm.forward)
+    assert "sigmoid_forward" in inspect.getsource(lm.forward)
