@@ -365,40 +365,28 @@ def _reference_last_state(cell: CellParams, x: Array) -> Array:
     """h_T written plainly, one matrix per gate and no code shared with the manual path."""
     kind = cell_name(cell)
     g = N_BLOCKS[kind]
-    wx = jnp.split(cell.w_x, g, axis=1)
-    wh = jnp.split(cell.w_h, g, axis=1)
-    bs = jnp.split(cell.b, g)
-    n, hdim = x.shape[0], cell.w_h.shape[0]
-    xs = jnp.swapaxes(x, 0, 1)
-    h0 = jnp.zeros((n, hdim), x.dtype)
+    wx, wh, bs = jnp.split(cell.w_x, g, axis=1), jnp.split(cell.w_h, g, axis=1), jnp.split(cell.b, g)
+    sig = jax.nn.sigmoid
 
     def pre(k, x_t, h):
         return x_t @ wx[k] + h @ wh[k] + bs[k]
 
-    if kind == "rnn":
-        def step(h, x_t):
-            return jnp.tanh(pre(0, x_t, h)), None
+    def rnn(h, x_t):
+        return jnp.tanh(pre(0, x_t, h)), None
 
-        return jax.lax.scan(step, h0, xs)[0]
-    if kind == "lstm":
-        def step(carry, x_t):
-            h, c = carry
-            i = jax.nn.sigmoid(pre(0, x_t, h))
-            f = jax.nn.sigmoid(pre(1, x_t, h))
-            gg = jnp.tanh(pre(2, x_t, h))
-            o = jax.nn.sigmoid(pre(3, x_t, h))
-            c = f * c + i * gg
-            return (o * jnp.tanh(c), c), None
+    def lstm(hc, x_t):
+        h, c = hc
+        c = sig(pre(1, x_t, h)) * c + sig(pre(0, x_t, h)) * jnp.tanh(pre(2, x_t, h))
+        return (sig(pre(3, x_t, h)) * jnp.tanh(c), c), None
 
-        return jax.lax.scan(step, (h0, h0), xs)[0][0]
+    def gru(h, x_t):
+        z, r = sig(pre(0, x_t, h)), sig(pre(1, x_t, h))
+        return z * h + (1.0 - z) * jnp.tanh(x_t @ wx[2] + (r * h) @ wh[2] + bs[2]), None
 
-    def step(h, x_t):
-        z = jax.nn.sigmoid(pre(0, x_t, h))
-        r = jax.nn.sigmoid(pre(1, x_t, h))
-        cand = jnp.tanh(x_t @ wx[2] + (r * h) @ wh[2] + bs[2])
-        return z * h + (1.0 - z) * cand, None
-
-    return jax.lax.scan(step, h0, xs)[0]
+    h0 = jnp.zeros((x.shape[0], cell.w_h.shape[0]), x.dtype)
+    step = {"rnn": rnn, "lstm": lstm, "gru": gru}[kind]
+    state, _ = jax.lax.scan(step, (h0, h0) if kind == "lstm" else h0, jnp.swapaxes(x, 0, 1))
+    return state[0] if kind == "lstm" else state
 
 
 def loss(params: ClassifierParams, batch) -> Array:
