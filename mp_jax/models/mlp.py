@@ -2,6 +2,8 @@
 
 x <float>[N, D] → h = tanh(x W1 + b1) <float>[N, H] → z = h W2 + b2 <float>[N, C]
 → softmax cross-entropy with integer labels y <int>[N].
+
+Equation labels refer to docs/layers.md: the backward is (P17), then the layer primitives.
 """
 from __future__ import annotations
 
@@ -42,9 +44,9 @@ def forward(params: MLPParams, x: jax.Array):
 def backward(cache, dz: jax.Array) -> MLPParams:
     """Gradients of the loss given dL/dz <float>[N, C]."""
     c1, c2, c3 = cache
-    dh, dw_out, db_out = layers.linear_backward(dz, c3)
-    da = layers.tanh_backward(dh, c2)
-    _, dw_in, db_in = layers.linear_backward(da, c1)
+    dh, dw_out, db_out = layers.linear_backward(dz, c3)  # (P2), (P3), (P4)
+    da = layers.tanh_backward(dh, c2)  # (P12)
+    _, dw_in, db_in = layers.linear_backward(da, c1)  # (P3), (P4)
     return MLPParams(dw_in, db_in, dw_out, db_out)
 
 
@@ -61,7 +63,7 @@ def loss_and_grad(params: MLPParams, batch):
     x, y = batch
     z, cache = forward(params, x)
     value, ce_cache = layers.softmax_cross_entropy_forward(z, y)
-    dz = layers.softmax_cross_entropy_backward(jnp.ones((), z.dtype), ce_cache)
+    dz = layers.softmax_cross_entropy_backward(jnp.ones((), z.dtype), ce_cache)  # (P17)
     return value, backward(cache, dz)
 
 
