@@ -5,7 +5,8 @@ Same parameters (:class:`~mp_jax.models.recurrent.ClassifierParams`, re-exported
 tests hold this module's :func:`loss_and_grad` equal to the reference's in float64 to 1e-12
 relative, for every cell and T ∈ {1, 2, 7, 150}. Read the reference for the maths (its lines
 cite ``docs/recurrent.md``); read this module for what a CPU makes of it. Training uses it
-(:data:`loss_and_grad_reusing`).
+(:data:`loss_and_grad_reusing`). The rewritten forms it uses are (LSTM13), (GRU12) and (BPTT4)
+of ``docs/recurrent.md``.
 
 Each layout choice and what it buys, as measured on a 2-core CPU at Q3's size (N = 16 per
 device, T = 150, D = 3, H = 128; numbers in BENCHMARKS.md):
@@ -113,7 +114,7 @@ def lstm_factors(u: Array, c: Array, c_prev: Array) -> LSTMStepCache:
     s = _lstm_gate_scale(c.shape[-1], u.dtype)
     i, f, g, o = jnp.split(u * s + (1.0 - s), 4, axis=-1)
     tc = jnp.tanh(c)
-    q = jnp.concatenate([g, c_prev, i, tc], axis=-1) * ((1.0 - u * u) * (s * s))
+    q = jnp.concatenate([g, c_prev, i, tc], axis=-1) * ((1.0 - u * u) * (s * s))  # (LSTM13)
     return LSTMStepCache(q, f, o * (1.0 - tc * tc))
 
 
@@ -160,7 +161,7 @@ def _gru_gates(u: Array) -> tuple[Array, Array]:
 def _gru_cell(xw_t: Array, h_prev: Array, u_zr: Array, u_n: Array) -> tuple[Array, Array, Array]:
     """(h_t, u, n): u = tanh(½ a_zr) <float>[N, 2H] ([z, r] = ½ u + ½), n the candidate."""
     hdim = h_prev.shape[-1]
-    u = jnp.tanh(0.5 * (xw_t[..., : 2 * hdim] + h_prev @ u_zr))  # one pass over [N, 2H]
+    u = jnp.tanh(0.5 * (xw_t[..., : 2 * hdim] + h_prev @ u_zr))  # one pass over [N, 2H]; (GRU12)
     z, r = _gru_gates(u)
     n = jnp.tanh(xw_t[..., 2 * hdim:] + (r * h_prev) @ u_n)
     return n + z * (h_prev - n), u, n
@@ -318,7 +319,7 @@ def _weight_grads(h_in: Array, xs: Array, deltas: Array) -> tuple[Array, Array, 
     deltas <[T, N, Q]> the pre-activation gradients. The ones column gives db in the same
     pass (a separate reduction over [T·N, Q] measured slower than the extra row).
     """
-    return _split_weight_grads(_sum_outer(_augmented(xs, h_in), deltas), h_in.shape[-1])
+    return _split_weight_grads(_sum_outer(_augmented(xs, h_in), deltas), h_in.shape[-1])  # (BPTT4)
 
 
 def _augmented(xs: Array, h_block: Array) -> Array:
