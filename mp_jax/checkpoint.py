@@ -3,12 +3,15 @@
 A checkpoint is one HDF5 file: every array leaf of ``(params, opt_state, key,
 best_params)`` as a dataset ``leaves/<i>``, the scalars and the history as attributes,
 and a ``meta`` JSON attribute (the run's configuration, its hash, whether it finished).
-It is written to a temporary file and renamed, so a crash leaves the previous one intact.
+It is built in memory and written with :func:`mp_jax.atomic.write_bytes` (a temporary
+file, synced, then renamed), so a crash or a full disk leaves the previous one intact; an
+``OSError`` is raised as :class:`mp_jax.errors.StorageError` naming the file's folder.
 Loading checks the file against a template state (same tree, shapes and dtypes) and
 raises :class:`CheckpointError` on any mismatch or corruption: never a silent reuse.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -18,14 +21,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mp_jax.data.h5io import atomic_h5
+from mp_jax import atomic
+from mp_jax.errors import UserError
 from mp_jax.train import FitState
 
 FORMAT_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be used (corrupt, or of another run)."""
+
+    hint = "Move that file aside (or delete it) to start its run over."
 
 
 def _arrays(state: FitState) -> list:
@@ -34,7 +40,10 @@ def _arrays(state: FitState) -> list:
 
 def save_state(path: os.PathLike, state: FitState, meta: dict) -> Path:
     """Write ``state`` and ``meta`` to ``path`` atomically (replacing an older checkpoint)."""
-    with atomic_h5(path, force=True) as f:
+    import h5py
+
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
         g = f.create_group("leaves")
         for i, leaf in enumerate(_arrays(state)):
             g.create_dataset(f"{i:05d}", data=np.asarray(leaf))
@@ -46,7 +55,7 @@ def save_state(path: os.PathLike, state: FitState, meta: dict) -> Path:
         f.attrs["bad_epochs"] = int(state.bad_epochs)
         f.attrs["history"] = json.dumps(state.history)
         f.attrs["meta"] = json.dumps(meta, sort_keys=True)
-    return Path(path)
+    return atomic.write_bytes(path, buf.getbuffer())
 
 
 def read_meta(path: os.PathLike) -> dict:

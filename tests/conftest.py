@@ -21,8 +21,8 @@ MAX_WORKERS = 4
 
 def pytest_xdist_auto_num_workers(config) -> int | None:
     """Workers for ``-n auto`` (pyproject.toml): one per usable core, at most
-    :data:`MAX_WORKERS` (each is a JAX process of its own, and the longest module, the
-    sharding subprocess at ~2 min, bounds the wall time anyway). With
+    :data:`MAX_WORKERS` (each is a JAX process of its own, and the longest modules bound
+    the wall time anyway). With
     ``PYTEST_XDIST_AUTO_NUM_WORKERS`` set, None: xdist's own hook reads it."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None

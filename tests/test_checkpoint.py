@@ -55,3 +55,40 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         checkpoint.save_state(p, bad, {"run_hash": "abc"})
     assert p.read_bytes() == before
     assert sorted(x.name for x in tmp_path.iterdir()) == ["run.h5"]
+
+
+def test_a_full_disk_keeps_the_older_checkpoint(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from mp_jax.errors import StorageError
+
+    p = checkpoint.save_state(tmp_path / "run.h5", make_state(), {"run_hash": "abc"})
+    before = p.read_bytes()
+    real, calls = os.write, []
+
+    def write(fd, data):  # a few bytes reach the disk, then it is full
+        if calls:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        calls.append(fd)
+        return real(fd, bytes(data[:100]))
+
+    monkeypatch.setattr(os, "write", write)
+    with pytest.raises(StorageError) as e:
+        checkpoint.save_state(p, make_state(seed=3), {"run_hash": "abc"})
+    monkeypatch.undo()
+    assert isinstance(e.value, OSError) and e.value.errno == errno.ENOSPC
+    assert str(e.value).startswith(f"no space left on the device while writing {p}: free some space in {tmp_path}/")
+    assert p.read_bytes() == before
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["run.h5"]
+    loaded, _ = checkpoint.load_state(p, make_state())
+    chex.assert_trees_all_equal(loaded.params, make_state().params)
+
+
+def test_checkpoint_errors_say_what_to_do():
+    from mp_jax.errors import UserError
+
+    e = checkpoint.CheckpointError("r/run.h5: unreadable checkpoint (OSError: truncated)")
+    assert isinstance(e, UserError) and isinstance(e, RuntimeError)
+    assert e.user_message() == ("r/run.h5: unreadable checkpoint (OSError: truncated) Move that file aside (or delete "
+                                "it) to start its run over.")

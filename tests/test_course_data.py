@@ -126,7 +126,7 @@ def test_wrong_shape(tmp_path):
 def test_wrong_rank(tmp_path):
     sets = q3_sets()
     sets["trX"] = RNG.normal(size=(12, 30))
-    with pytest.raises(DataError, match=r"dataset 'trX': expected shape \(N, N, 3\), found shape \(12, 30\)"):
+    with pytest.raises(DataError, match=r"dataset 'trX': expected shape \(N, T, 3\), found shape \(12, 30\)"):
         load_activity(write_h5(tmp_path / "data3.h5", sets))
 
 
@@ -221,3 +221,72 @@ def test_check_cli_reports_each_file(tmp_path, capsys):
     assert out[0].startswith("q1: OK") and "(8, 3, 16, 16)" in out[0]
     assert out[1].startswith("q2: MISSING")
     assert out[2].startswith("q3: ERROR") and "one-hot" in out[2]
+
+
+def test_test_windows_must_have_the_training_length(tmp_path):
+    sets = q3_sets(t=10)
+    sets["tstX"] = RNG.normal(size=(4, 8, 3))
+    with pytest.raises(DataError, match=r"dataset 'tstX': expected shape \(N, 10, 3\), found shape \(4, 8, 3\)"):
+        load_activity(write_h5(tmp_path / "data3.h5", sets))
+
+
+def test_data_errors_are_user_errors():
+    from mp_jax.errors import UserError
+
+    assert issubclass(DataError, UserError) and issubclass(DataError, ValueError)
+
+
+def test_check_cli_takes_the_folder_as_data_dir_or_positional(tmp_path, capsys):
+    write_h5(tmp_path / "data1.h5", q1_sets())
+    for argv in (["check", "--data-dir", str(tmp_path)], ["check", str(tmp_path)],
+                 ["check", str(tmp_path), "--data-dir", str(tmp_path)]):
+        assert data_cli(argv) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].startswith(f"q1: OK {tmp_path / 'data1.h5'}") and out[1].startswith("q2: MISSING")
+
+
+def usage_error(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as e:
+        data_cli(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("usage: python -m mp_jax.data")
+    return err[-1]
+
+
+def test_check_cli_bad_folders_are_usage_errors(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert usage_error(["check", "--data-dir", str(missing)], capsys) == (
+        f"python -m mp_jax.data check: error: argument --data-dir: expected a folder holding the data files, found "
+        f"no such folder at '{missing}' (build stand-ins there with: python -m mp_jax.data build --out {missing})")
+    (tmp_path / "f").write_text("")
+    assert "found a file at" in usage_error(["check", str(tmp_path / "f")], capsys)
+    assert "two folders given" in usage_error(["check", str(tmp_path), "--data-dir", str(missing)], capsys)
+
+
+def test_build_cli_bad_arguments_are_usage_errors(tmp_path, capsys):
+    assert usage_error(["build", "--only", "q1,q7"], capsys) == (
+        "python -m mp_jax.data build: error: argument --only: unknown question(s) ['q7']; choose from q1,q2,q3")
+    assert usage_error(["build", "--seed", "-2"], capsys).endswith(
+        "argument --seed: expected a non-negative integer (0, 1, 2, ...), found '-2'")
+    assert usage_error(["build", "--corpus", str(tmp_path / "none.txt")], capsys).endswith(
+        f"argument --corpus: expected an existing file, found no such file at '{tmp_path / 'none.txt'}'")
+    (tmp_path / "f").write_text("")
+    assert "argument --out: expected a folder" in usage_error(["build", "--out", str(tmp_path / "f")], capsys)
+    assert (tmp_path / "f").read_text() == ""
+
+
+def test_cli_process_exit_status(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "mp_jax.data", "check", "--data-dir", str(tmp_path / "nope")],
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(
+        "python -m mp_jax.data check: error: argument --data-dir")
+    write_h5(tmp_path / "data1.h5", {"data": np.zeros((2, 3, 16, 16))})
+    (tmp_path / "data3.h5").write_text("not hdf5")
+    proc = subprocess.run([sys.executable, "-m", "mp_jax.data", "check", str(tmp_path)],
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.splitlines()[2].startswith(f"q3: ERROR — {tmp_path / 'data3.h5'}: expected an HDF5 file")

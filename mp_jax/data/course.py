@@ -1,6 +1,6 @@
 """Loaders for the course's three HDF5 files, with validation.
 
-Schema (SPEC.md):
+Schema (the course's files; data/README.md describes them and their stand-ins):
 
 * ``data1.h5``: ``data`` <float>[N, 3, 16, 16] RGB patches (``invXForm``/``xForm`` ignored).
 * ``data2.h5``: ``words`` <bytes>[V]; ``trainx``/``traind``, ``valx``/``vald``,
@@ -19,6 +19,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from mp_jax.errors import UserError
+
 COURSE_FILES = {
     "q1": ("data1.h5", "assign3_data1.h5"),
     "q2": ("data2.h5", "assign2_data2.h5"),
@@ -34,7 +36,7 @@ BUILD_HINT = {
 }
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data file that cannot be used, with a message saying why and what to do."""
 
 
@@ -105,7 +107,10 @@ class _Reader:
         return DataError(f"{where}: expected {expected}, found {found}. {todo}")
 
     def read(self, key: str, shape: tuple, kind: str) -> np.ndarray:
-        """Read ``key``, check rank/shape (None = any size) and dtype kind.
+        """Read ``key``, check rank/shape and dtype kind.
+
+        shape: one entry per axis: an int (that size), None (any size, shown as "N") or a
+        name (any size, shown as the name, e.g. "T" for the time steps).
 
         kind: "float" (any real number), "int" (integers, or floats holding integers),
         "bytes" (strings).
@@ -113,12 +118,13 @@ class _Reader:
         import h5py
 
         expected_shape = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+        sizes = [s if isinstance(s, (int, np.integer)) else None for s in shape]
         if key not in self.f:
             raise self.fail(key, f"a dataset of shape {expected_shape}", f"no such key (keys: {sorted(self.f.keys())})")
         ds = self.f[key]
         if not isinstance(ds, h5py.Dataset):
             raise self.fail(key, f"a dataset of shape {expected_shape}", "a group")
-        if len(ds.shape) != len(shape) or any(s is not None and s != d for s, d in zip(shape, ds.shape)):
+        if len(ds.shape) != len(shape) or any(s is not None and s != d for s, d in zip(sizes, ds.shape)):
             raise self.fail(key, f"shape {expected_shape}", _describe_found(ds))
         if ds.size == 0:
             raise self.fail(key, f"a non-empty array of shape {expected_shape}", f"an empty array ({_describe_found(ds)})")
@@ -223,7 +229,7 @@ def load_activity(path: os.PathLike) -> ActivityData:
         attrs = _attrs(f)
         names = tuple(attrs.get("class_names", ACTIVITY_CLASSES))
         c = len(names)
-        tr_x = r.read("trX", (None, None, 3), "float")
+        tr_x = r.read("trX", (None, "T", 3), "float")
         tr_y = r.read("trY", (tr_x.shape[0], c), "float")
         te_x = r.read("tstX", (None, tr_x.shape[1], 3), "float")
         te_y = r.read("tstY", (te_x.shape[0], c), "float")

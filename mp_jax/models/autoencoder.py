@@ -1,4 +1,7 @@
-"""Sparse autoencoder with sigmoid hidden and output layers (SPEC.md, Q1 (b)).
+"""Sparse autoencoder with sigmoid hidden and output layers (Q1 (b)).
+
+Equation labels refer to docs/autoencoder.md: the forward is (AE5)-(AE7), the cost
+(AE8)-(AE9), the backward (AE10)-(AE17), each derived there step by step.
 
 x <float>[N, L_in] → h = σ(x W1 + b1) <float>[N, L_hid] → o = σ(h W2 + b2) <float>[N, L_in];
 ρ̂ = mean over the batch of h <float>[L_hid].
@@ -56,6 +59,7 @@ class AECache(NamedTuple):
     h: Array  # [N, L_hid]
     dec: layers.LinearCache
     o: Array  # [N, L_in]
+    h_c: Array  # [N, L_hid] 1 − h, computed as σ(−a): exact where h saturates near 1
 
 
 def init_params(key: Array, n_hidden: int, n_in: int = 256, *, tied: bool = True, dtype=jnp.float32) -> AEParams:
@@ -73,52 +77,58 @@ def init_params(key: Array, n_hidden: int, n_in: int = 256, *, tied: bool = True
 # ----------------------------------------------------------------------------- manual
 def forward(params: AEParams, x: Array) -> tuple[Array, AECache]:
     """Reconstruction o <float>[N, L_in] of x <float>[N, L_in] and the cache."""
-    a, enc = layers.linear_forward(x, params.w_enc, params.b_hid)
-    h, _ = layers.sigmoid_forward(a)
-    z, dec = layers.linear_forward(h, params.decoder(), params.b_out)
-    o, _ = layers.sigmoid_forward(z)
-    return o, AECache(enc, h, dec, o)
+    a, enc = layers.linear_forward(x, params.w_enc, params.b_hid)  # (AE5)
+    h, _ = layers.sigmoid_forward(a)  # (AE5)
+    z, dec = layers.linear_forward(h, params.decoder(), params.b_out)  # (AE6)
+    o, _ = layers.sigmoid_forward(z)  # (AE6)
+    return o, AECache(enc, h, dec, o, jax.nn.sigmoid(-a))  # h_c = 1 − h (AE17)
 
 
-def _kl(rho, rho_hat):
-    return rho * jnp.log(rho / rho_hat) + (1.0 - rho) * jnp.log((1.0 - rho) / (1.0 - rho_hat))
+def _kl(rho, rho_hat, rho_hat_c):
+    """KL(ρ‖ρ̂) with 1 − ρ̂ given as ``rho_hat_c`` (the batch mean of σ(−a), not 1 − mean(h):
+    near ρ̂ = 1 the subtraction keeps only the rounding of ρ̂, 1e-16 absolute in float64)."""
+    return rho * jnp.log(rho / rho_hat) + (1.0 - rho) * jnp.log((1.0 - rho) / rho_hat_c)
 
 
-def _terms(params: AEParams, x: Array, h: Array, o: Array, hp: AEHyper) -> dict:
+def _terms(params: AEParams, x: Array, h: Array, o: Array, hp: AEHyper, h_c: Array) -> dict:
     n = x.shape[0]
     sq = jnp.sum(params.w_enc ** 2)
     sq = 2.0 * sq if params.tied else sq + jnp.sum(params.w_dec ** 2)
     return {
         "reconstruction": jnp.sum((x - o) ** 2) / (2.0 * n),
         "weight_decay": 0.5 * hp.lam * sq,
-        "sparsity": hp.beta * jnp.sum(_kl(hp.rho, jnp.mean(h, axis=0))),
+        "sparsity": hp.beta * jnp.sum(_kl(hp.rho, jnp.mean(h, axis=0), jnp.mean(h_c, axis=0))),
     }
 
 
 def backward(params: AEParams, cache: AECache, hp: AEHyper = DEFAULT_HYPER) -> AEParams:
     """dJ/dparams from the forward cache.
 
-    δ_o = (o − x) ⊙ o(1 − o) / N; δ_h = (δ_o W2ᵀ + s/N) ⊙ h(1 − h) with
-    s_b = β(−ρ/ρ̂_b + (1−ρ)/(1−ρ̂_b)); dW1 = xᵀ δ_h + λ W1, dW2 = hᵀ δ_o + λ W2;
-    tied: dW = dW1 + dW2ᵀ.
+    δ_o = (o − x) ⊙ o(1 − o) / N (AE10); δ_h = (δ_o W2ᵀ + s/N) ⊙ h(1 − h) (AE13) with
+    s_b = β(−ρ/ρ̂_b + (1−ρ)/(1−ρ̂_b)) (AE12); dW1 = xᵀ δ_h + λ W1, dW2 = hᵀ δ_o + λ W2
+    (AE15); tied: dW = dW1 + dW2ᵀ (AE16).
     """
     x, h, o = cache.enc.x, cache.h, cache.o
     n = x.shape[0]
-    dz = layers.sigmoid_backward((o - x) / n, o)
-    dh, dw_dec, db_out = layers.linear_backward(dz, cache.dec)
-    rho_hat = jnp.mean(h, axis=0)
-    s = hp.beta * (-hp.rho / rho_hat + (1.0 - hp.rho) / (1.0 - rho_hat))
-    da = layers.sigmoid_backward(dh + s / n, h)
-    _, dw_enc, db_hid = layers.linear_backward(da, cache.enc)
-    if params.tied:  # W appears as W1 and as W2ᵀ: both paths and both decay terms (2λW)
+    dz = layers.sigmoid_backward((o - x) / n, o)  # δ_o (AE10)
+    dh, dw_dec, db_out = layers.linear_backward(dz, cache.dec)  # (AE11)
+    # 1 − ρ̂ and σ'(a) = h(1 − h) from h_c = σ(−a), not by subtraction: where the hidden units
+    # saturate (ρ̂ → 1) the subtraction keeps only the rounding of ρ̂ and h, and s/N, which grows
+    # as 1/(1 − ρ̂), multiplies that error (pre-activations near 20: dW1 off by 5e-8 relative in
+    # float64; in float32 1 − ρ̂ rounds to 0 and the gradient is NaN)
+    rho_hat, rho_hat_c = jnp.mean(h, axis=0), jnp.mean(cache.h_c, axis=0)  # (AE7), (AE17)
+    s = hp.beta * (-hp.rho / rho_hat + (1.0 - hp.rho) / rho_hat_c)  # (AE12)
+    da = (dh + s / n) * h * cache.h_c  # δ_h (AE13), 1 − h as σ(−a) (AE17)
+    _, dw_enc, db_hid = layers.linear_backward(da, cache.enc)  # (AE14)
+    if params.tied:  # W appears as W1 and as W2ᵀ: both paths and both decay terms (2λW): (AE16)
         return AEParams(dw_enc + dw_dec.T + 2.0 * hp.lam * params.w_enc, db_hid, db_out, None)
-    return AEParams(dw_enc + hp.lam * params.w_enc, db_hid, db_out, dw_dec + hp.lam * params.w_dec)
+    return AEParams(dw_enc + hp.lam * params.w_enc, db_hid, db_out, dw_dec + hp.lam * params.w_dec)  # (AE15)
 
 
 def loss_and_grad(params: AEParams, batch: Array, hp: AEHyper = DEFAULT_HYPER) -> tuple[Array, AEParams]:
     """Manual forward and backward: (J, :class:`AEParams` of gradients)."""
     o, cache = forward(params, batch)
-    value = sum(_terms(params, cache.enc.x, cache.h, o, hp).values())  # x in the weights' dtype
+    value = sum(_terms(params, cache.enc.x, cache.h, o, hp, cache.h_c).values())  # x in the weights' dtype
     return value, backward(params, cache, hp)
 
 
@@ -127,12 +137,18 @@ def loss(params: AEParams, batch: Array, hp: AEHyper = DEFAULT_HYPER) -> Array:
     """Reference J for ``jax.grad``, written directly with jax.nn / jnp."""
     w1 = params.w_enc
     w2 = w1.T if params.w_dec is None else params.w_dec
-    h = jax.nn.sigmoid(batch @ w1 + params.b_hid)
+    a = batch @ w1 + params.b_hid
+    h = jax.nn.sigmoid(a)
     o = jax.nn.sigmoid(h @ w2 + params.b_out)
     recon = 0.5 * jnp.mean(jnp.sum(jnp.square(batch - o), axis=-1))
     decay = 0.5 * hp.lam * (jnp.sum(jnp.square(w1)) + jnp.sum(jnp.square(w2)))
     rho_hat = jnp.mean(h, axis=0)
-    kl = hp.rho * (jnp.log(hp.rho) - jnp.log(rho_hat)) + (1 - hp.rho) * (jnp.log1p(-hp.rho) - jnp.log1p(-rho_hat))
+    # 1 − ρ̂ as the mean of σ(−a): log1p(−ρ̂) would be exact for the rounded ρ̂, but near ρ̂ = 1
+    # that rounding is all 1 − ρ̂ keeps, and autodiff of log1p(−ρ̂) (and of σ through
+    # h(1 − h)) carries it into the gradient; σ(−a)'s own derivative, −σ(−a)σ(a), has no
+    # cancellation there
+    rho_hat_c = jnp.mean(jax.nn.sigmoid(-a), axis=0)
+    kl = hp.rho * (jnp.log(hp.rho) - jnp.log(rho_hat)) + (1 - hp.rho) * (jnp.log1p(-hp.rho) - jnp.log(rho_hat_c))
     return recon + decay + hp.beta * jnp.sum(kl)
 
 
@@ -155,11 +171,11 @@ def mean_hidden_activation(params: AEParams, x: Array) -> Array:
 def cost_terms(params: AEParams, batch: Array, hp: AEHyper = DEFAULT_HYPER) -> dict:
     """The three terms of J on ``batch``: reconstruction, weight_decay, sparsity."""
     o, cache = forward(params, batch)
-    return _terms(params, cache.enc.x, cache.h, o, hp)
+    return _terms(params, cache.enc.x, cache.h, o, hp, cache.h_c)
 
 
 def metrics(params: AEParams, batch: Array, hp: AEHyper = DEFAULT_HYPER) -> dict:
     """Batch means for the engine: loss (J on the batch), its terms, and per-pixel MSE."""
     o, cache = forward(params, batch)
-    terms = _terms(params, cache.enc.x, cache.h, o, hp)
+    terms = _terms(params, cache.enc.x, cache.h, o, hp, cache.h_c)
     return {"loss": sum(terms.values()), **terms, "mse": jnp.mean(jnp.square(cache.enc.x - o))}
