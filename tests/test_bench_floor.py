@@ -1,11 +1,11 @@
-"""The matmul-floor benchmark on tiny sizes: its floor holds exactly the manual path's matmuls
-(no timing is asserted)."""
+"""The matmul-floor benchmark (``python -m benchmarks.floor``) on tiny sizes: its floor holds
+exactly the manual fast path's matmuls (no timing is asserted)."""
 import json
 
 import jax
 import pytest
 
-from experiments import bench_floor
+from benchmarks import floor as bench_floor
 
 TINY = {
     "gru": dict(bench_floor.FULL["gru"], batch=4, steps=5, hidden=8, mlp=6, batches=2, one_core=False),

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import bench_numpy as bn
+from benchmarks import numpy_impl as bn
 
 RNG = np.random.default_rng(0)
 

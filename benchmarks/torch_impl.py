@@ -1,15 +1,16 @@
-"""PyTorch eager implementations for ``experiments.benchmark`` (optional: needs torch).
+"""PyTorch eager implementations for :mod:`benchmarks.epochs` (optional: needs torch).
 
 Autograd, ``torch.optim.SGD`` with momentum (PyTorch's momentum is v ← μ v + g,
 w ← w − η v: the same rule as optax and the numpy references), a Python loop over
 minibatches, fused library kernels where PyTorch has them (``nn.RNN``, ``nn.LSTM``,
 ``nn.GRU``, ``nn.Embedding``; cuDNN's on CUDA). On the CPU unless ``device="cuda"``.
-Parameters are loaded from the numpy dicts of :mod:`experiments.bench_numpy` so losses and
+Parameters are loaded from the numpy dicts of :mod:`benchmarks.numpy_impl` so losses and
 gradients can be compared on one batch.
 
 ``nn.GRU`` computes the *reset-after* candidate ĥ = tanh(x W + b + r ⊙ (h U + b_h)),
-not SPEC.md's r ⊙ h inside the matmul: it is timed as PyTorch's nearest fused kernel and
-left out of the gradient comparison (the benchmark says so).
+not the candidate of docs/recurrent.md (GRU3), whose r ⊙ h goes into the matmul: it is
+timed as PyTorch's nearest fused kernel and left out of the gradient comparison (the
+benchmark says so).
 """
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ class Recurrent:
 
 
 def build(workload: str, p: dict, hyper: dict, device: str = "cpu"):
-    """The workload's model with parameters ``p`` (numpy, SPEC names), on ``device``."""
+    """The workload's model with parameters ``p`` (numpy, the names of :mod:`benchmarks.numpy_impl`), on ``device``."""
     import torch
 
     if workload == "ae":

@@ -1,32 +1,39 @@
-"""Seconds per training epoch of each model, four ways, side by side in one run.
+"""Seconds per training epoch of each model, five ways, side by side in one run.
 
-``python -m experiments.benchmark [--quick] [--json PATH] [--models ae,lm,rnn,lstm,gru]``
+``python -m benchmarks [--quick] [--json PATH] [--models ae,lm,rnn,lstm,gru] [--impls ...]``
 
 Implementations (same data, same initial parameters, same optimizer settings):
 
-* ``manual``   — the project's hand-derived ``loss_and_grad`` in the engine's one-jit epoch,
-  set up as the experiments train it: the recurrences split each batch over the CPU cores
-  as devices (:mod:`mp_jax.parallel`; their scans run on one core each) and the GRU and
-  LSTM reuse their scan buffers from one batch to the next (``recurrent.loss_and_grad_reusing``,
-  :mod:`mp_jax.reuse`), the autoencoder and the language model on one device;
-* ``jax_grad`` — ``jax.value_and_grad`` of the same model's reference ``loss``, in the same
-  one-jit epoch (same data, same optimizer, same jit structure, same devices);
+* ``manual``   — the hand-derived fast path, in the engine's one-jit epoch, set up as the
+  experiments train it: the recurrences' :mod:`mp_jax.models.recurrent_fast` with each
+  batch split over the CPU cores as devices (:mod:`mp_jax.parallel`; their scans run on
+  one core each) and the GRU's and LSTM's scan buffers reused from one batch to the next
+  (``recurrent_fast.loss_and_grad_reusing``, :mod:`mp_jax.reuse`); the language model's
+  :mod:`mp_jax.models.language_model_fast` and the autoencoder on one device;
+* ``manual_reference`` — the readable hand-derived reference with the same parameters
+  (:mod:`mp_jax.models.recurrent`, :mod:`mp_jax.models.language_model`), in the same
+  epoch on the same devices; the autoencoder has one manual path only, so no such row;
+* ``jax_grad`` — ``jax.value_and_grad`` of the model's ``loss``, in the same one-jit
+  epoch (same data, same optimizer, same jit structure, same devices);
 * ``manual_one_device``, ``jax_grad_one_device`` — the recurrences again on one device,
   to show what the split buys each;
 * ``numpy``    — from-scratch numpy, Python loops over minibatches and time steps
-  (:mod:`experiments.bench_numpy`);
+  (:mod:`benchmarks.numpy_impl`);
 * ``torch``    — PyTorch eager CPU with autograd and fused kernels
-  (:mod:`experiments.bench_torch`), when torch is installed (``pip install -e '.[bench]'``).
+  (:mod:`benchmarks.torch_impl`), when torch is installed (``pip install -e '.[bench]'``).
 
 Before timing, every implementation's loss and gradients on one batch are compared with
-the manual ones (a benchmark of a wrong model is worthless). Each (workload,
+the ``manual`` ones (a benchmark of a wrong model is worthless). Each (workload,
 implementation) then runs in its own process, in alternating order over ``--rounds``
 rounds; a process compiles/warms up once and times ``--reps`` epochs; the table shows the
-median. One more process per workload and round compiles ``manual`` and ``jax_grad``
-together and times 2 × ``--reps`` epochs of each in turn: their ratio, free of the
-machine's drift between processes, is printed after the table (JSON rows of kind
-``interleaved``). GFLOP/s counts the model's matmul FLOPs (forward + backward) per epoch;
-``peak_fraction`` divides by a large float32 matmul's rate measured the same way.
+median. One more process per workload and round compiles ``manual``, ``manual_reference``
+and ``jax_grad`` together and times 2 × ``--reps`` epochs of each in turn (who goes first
+rotates): the ratios of neighbouring epochs, free of the machine's drift between
+processes, are printed after the table, manual / jax_grad (fast / ``jax.grad``) and
+manual_reference / manual (reference / fast), each with its range over the pairs (JSON
+rows of kind ``interleaved``). GFLOP/s counts the model's matmul FLOPs (forward +
+backward) per epoch; ``peak_fraction`` divides by a large float32 matmul's rate measured
+the same way.
 
 On a GPU (JAX's default backend is not the CPU) the JAX implementations run on it, one
 device, nothing split (the ``*_one_device`` rows would repeat ``manual`` / ``jax_grad``
@@ -46,12 +53,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
-IMPLS = ("manual", "jax_grad", "numpy", "torch")
+IMPLS = ("manual", "manual_reference", "jax_grad", "numpy", "torch")
 ONE_DEVICE = ("manual_one_device", "jax_grad_one_device")  # the recurrences only
-JAX_IMPLS = ("manual", "jax_grad") + ONE_DEVICE
+JAX_IMPLS = ("manual", "manual_reference", "jax_grad") + ONE_DEVICE
+#: compiled together in one process per workload and round, epochs timed in turn
+INTERLEAVED = ("manual", "manual_reference", "jax_grad")
+#: the ratios printed from those epochs, (numerator, denominator): fast / jax.grad, reference / fast
+RATIOS = (("manual", "jax_grad"), ("manual_reference", "manual"))
 ALL_WORKLOADS = ("ae", "lm", "rnn", "lstm", "gru")
 RECURRENT = ("rnn", "lstm", "gru")
 
@@ -70,6 +82,18 @@ QUICK = {
 def settings(workload: str, quick: bool) -> dict:
     table = QUICK if quick else FULL
     return dict(table["rnn" if workload in ("rnn", "lstm", "gru") else workload])
+
+
+def has_reference(workload: str) -> bool:
+    """Whether the workload has a second, reference manual path (all but the autoencoder)."""
+    return workload != "ae"
+
+
+def implementations(workload: str, impls) -> list:
+    """``impls`` that exist for ``workload``: no ``manual_reference`` for the autoencoder,
+    ``*_one_device`` for the recurrences only."""
+    return [i for i in impls if (i != "manual_reference" or has_reference(workload))
+            and (i not in ONE_DEVICE or workload in RECURRENT)]
 
 
 def gate_count(workload: str) -> int:
@@ -93,7 +117,8 @@ def flops_per_epoch(workload: str, s: dict) -> float:
 def make_problem(workload: str, s: dict, seed: int = 0):
     """Synthetic data of the assignment's shapes and initial parameters.
 
-    Returns (jax_params, numpy_params (SPEC names), data tuple of numpy arrays, hyper dict).
+    Returns (jax_params, numpy_params (the names of :mod:`benchmarks.numpy_impl`), data
+    tuple of numpy arrays, hyper dict).
     """
     import jax
 
@@ -124,26 +149,52 @@ def make_problem(workload: str, s: dict, seed: int = 0):
     return p, {k: np.array(v) for k, v in np_p.items()}, (x, y), {}
 
 
-def jax_fns(workload: str, hyper: dict):
-    """(manual loss_and_grad, reference loss) with the workload's hyperparameters bound."""
-    import functools
+class JaxFns(NamedTuple):
+    """A workload's JAX functions, hyperparameters bound: ``manual`` the fast path as
+    training runs it, ``reference`` the reference manual path (None: the autoencoder has
+    one manual path only), ``loss`` the loss ``jax_grad`` differentiates."""
 
+    manual: Callable
+    reference: Optional[Callable]
+    loss: Callable
+
+
+def jax_fns(workload: str, hyper: dict) -> JaxFns:
+    """The workload's :class:`JaxFns`."""
     if workload == "ae":
         from mp_jax.models import autoencoder as ae
 
         hp = ae.AEHyper(**hyper)
-        return (lambda p, b: ae.loss_and_grad(p, b[0], hp)), (lambda p, b: ae.loss(p, b[0], hp))
+        return JaxFns(lambda p, b: ae.loss_and_grad(p, b[0], hp), None, lambda p, b: ae.loss(p, b[0], hp))
     if workload == "lm":
         from mp_jax.models import language_model as lm
+        from mp_jax.models import language_model_fast as lm_fast
 
-        return lm.loss_and_grad, lm.loss
+        return JaxFns(lm_fast.loss_and_grad, lm.loss_and_grad, lm.loss)
     from mp_jax.models import recurrent as rec
+    from mp_jax.models import recurrent_fast as rec_fast
 
-    return rec.loss_and_grad_reusing, rec.loss  # as Q3 trains: scan buffers reused across batches
+    # as Q3 trains: the fast path with its scan buffers reused across batches
+    return JaxFns(rec_fast.loss_and_grad_reusing, rec.loss_and_grad, rec.loss)
+
+
+def loss_and_grad_of(fns: JaxFns, impl: str) -> Callable:
+    """The ``loss_and_grad`` that the JAX implementation ``impl`` trains with."""
+    import jax
+
+    if impl in ("manual", "manual_one_device"):
+        return fns.manual
+    if impl == "manual_reference":
+        if fns.reference is None:
+            raise ValueError("manual_reference: this workload has one manual path only (the autoencoder)")
+        return fns.reference
+    if impl in ("jax_grad", "jax_grad_one_device"):
+        return jax.value_and_grad(fns.loss)
+    raise ValueError(f"unknown JAX implementation {impl!r}; choose from {', '.join(JAX_IMPLS)}")
 
 
 def numpy_fn(workload: str, hyper: dict):
-    from experiments import bench_numpy as bn
+    from benchmarks import numpy_impl as bn
 
     if workload == "ae":
         return lambda p, x: bn.ae_loss_and_grad(p, x, hyper["lam"], hyper["beta"], hyper["rho"])
@@ -177,14 +228,14 @@ def torch_available() -> bool:
 
 # ----------------------------------------------------------------------------- correctness
 def check_agreement(workload: str, s: dict, n_check: int = 64, rtol: float = 2e-3) -> dict:
-    """Loss and gradients of every implementation on one batch vs the manual ones."""
+    """Loss and gradients of every implementation on one batch vs the manual (fast) ones."""
     import jax
 
     small = dict(s, n=n_check)
     p, np_p, data, hyper = make_problem(workload, small, seed=1)
-    manual, ref = jax_fns(workload, hyper)
+    fns = jax_fns(workload, hyper)
     batch = tuple(jax.numpy.asarray(d) for d in data)
-    loss_m, g_m = manual(p, batch)
+    loss_m, g_m = fns.manual(p, batch)
     names = list(np_p)
     g_m = dict(zip(names, [np.asarray(x) for x in _spec_order(workload, g_m)]))
     results = {}
@@ -194,14 +245,18 @@ def check_agreement(workload: str, s: dict, n_check: int = 64, rtol: float = 2e-
         lerr = abs(loss - float(loss_m)) / abs(float(loss_m))
         results[label] = {"loss_rel_err": float(lerr), "grad_rel_err": float(err), "ok": bool(err < rtol and lerr < rtol)}
 
-    loss_r, g_r = jax.value_and_grad(ref)(p, batch)
-    compare("jax_grad", float(loss_r), dict(zip(names, [np.asarray(x) for x in _spec_order(workload, g_r)])))
+    def compare_jax(label, loss, grads):
+        compare(label, float(loss), dict(zip(names, [np.asarray(x) for x in _spec_order(workload, grads)])))
+
+    if fns.reference is not None:
+        compare_jax("manual_reference", *fns.reference(p, batch))
+    compare_jax("jax_grad", *jax.value_and_grad(fns.loss)(p, batch))
     compare("numpy", *numpy_fn(workload, hyper)({k: v.astype(np.float64) for k, v in np_p.items()},
                                                  *[d.astype(np.float64) if d.dtype == np.float32 else d for d in data]))
     if torch_available():
         import torch
 
-        from experiments import bench_torch as bt
+        from benchmarks import torch_impl as bt
 
         dev = torch_device()
         model = bt.build(workload, np_p, hyper, dev)
@@ -247,8 +302,10 @@ def time_epochs(run_epoch, reps: int) -> list:
 
 def splits_over_cpu_cores(workload: str, impl: str, platform: str) -> bool:
     """Whether a JAX implementation spreads each batch over the CPU cores as devices: the
-    recurrences' ``manual`` and ``jax_grad`` rows on a CPU (see the module doc)."""
-    return workload in RECURRENT and impl in ("manual", "jax_grad", "interleaved") and platform == "cpu"
+    recurrences' ``manual``, ``manual_reference`` and ``jax_grad`` rows on a CPU (see the
+    module doc)."""
+    return (workload in RECURRENT and impl in ("manual", "manual_reference", "jax_grad", "interleaved")
+            and platform == "cpu")
 
 
 def _jax_runner(workload: str, impl: str, s: dict, p, data, hyper, clip, split: bool):
@@ -259,8 +316,7 @@ def _jax_runner(workload: str, impl: str, s: dict, p, data, hyper, clip, split: 
 
     from mp_jax import parallel, train
 
-    manual, ref = jax_fns(workload, hyper)
-    lag = manual if impl.startswith("manual") else jax.value_and_grad(ref)
+    lag = loss_and_grad_of(jax_fns(workload, hyper), impl)
     opt = train.sgd_momentum(s["lr"], s["momentum"], clip)
     mesh = parallel.cpu_mesh(s["batch"]) if split else None
     epoch = train.make_epoch_fn(lag, opt, s["batch"], mesh=mesh, per_example_mean=True)
@@ -276,36 +332,44 @@ def _jax_runner(workload: str, impl: str, s: dict, p, data, hyper, clip, split: 
     return run_epoch, mesh
 
 
-def interleaved(workload: str, s: dict, reps: int) -> dict:
-    """``manual`` and ``jax_grad`` (as in their own rows) compiled in ONE process and timed
-    epoch by epoch in turn (who goes first alternates), so that both see the same machine:
-    on a shared VM whose speed drifts by tens of percent between processes, the ratio of
-    two neighbouring epochs is the steadier measure."""
+def interleaved(workload: str, s: dict, reps: int, impls=INTERLEAVED) -> dict:
+    """The JAX implementations ``impls`` (of :data:`INTERLEAVED`, as in their own rows)
+    compiled in ONE process and timed epoch by epoch in turn (who goes first rotates), so
+    that all see the same machine: on a shared VM whose speed drifts by tens of percent
+    between processes, the ratio of two neighbouring epochs is the steadier measure.
+    Returns ``times``: {impl: [seconds of epoch r, ...]}, epoch r of each timed in round r."""
     from mp_jax import parallel
 
+    impls = implementations(workload, [i for i in INTERLEAVED if i in impls])
+    if len(impls) < 2:
+        raise ValueError(f"interleaved {workload}: needs two of {', '.join(INTERLEAVED)}, found {impls}")
     parallel.use_cpu_cores(None if splits_over_cpu_cores(workload, "interleaved", "cpu") else 1)
     platform = jax_platform()
     split = splits_over_cpu_cores(workload, "interleaved", platform)
     p, np_p, data, hyper = make_problem(workload, s)
     clip = 1.0 if workload in RECURRENT else None
-    runners = {impl: _jax_runner(workload, impl, s, p, data, hyper, clip, split) for impl in ("manual", "jax_grad")}
-    times = {"manual": [], "jax_grad": []}
+    runners = {impl: _jax_runner(workload, impl, s, p, data, hyper, clip, split) for impl in impls}
+    times = {impl: [] for impl in impls}
     for r in range(reps):
-        for impl in (("manual", "jax_grad") if r % 2 == 0 else ("jax_grad", "manual")):
+        for impl in impls[r % len(impls):] + impls[: r % len(impls)]:
             t = time.perf_counter()
             runners[impl][0](r)
             times[impl].append(time.perf_counter() - t)
-    mesh = runners["manual"][1]
-    return {"workload": workload, "implementation": "interleaved", "manual": times["manual"],
-            "jax_grad": times["jax_grad"], "devices": 1 if mesh is None else mesh.size, "platform": platform}
+    mesh = runners[impls[0]][1]
+    return {"workload": workload, "implementation": "interleaved", "times": times,
+            "devices": 1 if mesh is None else mesh.size, "platform": platform}
 
 
-def worker(workload: str, impl: str, quick: bool, reps: int) -> dict:
+def worker(workload: str, impl: str, quick: bool, reps: int, interleave=INTERLEAVED) -> dict:
+    """One (workload, implementation)'s epochs, timed in this process (``interleave``: the
+    implementations the ``"interleaved"`` worker compiles together)."""
     if impl == "matmul":
         return matmul_peak(reps)
     s = settings(workload, quick)
     if impl == "interleaved":
-        return interleaved(workload, s, reps)
+        return interleaved(workload, s, reps, interleave)
+    if impl == "manual_reference" and not has_reference(workload):
+        raise SystemExit(f"--worker {workload} manual_reference: the autoencoder has one manual path only")
     mesh = None  # one device unless a JAX implementation splits the batch below
     if impl in JAX_IMPLS:  # before any JAX computation: the CPU as one device per core, or one
         from mp_jax import parallel
@@ -318,7 +382,7 @@ def worker(workload: str, impl: str, quick: bool, reps: int) -> dict:
     if impl in JAX_IMPLS:
         run_epoch, mesh = _jax_runner(workload, impl, s, p, data, hyper, clip, split)
     elif impl == "numpy":
-        from experiments import bench_numpy as bn
+        from benchmarks import numpy_impl as bn
 
         fn = numpy_fn(workload, hyper)
         vel = {k: np.zeros_like(v) for k, v in np_p.items()}
@@ -328,7 +392,7 @@ def worker(workload: str, impl: str, quick: bool, reps: int) -> dict:
     elif impl == "torch":
         import torch
 
-        from experiments import bench_torch as bt
+        from benchmarks import torch_impl as bt
 
         torch.set_num_threads(os.cpu_count() or 1)
         platform = torch_device()
@@ -341,7 +405,8 @@ def worker(workload: str, impl: str, quick: bool, reps: int) -> dict:
 
         run_epoch(1000)
     else:
-        raise SystemExit(f"unknown implementation {impl}")
+        raise SystemExit(f"--worker {workload} {impl}: unknown implementation; expected one of "
+                         f"{', '.join(IMPLS + ONE_DEVICE)}, interleaved or matmul")
     times = time_epochs(run_epoch, reps)
     return {"workload": workload, "implementation": impl, "times": times, "peak_rss_mb": peak_rss_mb(),
             "devices": 1 if mesh is None else mesh.size, "platform": platform}
@@ -383,33 +448,41 @@ def run_worker(module: str, worker_args: list, quick: bool, reps: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def spawn(workload: str, impl: str, quick: bool, reps: int) -> dict:
-    return run_worker("experiments.benchmark", [workload, impl], quick, reps)
+def spawn(workload: str, impl: str, quick: bool, reps: int, interleave=None) -> dict:
+    """:func:`worker` in a fresh process (``python -m benchmarks --worker ...``)."""
+    extra = ["--interleave", ",".join(interleave)] if interleave else []
+    return run_worker("benchmarks", [workload, impl, *extra], quick, reps)
 
 
 # ----------------------------------------------------------------------------- memory
-def memory_growth(workload: str = "lstm", steps=(50, 150, 300), batches=(32, 128), hidden: int = 128) -> list:
-    """XLA's temporary buffer size for one manual train step, as T and N grow.
+def memory_growth(workload: str = "lstm", steps=(50, 150, 300), batches=(32, 128), hidden: int = 128,
+                  impls=("manual", "manual_reference")) -> list:
+    """XLA's temporary buffer size for one manual ``loss_and_grad`` (fresh buffers), as T
+    and N grow: the fast path's (``manual``) and the reference's (``manual_reference``).
 
     BPTT keeps one set of activations per time step; if they were copied per step the
-    temporaries would grow faster than linearly in T. Rows: T, N, temp MB, MB per T·N.
+    temporaries would grow faster than linearly in T. Rows: implementation, T, N, temp MB,
+    bytes per (time step × example).
     """
     import jax
     import jax.numpy as jnp
 
     from mp_jax.models import recurrent as rec
+    from mp_jax.models import recurrent_fast as rec_fast
 
+    fns = {"manual": rec_fast.loss_and_grad, "manual_reference": rec.loss_and_grad}
     rows = []
     p = rec.init_params(jax.random.PRNGKey(0), workload, 3, hidden, 64, 6)
-    for n in batches:
-        for t in steps:
-            batch = (jnp.zeros((n, t, 3), jnp.float32), jnp.zeros((n,), jnp.int32))
-            stats = jax.jit(rec.loss_and_grad).lower(p, batch).compile().memory_analysis()
-            temp = getattr(stats, "temp_size_in_bytes", None)
-            if temp is None:
-                return []
-            rows.append({"workload": workload, "steps": t, "batch": n, "temp_mb": temp / 2**20,
-                         "bytes_per_step_example": temp / (t * n)})
+    for impl in [i for i in fns if i in impls]:
+        for n in batches:
+            for t in steps:
+                batch = (jnp.zeros((n, t, 3), jnp.float32), jnp.zeros((n,), jnp.int32))
+                stats = jax.jit(fns[impl]).lower(p, batch).compile().memory_analysis()
+                temp = getattr(stats, "temp_size_in_bytes", None)
+                if temp is None:
+                    return []
+                rows.append({"workload": workload, "implementation": impl, "steps": t, "batch": n,
+                             "temp_mb": temp / 2**20, "bytes_per_step_example": temp / (t * n)})
     return rows
 
 
@@ -423,6 +496,8 @@ def run(models, quick: bool, reps: int, rounds: int, json_path=None, check_only:
     wanted = ["manual"] + [i for i in wanted if i != "manual"]  # every ratio is to the manual row
     impls = [i for i in wanted if (i != "torch" or have_torch) and (i not in ONE_DEVICE or platform == "cpu")]
     notes = [] if have_torch or "torch" not in wanted else ["torch not installed: PyTorch rows skipped (pip install -e '.[bench]')"]
+    if "manual_reference" in impls and "ae" in models:
+        notes.append("ae: one manual path only (no manual_reference row)")
     if platform != "cpu":
         import jax
 
@@ -447,7 +522,7 @@ def run(models, quick: bool, reps: int, rounds: int, json_path=None, check_only:
         return {"checks": checks}
 
     samples: dict = {}
-    pairs: dict = {}  # workload -> {"manual": [...], "jax_grad": [...]}, epochs timed in turn
+    pairs: dict = {}  # workload -> {impl: [...]}, epochs timed in turn in one process
     rss: dict = {}
     n_devices: dict = {}
     platforms: dict = {}
@@ -458,7 +533,7 @@ def run(models, quick: bool, reps: int, rounds: int, json_path=None, check_only:
         peaks.append(res["gflops"])
         peak_kind = {k: res[k] for k in ("platform", "device_kind") if k in res}
         for w in models:
-            mine = [i for i in impls if w in RECURRENT or i not in ONE_DEVICE]
+            mine = implementations(w, impls)
             order = mine[r % len(mine):] + mine[: r % len(mine)]  # alternate who goes first
             for impl in order:
                 if impl == "numpy" and w in RECURRENT and r > 0 and not quick:
@@ -468,11 +543,12 @@ def run(models, quick: bool, reps: int, rounds: int, json_path=None, check_only:
                 rss[(w, impl)] = max(rss.get((w, impl), 0.0), res["peak_rss_mb"])
                 n_devices[(w, impl)] = res.get("devices", 1)
                 platforms[(w, impl)] = res.get("platform", "cpu")
-            if not {"manual", "jax_grad"} <= set(impls):
+            together = [i for i in INTERLEAVED if i in mine]
+            if len(together) < 2:
                 continue
-            res = spawn(w, "interleaved", quick, 2 * reps)
-            for impl in ("manual", "jax_grad"):
-                pairs.setdefault(w, {}).setdefault(impl, []).extend(res[impl])
+            res = spawn(w, "interleaved", quick, 2 * reps, interleave=together)
+            for impl in together:
+                pairs.setdefault(w, {}).setdefault(impl, []).extend(res["times"][impl])
     peak = statistics.median(peaks)
     rows = [{"workload": "matmul_peak", "gflops": peak, **peak_kind}]
     for w in models:
@@ -486,24 +562,34 @@ def run(models, quick: bool, reps: int, rounds: int, json_path=None, check_only:
             rows.append({"workload": w, "implementation": impl, "seconds_per_epoch": sec, "gflops": g,
                          "peak_fraction": g / peak, "peak_rss_mb": rss[(w, impl)], "n_samples": len(samples[(w, impl)]),
                          "devices": n_devices[(w, impl)], "platform": platforms[(w, impl)]})
-    for w in pairs:
-        m, j = pairs[w]["manual"], pairs[w]["jax_grad"]
-        ratios = sorted(a / b for a, b in zip(m, j))
-        rows.append({"workload": w, "kind": "interleaved", "manual_seconds_per_epoch": statistics.median(m),
-                     "jax_grad_seconds_per_epoch": statistics.median(j), "ratio": statistics.median(ratios),
-                     "ratio_range": [ratios[0], ratios[-1]], "n_pairs": len(m)})
-    mem = memory_growth() if "lstm" in models and "manual" in impls else []
+    rows += interleaved_rows(pairs)
+    mem = memory_growth(impls=impls) if "lstm" in models else []
     print_table(rows, notes, quick)
     if mem:
-        print("\nLSTM manual train step, XLA temporary buffers (saved activations) as T and batch grow:")
-        print(f"{'T':>5} {'batch':>6} {'temp MB':>9} {'bytes/(T·N)':>12}")
-        for m in mem:
-            print(f"{m['steps']:>5} {m['batch']:>6} {m['temp_mb']:>9.1f} {m['bytes_per_step_example']:>12.0f}")
+        print_memory(mem)
     out = {"rows": rows, "memory": mem, "checks": checks, "notes": notes, "quick": quick, "reps": reps, "rounds": rounds}
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(rows + [dict(m, kind="memory") for m in mem], indent=2) + "\n")
     return out
+
+
+def interleaved_rows(pairs: dict) -> list:
+    """Rows of kind ``interleaved`` from {workload: {impl: [epoch seconds, ...]}}: for each
+    of :data:`RATIOS` timed there, the median and range of the per-pair ratios (epoch r of
+    the numerator over epoch r of the denominator, timed next to each other)."""
+    rows = []
+    for w, times in pairs.items():
+        for num, den in RATIOS:
+            if num not in times or den not in times:
+                continue
+            a, b = times[num], times[den]
+            ratios = sorted(x / y for x, y in zip(a, b))
+            rows.append({"workload": w, "kind": "interleaved", "numerator": num, "denominator": den,
+                         "ratio": statistics.median(ratios), "ratio_range": [ratios[0], ratios[-1]],
+                         "numerator_seconds_per_epoch": statistics.median(a),
+                         "denominator_seconds_per_epoch": statistics.median(b), "n_pairs": len(ratios)})
+    return rows
 
 
 def print_table(rows, notes, quick):
@@ -518,7 +604,7 @@ def print_table(rows, notes, quick):
         ratio = r["seconds_per_epoch"] / manual[r["workload"]]
         print(f"{r['workload']:<9} {r['implementation']:<19} {r['seconds_per_epoch']:>9.3f} {ratio:>8.2f} "
               f"{r['gflops']:>8.2f} {100 * r['peak_fraction']:>5.1f}% {r['peak_rss_mb']:>7.0f} {r.get('devices', 1):>3} {r.get('platform', 'cpu'):<5}")
-    print("\nmanual / other (≤ 1 means the manual path is faster):")
+    print("\nmanual / other (≤ 1 means the manual fast path is faster):")
     for w in manual:
         parts = []
         for r in rows[1:]:
@@ -531,30 +617,55 @@ def print_table(rows, notes, quick):
             print(f"  {w:<5} on one device: manual/jax_grad "
                   f"{one[(w, 'manual_one_device')] / one[(w, 'jax_grad_one_device')]:.2f}")
     if pairs:
-        print("\nmanual / jax_grad compiled in ONE process, epochs timed in turn (median of the "
-              "per-pair ratios;\nthe steadier comparison on a machine whose speed drifts between processes):")
+        print("\ncompiled in ONE process, epochs timed in turn (median of the per-pair ratios; the steadier\n"
+              "comparison on a machine whose speed drifts between processes): manual / jax_grad is\n"
+              "fast / jax.grad, manual_reference / manual is reference / fast:")
         for r in pairs:
             lo, hi = r["ratio_range"]
-            print(f"  {r['workload']:<5} {r['ratio']:.2f}   (pairs {lo:.2f}-{hi:.2f}; manual {r['manual_seconds_per_epoch']:.3f} s, "
-                  f"jax_grad {r['jax_grad_seconds_per_epoch']:.3f} s, {r['n_pairs']} pairs)")
+            label = f"{r['numerator']} / {r['denominator']}"
+            print(f"  {r['workload']:<5} {label:<27} {r['ratio']:.2f}   (pairs {lo:.2f}-{hi:.2f}; "
+                  f"{r['numerator']} {r['numerator_seconds_per_epoch']:.3f} s, "
+                  f"{r['denominator']} {r['denominator_seconds_per_epoch']:.3f} s, {r['n_pairs']} pairs)")
     for n in notes:
         print("note:", n)
 
 
+def print_memory(mem) -> None:
+    print("\nLSTM train step (one loss_and_grad, fresh buffers), XLA temporary buffers as T and batch grow:")
+    print(f"{'impl':<17} {'T':>5} {'batch':>6} {'temp MB':>9} {'bytes/(T·N)':>12}")
+    for m in mem:
+        print(f"{m['implementation']:<17} {m['steps']:>5} {m['batch']:>6} {m['temp_mb']:>9.1f} "
+              f"{m['bytes_per_step_example']:>12.0f}")
+
+
+def _names(flag: str, value: str, allowed) -> list:
+    """A comma-separated flag value as a list, every name checked against ``allowed``."""
+    names = [i.strip() for i in value.split(",") if i.strip()]
+    unknown = [i for i in names if i not in allowed]
+    if unknown:
+        raise SystemExit(f"{flag}: unknown {', '.join(map(repr, unknown))}; expected a comma-separated subset of "
+                         f"{','.join(allowed)}")
+    return names
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.benchmark", description=__doc__,
+    from mp_jax import cli
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small sizes, one round (a minute or two)")
+    p.add_argument("--quick", action="store_true", help="small sizes, one round (a few minutes)")
     p.add_argument("--json", type=Path, help="also write the rows as JSON")
     p.add_argument("--models", default=",".join(ALL_WORKLOADS), help="comma-separated: ae,lm,rnn,lstm,gru")
-    p.add_argument("--reps", type=int, default=None, help="timed epochs per process (default 3, quick 2)")
-    p.add_argument("--rounds", type=int, default=None, help="alternating rounds of processes (default 2, quick 1)")
+    p.add_argument("--reps", type=cli.positive_int, default=None, help="timed epochs per process (default 3, quick 2)")
+    p.add_argument("--rounds", type=cli.positive_int, default=None,
+                   help="alternating rounds of processes (default 2, quick 1)")
     p.add_argument("--impls", default=None, help="comma-separated subset of " + ",".join(IMPLS + ONE_DEVICE)
                    + " (default: all; manual is always timed, the ratios need it)")
     p.add_argument("--check-only", action="store_true", help="only compare the implementations on one batch")
     p.add_argument("--sweeps", action="store_true", help="also time sweeps as one vmapped program against their "
-                   "members one after another (experiments.bench_sweep); with --models '' only that")
+                   "members one after another (benchmarks.sweeps); with --models '' only that")
     p.add_argument("--worker", nargs=2, metavar=("WORKLOAD", "IMPL"), help=argparse.SUPPRESS)
+    p.add_argument("--interleave", default=",".join(INTERLEAVED), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     # several processes share one GPU: none may take most of its memory up front (JAX's default)
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
@@ -563,28 +674,23 @@ def main(argv=None) -> int:
     set_matmul_precision("highest")  # as the experiments train (on a CPU: no difference)
     reps = args.reps or (2 if args.quick else 3)
     if args.worker:
-        print(json.dumps(worker(args.worker[0], args.worker[1], args.quick, reps)))
+        together = _names("--interleave", args.interleave, INTERLEAVED)
+        print(json.dumps(worker(args.worker[0], args.worker[1], args.quick, reps, together)))
         return 0
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    bad = [m for m in models if m not in ALL_WORKLOADS]
-    if bad:
-        raise SystemExit(f"--models: unknown {bad}; choose from {','.join(ALL_WORKLOADS)}")
-    impls = None
-    if args.impls is not None:
-        impls = [i.strip() for i in args.impls.split(",") if i.strip()]
-        unknown = [i for i in impls if i not in IMPLS + ONE_DEVICE]
-        if unknown:
-            raise SystemExit(f"--impls: unknown {unknown}; choose from {','.join(IMPLS + ONE_DEVICE)}")
+    models = _names("--models", args.models, ALL_WORKLOADS)
+    impls = None if args.impls is None else _names("--impls", args.impls, IMPLS + ONE_DEVICE)
     if models or not args.sweeps:
         run(models, args.quick, reps, args.rounds or (1 if args.quick else 2), args.json, args.check_only, impls)
     if args.sweeps and not args.check_only:
-        from experiments import bench_sweep
+        from benchmarks import sweeps
 
-        rows = bench_sweep.run(args.quick)
+        rows = sweeps.run(args.quick)
         if args.json:
-            bench_sweep.write_rows(args.json, rows, keep_existing=bool(models))
+            sweeps.write_rows(args.json, rows, keep_existing=bool(models))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from mp_jax import cli
+
+    raise SystemExit(cli.run_main(main))

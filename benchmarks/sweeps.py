@@ -1,21 +1,24 @@
 """Sweeps as one program against their members one after another: seconds, side by side.
 
-``python -m experiments.benchmark --sweeps [--quick] [--models ''] [--json PATH]`` (or
-``python -m experiments.bench_sweep [--quick] [--json PATH]``) times two sweeps in one
-process, each both ways on the same data and initial parameters:
+``python -m benchmarks --sweeps [--quick] [--models ''] [--json PATH]`` (or
+``python -m benchmarks.sweeps [--quick] [--json PATH]``) times, in one process, the two
+sweeps the experiments can train as one vmapped program (``--no-vmap`` trains their
+members one by one), each both ways on the same data and initial parameters:
 
-* ``sweep_q3_seeds`` — Q3's repeated seeds: M LSTM members (each its own initial
-  parameters and shuffling key) trained by :func:`mp_jax.sweep.fit_sweep` (``vmap``: one
-  jitted program over the members) and by :func:`mp_jax.train.fit` once per member
-  (``sequential``). Every member runs every epoch (no early stopping), with a validation
-  pass per epoch as in Q3. Both ways compile their epoch inside the call; ``seconds`` is
-  the call's wall time minus the compile time each reports (``compile_seconds``), after a
-  first call on one short batch has warmed up the eager operations around the epoch.
+* ``sweep_q3_seeds`` — Q3's repeated seeds (``python -m experiments.q3_activity --seeds
+  K``): M LSTM members (each its own initial parameters and shuffling key) trained by
+  :func:`mp_jax.sweep.fit_sweep` (``vmap``: one jitted program over the members, with
+  ``recurrent_fast.loss_and_grad``) and by :func:`mp_jax.train.fit` once per member
+  (``sequential``, with ``recurrent_fast.loss_and_grad_reusing``), as Q3 trains them.
+  Every member runs every epoch (no early stopping), with a validation pass per epoch as
+  in Q3. Both ways compile their epoch inside the call; ``seconds`` is the call's wall
+  time minus the compile time each reports (``compile_seconds``), after a first call on
+  one short batch has warmed up the eager operations around the epoch.
 * ``sweep_q1_beta_rho`` — Q1's (β, ρ) study: one tied-weight sparse autoencoder per
   (β, ρ) trained by full-batch L-BFGS, :func:`mp_jax.lbfgs.minimize_many` (``vmap``)
-  against :func:`mp_jax.lbfgs.minimize` per member (``sequential``). Their compiled chunks
-  are cached, so each way is run once beforehand to compile, and ``seconds`` is the second
-  run's wall time.
+  against :func:`mp_jax.lbfgs.minimize` per member (``sequential``), as Q1 trains them
+  with its default optimiser. Their compiled chunks are cached, so each way is run once
+  beforehand to compile, and ``seconds`` is the second run's wall time.
 
 The data are synthetic, of the assignment's shapes (scaled down): only time is measured.
 Before a row is reported, the two ways are compared (a wrong sweep is not worth timing):
@@ -51,7 +54,7 @@ def time_q3_seeds(s: dict, seed: int = 0, warmup: bool = True) -> list:
     import jax.numpy as jnp
 
     from mp_jax import sweep, train
-    from mp_jax.models import recurrent
+    from mp_jax.models import recurrent, recurrent_fast
 
     rng = np.random.default_rng(seed)
     n = s["n"] + s["n_val"]
@@ -65,11 +68,11 @@ def time_q3_seeds(s: dict, seed: int = 0, warmup: bool = True) -> list:
     cfg = train.FitConfig(epochs=s["epochs"], batch_size=s["batch"])
 
     def vmapped(train_data, val_data, config):
-        return sweep.fit_sweep(recurrent.loss_and_grad, opt, sweep.stack(inits), train_data, config, keys=fit_keys,
+        return sweep.fit_sweep(recurrent_fast.loss_and_grad, opt, sweep.stack(inits), train_data, config, keys=fit_keys,
                                val_data=val_data, metrics_fn=recurrent.metrics, progress=False)
 
     def sequential(train_data, val_data, config, members=s["members"]):
-        return [train.fit(recurrent.loss_and_grad, opt, p, train_data, config, key=k, val_data=val_data,
+        return [train.fit(recurrent_fast.loss_and_grad_reusing, opt, p, train_data, config, key=k, val_data=val_data,
                           metrics_fn=recurrent.metrics, progress=False) for p, k in zip(inits[:members], fit_keys)]
 
     # both compile their epoch inside the call (and report it); a first call on one short batch
@@ -169,7 +172,7 @@ def write_rows(path, rows: list, keep_existing: bool) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.bench_sweep", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.sweeps", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes (seconds)")
     p.add_argument("--json", type=Path, help="also write the rows as JSON")
@@ -181,4 +184,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from mp_jax import cli
+
+    raise SystemExit(cli.run_main(main))

@@ -2,9 +2,11 @@
 
 Forward and backward by hand, a Python loop over minibatches and (for the recurrences)
 over time steps, SGD with momentum (v ← μ v + g; w ← w − η v). They exist to be timed by
-``experiments.benchmark`` and to cross-check the JAX implementations on one batch.
+:mod:`benchmarks.epochs` (``python -m benchmarks``) and to cross-check the JAX
+implementations on one batch.
 
-Parameter dicts use SPEC.md's names:
+Parameter dicts use short names (the model equations are in docs/autoencoder.md,
+docs/language_model.md and docs/recurrent.md):
 
 * AE (tied): ``W`` [256, H], ``b1`` [H], ``b2`` [256].
 * LM: ``R`` [V, D], ``W1`` [3D, P], ``b1`` [P], ``W2`` [P, V], ``b2`` [V].

@@ -1,16 +1,19 @@
-"""The matmul floor: how far the manual path is from its own matmuls, against ``jax.grad``.
+"""The matmul floor: how far the manual fast path is from its own matmuls, against ``jax.grad``.
 
-``python -m experiments.bench_floor [--quick] [--reps N] [--json PATH] [--models gru,lm]``
+``python -m benchmarks.floor [--quick] [--reps N] [--json PATH] [--models gru,lm]``
 
-Issue #7 asks for manual / ``jax.grad`` ≤ 0.6 for the GRU and ≤ 1.0 for the language model.
-This script measures how much room a hand-written backward has at all: for each workload it
-compiles, in one process, three programs over the same minibatches (a ``lax.scan`` over
-the batches with the parameters fixed, every gradient summed into the carry so that no
-work is dropped; with the parameters fixed, XLA may hoist work on them alone, such as the
-manual path's transposed weights, out of that loop, in all three programs alike):
+How much room a hand-written backward has at all: for each workload this compiles, in one
+process, three programs over the same minibatches (a ``lax.scan`` over the batches with
+the parameters fixed, every gradient summed into the carry so that no work is dropped;
+with the parameters fixed, XLA may hoist work on them alone, such as the manual path's
+transposed weights, out of that loop, in all three programs alike, which training cannot,
+its parameters changing every step):
 
-* ``manual``   — the model's hand-derived ``loss_and_grad``;
-* ``jax_grad`` — ``jax.value_and_grad`` of its reference ``loss``;
+* ``manual``   — the model's fast hand-derived ``loss_and_grad``
+  (:mod:`mp_jax.models.recurrent_fast`, :mod:`mp_jax.models.language_model_fast`), with
+  fresh scan buffers per minibatch;
+* ``jax_grad`` — ``jax.value_and_grad`` of the model's ``loss`` (the reference modules'
+  :mod:`mp_jax.models.recurrent`, :mod:`mp_jax.models.language_model`);
 * ``floor``    — only the manual path's matmuls, of the same shapes and in the same order
   and dependencies, with nothing between them: no activations, no gate factors, no
   embedding gather or scatter, and the weight-gradient operands given (the manual GRU's
@@ -18,7 +21,7 @@ manual path's transposed weights, out of that loop, in all three programs alike)
   backward in ``lax.scan``s that save blocks of the manual scans' sizes, the two
   weight-gradient matmuls in the manual path's form and the MLP head's six; for the
   language model its six matmuls. The floor's matmul FLOPs equal the manual
-  path's (a test checks this on the jaxprs).
+  path's (checked before timing, and by a test on the jaxprs).
 
 The floor is not a model (its numbers mean nothing); it bounds what any rewrite of the
 manual elementwise work could reach with XLA's CPU matmuls. The three programs are timed
@@ -47,7 +50,7 @@ QUICK = {"gru": dict(FULL["gru"], batches=4), "lm": dict(FULL["lm"], batches=40)
 
 # ----------------------------------------------------------------------------- floors
 def gru_floor(params, batch):
-    """The manual GRU path's matmuls alone. batch: (x <[N, T, D]>, y, aug <[T, N, H+D+1]>),
+    """The manual fast GRU path's matmuls alone. batch: (x <[N, T, D]>, y, aug <[T, N, H+D+1]>),
     aug standing for the [h, x, 1] operands the manual scans write in place.
 
     Returns (a scalar, gradients-shaped pytree) like ``loss_and_grad``.
@@ -55,7 +58,7 @@ def gru_floor(params, batch):
     import jax
     import jax.numpy as jnp
 
-    from mp_jax.models import recurrent as rec
+    from mp_jax.models import recurrent_fast as rec
 
     x, _, aug = batch
     cell = params.cell
@@ -87,7 +90,7 @@ def gru_floor(params, batch):
 
 
 def lm_floor(params, batch):
-    """The manual language model's six matmuls alone. batch: (ids, y, e <[N, 3D]>)."""
+    """The manual (fast) language model's six matmuls alone. batch: (ids, y, e <[N, 3D]>)."""
     import jax.numpy as jnp
 
     _, _, e = batch
@@ -108,21 +111,23 @@ def make_problem(workload: str, s: dict, seed: int = 0):
     kx, ky, ka = jax.random.split(key, 3)
     nb, n = s["batches"], s["batch"]
     if workload == "gru":
-        from mp_jax.models import recurrent as rec
+        from mp_jax.models import recurrent as reference
+        from mp_jax.models import recurrent_fast as rec
 
-        p = rec.init_params(key, "gru", s["inputs"], s["hidden"], s["mlp"], s["classes"])
+        p = reference.init_params(key, "gru", s["inputs"], s["hidden"], s["mlp"], s["classes"])
         x = jax.random.normal(kx, (nb, n, s["steps"], s["inputs"]))
         y = jax.random.randint(ky, (nb, n), 0, s["classes"])
         aug = jax.random.normal(ka, (nb, s["steps"], n, s["hidden"] + s["inputs"] + 1))
-        return p, (x, y), (x, y, aug), rec.loss_and_grad, jax.value_and_grad(rec.loss), gru_floor
+        return p, (x, y), (x, y, aug), rec.loss_and_grad, jax.value_and_grad(reference.loss), gru_floor
     if workload == "lm":
         from mp_jax.models import language_model as lm
+        from mp_jax.models import language_model_fast as lm_fast
 
         p = lm.init_params(key, s["vocab"], s["dim"], s["hidden"])
         ids = jax.random.randint(kx, (nb, n, 3), 0, s["vocab"])
         y = jax.random.randint(ky, (nb, n), 0, s["vocab"])
         e = jax.random.normal(ka, (nb, n, 3 * s["dim"]), jnp.float32)
-        return p, (ids, y), (ids, y, e), lm.loss_and_grad, jax.value_and_grad(lm.loss), lm_floor
+        return p, (ids, y), (ids, y, e), lm_fast.loss_and_grad, jax.value_and_grad(lm.loss), lm_floor
     raise ValueError(f"unknown workload {workload!r}; choose from {WORKLOADS}")
 
 
@@ -200,9 +205,9 @@ def worker(workload: str, quick: bool, reps: int, sizes: dict | None = None) -> 
 
 
 def spawn(workload: str, quick: bool, reps: int) -> dict:
-    from experiments.benchmark import run_worker
+    from benchmarks.epochs import run_worker
 
-    return run_worker("experiments.bench_floor", [workload], quick, reps)
+    return run_worker("benchmarks.floor", [workload], quick, reps)
 
 
 def print_rows(rows) -> None:
@@ -216,10 +221,12 @@ def print_rows(rows) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.bench_floor", description=__doc__,
+    from mp_jax import cli
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.floor", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer minibatches per timed program")
-    p.add_argument("--reps", type=int, default=None, help="timed rounds (default 15, quick 5)")
+    p.add_argument("--reps", type=cli.positive_int, default=None, help="timed rounds (default 15, quick 5)")
     p.add_argument("--models", default=",".join(WORKLOADS), help="comma-separated: gru,lm")
     p.add_argument("--json", type=Path, help="also write the rows as JSON")
     p.add_argument("--worker", metavar="WORKLOAD", help=argparse.SUPPRESS)
@@ -243,4 +250,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from mp_jax import cli
+
+    raise SystemExit(cli.run_main(main))
