@@ -1,19 +1,83 @@
-"""What every experiment entry point shares: arguments, logging, result files."""
+"""What every experiment entry point shares: arguments, the options every question's
+configuration carries (:class:`RunOptions`), logging, devices, result files, and the one
+line each question prints about its data."""
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 
 
 MATMUL_PRECISIONS = ("highest", "default")
+IMPLS = ("fast", "reference")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """What every question's configuration carries besides its own settings (each
+    question's frozen dataclass extends this one; ``quick()`` gives its tiny settings).
+
+    Attributes:
+      data_dir: where the ``.h5`` files are (stand-ins are built there when missing).
+      results_dir: where ``<question>/`` with metrics and figures goes.
+      seed: the PRNG seed (initial parameters, shuffling, subsets, splits).
+      is_quick: made by ``quick()``: the tiny settings (every step and output, about a minute in all).
+      progress: None: a bar on a terminal, log lines otherwise; False: log lines.
+      vmap: train a study's members as one ``jax.vmap`` program (True) or one after another
+        (False); None picks by device (:func:`use_vmap`).
+    """
+
+    FLAGS: ClassVar[tuple] = ()  # a question's own flags: fields taken from the arguments when given
+
+    data_dir: Path = Path("data")
+    results_dir: Path = Path("results")
+    seed: int = 0
+    is_quick: bool = False
+    progress: Optional[bool] = None
+    vmap: Optional[bool] = None
+
+    @classmethod
+    def quick(cls, **changes):
+        """The tiny settings (a question overrides this with its own)."""
+        return cls(**{"is_quick": True, **changes})
+
+    @classmethod
+    def options_from_args(cls, args) -> dict:
+        """The :class:`RunOptions` fields from parsed arguments (absent flags: defaults),
+        and the fields named in ``FLAGS`` that the arguments set."""
+        own = {k: getattr(args, k) for k in cls.FLAGS if getattr(args, k, None) is not None}
+        return dict(data_dir=Path(getattr(args, "data_dir", "data")),
+                    results_dir=Path(getattr(args, "results_dir", "results")),
+                    seed=int(getattr(args, "seed", 0)), is_quick=bool(getattr(args, "quick", False)),
+                    progress=progress_flag(args), vmap=getattr(args, "vmap", None), **own)
+
+    @classmethod
+    def from_args(cls, args):
+        """The configuration a command line asks for: :meth:`quick` with ``--quick``, else
+        the defaults, with the flags given."""
+        options = cls.options_from_args(args)
+        return cls.quick(**options) if options["is_quick"] else cls(**options)
+
+
+def use_vmap(flag: Optional[bool] = None) -> bool:
+    """Whether a study's members train as one vmapped program: ``flag`` when given, else
+    on an accelerator yes and on a CPU no. On a CPU a batched matmul of a few members runs
+    no faster per FLOP than each member's own, and the members one after another finished
+    sooner (Q1's (β, ρ) study 154 s against 204 s vmapped, its sweep 150 s against 349 s on 2
+    cores: BENCHMARKS.md); on an accelerator one member leaves the device mostly idle."""
+    if flag is not None:
+        return bool(flag)
+    import jax
+
+    return jax.default_backend() != "cpu"
 
 
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -35,6 +99,14 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
                         "1e-3 to 2e-2 relative); no difference on a CPU")
     p.add_argument("--fresh", action="store_true",
                    help="start over: move earlier results of this question aside (nothing is deleted)")
+    p.add_argument("--vmap", action=argparse.BooleanOptionalAction, default=None,
+                   help="train the members of a study (Q1's (beta, rho) study and L_hid x lambda sweep, Q3's "
+                        "--seeds K) as one jax.vmap program (--vmap) or one after another (--no-vmap); default: "
+                        "vmapped on an accelerator, one after another on a CPU, where that is faster")
+    p.add_argument("--impl", choices=IMPLS, default="fast",
+                   help="Q2 and Q3: train with the fast manual gradients (fast, the default) or the readable "
+                        "reference ones (reference); the same function, equal to float rounding (each is its own "
+                        "checkpointed run)")
     return p
 
 
@@ -99,6 +171,44 @@ def set_matmul_precision(name: str) -> None:
     jax.config.update("jax_default_matmul_precision", None if name == "default" else "highest")
 
 
+def run_main(question: str, parser: argparse.ArgumentParser, config_from_args, run, argv=None) -> int:
+    """An entry point's ``main``: parse ``argv``, start the devices (:func:`start_devices`)
+    and logging, then ``run(config_from_args(args))`` inside the question's
+    :func:`session` (mesh, checkpoints, ``--fresh``)."""
+    args = parser.parse_args(argv)
+    start_devices(args)
+    setup_logging()
+    with session(args, question):
+        run(config_from_args(args))
+    return 0
+
+
+def parse_names(text: str, choices: tuple, flag: str) -> tuple:
+    """``"gru, rnn"`` -> ``("gru", "rnn")``, each one of ``choices`` (a one-line error naming ``flag``)."""
+    names = tuple(m.strip().lower() for m in text.split(",") if m.strip())
+    bad = [m for m in names if m not in choices]
+    if bad or not names:
+        raise SystemExit(f"{flag}: unknown name(s) {bad or text!r}; choose from {','.join(choices)}")
+    return names
+
+
+def parse_assignments(text: str, choices: tuple, flag: str, defaults: tuple) -> tuple:
+    """``"rnn=0.01,all=0.1"`` applied in order over ``defaults`` ((name, value) pairs), as such
+    pairs; ``all`` sets every one of ``choices``."""
+    values = dict(defaults)
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        name = name.strip().lower()
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if name != "all" and name not in choices or number is None:
+            raise SystemExit(f"{flag}: expected NAME=NUMBER items (NAME in {','.join(choices)} or all), found {item!r}")
+        values.update({t: number for t in (choices if name == "all" else (name,))})
+    return tuple(values.items())
+
+
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("jax", "absl", "matplotlib", "PIL", "h5py"):
@@ -142,6 +252,18 @@ def write_json(path: os.PathLike, obj: Any) -> Path:
     return path
 
 
+def write_text(path: os.PathLike, text: str) -> Path:
+    """Write a text file atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o644)  # mkstemp makes it 0600
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return path
+
+
 def read_json(path: os.PathLike) -> Any:
     with open(path) as f:
         return json.load(f)
@@ -173,7 +295,32 @@ def resolve_data(question: str, data_dir: os.PathLike) -> Path:
 
 
 def describe_source(attrs: dict) -> str:
-    """One line on where the data came from (stand-in attributes or the course file)."""
+    """Where the data came from, in full (stand-in attributes with their credits and
+    licence, or the course file): for ``metrics.json`` and REPORT.md."""
     if attrs.get("source_kind") == "stand-in":
         return f"stand-in: {attrs.get('source', '?')} (licence: {attrs.get('licence', '?')})"
     return "course file"
+
+
+def short_source(attrs: dict, limit: int = 100) -> str:
+    """Where the data came from in a few words: "course file", or "stand-in from" the
+    names of the stand-in's sources (a file path shortened to its stem; credits dropped)."""
+    if attrs.get("source_kind") != "stand-in":
+        return "course file"
+    names = []
+    for part in str(attrs.get("source", "")).split("; "):
+        name = part.split(" (")[0].split(": ")[0].strip()
+        if "/" in name:
+            name = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        if name:
+            names.append(name)
+    text = "stand-in from " + (", ".join(names) or "?")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def announce_data(question: str, path: os.PathLike, attrs: dict) -> str:
+    """Print (and return) the one line a question says about its data."""
+    line = f"{question} data: {path} ({short_source(attrs)}" + \
+        ("; credits in REPORT.md and data/README.md)" if attrs.get("source_kind") == "stand-in" else ")")
+    print(line, flush=True)
+    return line

@@ -1,10 +1,12 @@
 """Q2: next word from a trigram — the neural language model against a Kneser-Ney baseline.
 
-Trains (D, P) ∈ {(32, 256), (16, 128), (8, 64)} with SPEC.md's settings (SGD, learning rate
-0.15, momentum 0.85, batch 200, at most 50 epochs, N(0, 0.01²) init, early stopping on the
-validation cross-entropy with patience 5, keeping the best epoch's parameters); fits an
-interpolated modified Kneser-Ney 4-gram model on the same training split; mixes the
-(32, 256) network with it, the weight chosen on the validation split.
+Trains (D, P) ∈ {(32, 256), (16, 128), (8, 64)} by SGD (learning rate 0.15, momentum 0.85,
+batch 200, at most 50 epochs, N(0, 0.01²) init, early stopping on the validation
+cross-entropy with patience 5, keeping the best epoch's parameters; docs/language_model.md
+and docs/training.md); fits an interpolated modified Kneser-Ney 4-gram model on the same
+training split; mixes the (32, 256) network with it, the weight chosen on the validation split.
+``--impl fast`` (the default) trains on :mod:`mp_jax.models.language_model_fast`'s
+gradients, ``--impl reference`` on :mod:`mp_jax.models.language_model`'s: the same function.
 
 Writes to ``<results-dir>/q2/``: ``metrics.json``, ``table.txt`` (test cross-entropy in nats,
 perplexity, top-1 / top-10 accuracy per model), ``loss_D32_P256.png`` … (training and
@@ -14,305 +16,188 @@ nearest words in embedding space) and ``anchors.txt`` (the report's trigrams).
 """
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import logging
 import math
 import time
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import common, plotting, runner
+from experiments import common, plotting, runner, tables
 from mp_jax import train
 from mp_jax.data import load_ngrams
 from mp_jax.models import kneser_ney
 from mp_jax.models import language_model as lm
-
-QUESTION = "q2"
-SETTINGS = ((32, 256), (16, 128), (8, 64))
-LEARNING_RATE = 0.15
-MOMENTUM = 0.85
-BATCH_SIZE = 200
-EPOCHS = 50
-PATIENCE = 5
-INIT_STD = 0.01
-N_SAMPLES = 5
-TOP_K = 10
-QUERY_WORDS = ("he", "could", "day", "money", "three", "good", "said", "king", "house", "god")
-N_QUERIES = 5
-ANCHORS = ("what does new", "but it 's", "nt get it")
-QUICK = dict(n_train=20_000, n_eval=4_000, epochs=3)
+from mp_jax.models import language_model_scoring as scoring
 
 log = logging.getLogger("experiments.q2")
 
 
-def setting_name(d: int, p: int) -> str:
-    return f"D={d},P={p}"
+@dataclasses.dataclass(frozen=True)
+class Q2Config(common.RunOptions):
+    """Q2's settings (the defaults are the report's; :meth:`quick` the tiny ones)."""
+
+    settings: tuple = ((32, 256), (16, 128), (8, 64))  # (D, P): embedding size, hidden units
+    learning_rate: float = 0.15
+    momentum: float = 0.85
+    batch_size: int = 200
+    epochs: int = 50
+    patience: int = 5
+    init_std: float = 0.01
+    impl: str = "fast"  # "fast" or "reference" gradients (common.IMPLS)
+    n_train: Optional[int] = None  # None: every example of each split
+    n_eval: Optional[int] = None
+    n_samples: int = 5
+    top_k: int = 10
+    query_words: tuple = ("he", "could", "day", "money", "three", "good", "said", "king", "house", "god")
+    n_queries: int = 5
+    anchors: tuple = ("what does new", "but it 's", "nt get it")
+
+    @classmethod
+    def quick(cls, **changes) -> "Q2Config":
+        return cls(**{**dict(is_quick=True, n_train=20_000, n_eval=4_000, epochs=3), **changes})
+
+    @classmethod
+    def from_args(cls, args) -> "Q2Config":
+        options = dict(cls.options_from_args(args), impl=getattr(args, "impl", "fast"))
+        return cls.quick(**options) if options["is_quick"] else cls(**options)
 
 
-# ----------------------------------------------------------------------------- scoring helpers
-def target_ranks(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """How many words score strictly higher than the target (0 = top-1)."""
-    pt = probs[np.arange(len(targets)), targets]
-    return np.sum(probs > pt[:, None], axis=1)
+Config = Q2Config
 
 
-def score(probs: np.ndarray, targets: np.ndarray) -> dict:
-    """Cross-entropy (nats), perplexity and top-1 / top-10 accuracy of full distributions."""
-    pt = probs[np.arange(len(targets)), targets]
-    ce = float(-np.mean(np.log(np.maximum(pt, 1e-300))))
-    ranks = target_ranks(probs, targets)
-    return {"test_cross_entropy": ce, "perplexity": math.exp(ce),
-            "top1_accuracy": float(np.mean(ranks < 1)), "top10_accuracy": float(np.mean(ranks < TOP_K))}
+def loss_and_grad(impl: str):
+    """The manual ``loss_and_grad`` that ``impl`` names ("fast" or "reference")."""
+    if impl not in common.IMPLS:
+        raise ValueError(f"--impl must be one of {common.IMPLS}, found {impl!r}")
+    module = "mp_jax.models.language_model_fast" if impl == "fast" else "mp_jax.models.language_model"
+    return importlib.import_module(module).loss_and_grad
 
 
-def choose_mixture_weight(p_nn: np.ndarray, p_kn: np.ndarray, grid: int = 101) -> tuple[float, float]:
-    """λ minimising −mean log(λ p_nn + (1 − λ) p_kn) over a grid on [0, 1]; returns (λ, loss)."""
-    lams = np.linspace(0.0, 1.0, grid)
-    losses = [-np.mean(np.log(np.maximum(lam * p_nn + (1 - lam) * p_kn, 1e-300))) for lam in lams]
-    i = int(np.argmin(losses))
-    return float(lams[i]), float(losses[i])
+def train_setting(c: Q2Config, i: int, d: int, p: int, vocab: int, data_id: str, train_data, val_data):
+    """One (D, P) network through the checkpointed engine: its :class:`mp_jax.train.FitResult`."""
+    k_init, k_fit = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(c.seed), i))
+    config = {"model": "language_model", "D": d, "P": p, "vocab": vocab, "init_std": c.init_std,
+              "learning_rate": c.learning_rate, "momentum": c.momentum, "seed": c.seed, "quick": bool(c.is_quick),
+              "impl": c.impl}
+    return runner.fit_run(f"lm_D{d}_P{p}", config=config, data_id=data_id, loss_and_grad=loss_and_grad(c.impl),
+                          optimizer=train.sgd_momentum(c.learning_rate, c.momentum),
+                          params=lm.init_params(k_init, vocab, d, p, std=c.init_std), train_data=train_data,
+                          fit_config=train.FitConfig(epochs=c.epochs, batch_size=c.batch_size, patience=c.patience),
+                          key=k_fit, val_data=val_data, metrics_fn=lm.metrics, progress=c.progress,
+                          per_example_mean=True)
 
 
-_predict_proba = jax.jit(lm.predict_proba)
-
-
-def neural_proba(params: lm.LMParams, x: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """<float64>[N, V] probabilities of the network, in chunks of one padded shape (one compile)."""
-    n = len(x)
-    size = min(chunk, n)
-    pad = (-n) % size
-    xp = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)]) if pad else x
-    out = [np.asarray(_predict_proba(params, jnp.asarray(xp[s:s + size])), np.float64)
-           for s in range(0, len(xp), size)]
-    return np.concatenate(out)[:n]
-
-
-def top_words(p: np.ndarray, words, k: int = TOP_K) -> list:
-    order = np.argsort(-p, kind="stable")[:k]
-    return [[words[i], float(p[i])] for i in order]
-
-
-def nearest_words(emb: np.ndarray, words, query: str, k: int = 10) -> list:
-    """The k words with the highest cosine similarity to ``query``'s embedding."""
-    e = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    i = words.index(query)
-    sims = e @ e[i]
-    sims[i] = -np.inf
-    order = np.argsort(-sims, kind="stable")[:k]
-    return [[words[j], float(sims[j])] for j in order]
-
-
-# ----------------------------------------------------------------------------- figures and text
-def loss_figure(history: dict, best_epoch: int, path, title: str):
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    epochs = np.arange(1, len(history["train_loss"]) + 1)
-    ax.plot(epochs, history["train_loss"], marker=".", label="training (mean over the epoch)")
-    ax.plot(epochs, history["val_loss"], marker=".", label="validation")
-    ax.axvline(best_epoch, color="gray", ls="--", lw=1, label=f"best epoch ({best_epoch})")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("cross-entropy (nats)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return plotting.save(fig, path)
-
-
-def samples_figure(samples: list, path, title: str):
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(samples), figsize=(3.2 * len(samples), 4.2), squeeze=False)
-    for ax, s in zip(axes[0], samples):
-        names = [w for w, _ in s["top10"]][::-1]
-        probs = [p for _, p in s["top10"]][::-1]
-        colors = ["tab:green" if w == s["true"] else "tab:blue" for w in names]
-        ax.barh(range(len(names)), probs, color=colors)
-        for y, pr in enumerate(probs):
-            ax.text(pr, y, f" {pr:.3f}", va="center", fontsize=7)
-        ax.set_xlim(0, 1.25 * max(probs))
-        ax.set_yticks(range(len(names)))
-        ax.set_yticklabels([repr(w)[1:-1] for w in names])
-        ax.set_xlabel("p(4th word)")
-        ax.set_title(f"“{s['trigram']}”\ntrue: “{s['true']}” p={s['p_true']:.3f} (rank {s['rank_true'] + 1})",
-                     fontsize=9)
-        ax.grid(axis="x", alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return plotting.save(fig, path)
-
-
-def table_text(rows: dict) -> str:
-    head = f"{'model':<24}{'test CE':>9}{'perplexity':>12}{'top-1':>8}{'top-10':>8}  notes"
-    lines = [head, "-" * len(head)]
-    for name, m in rows.items():
-        note = ""
-        if "best_epoch" in m:
-            note = f"best epoch {m['best_epoch']} of {m['epochs_run']}"
-        if "weight" in m:
-            note = f"weight of the network {m['weight']:.2f} (chosen on validation)"
-        lines.append(f"{name:<24}{m['test_cross_entropy']:>9.4f}{m['perplexity']:>12.3f}"
-                     f"{100 * m['top1_accuracy']:>7.2f}%{100 * m['top10_accuracy']:>7.2f}%  {note}")
-    return "\n".join(lines) + "\n"
-
-
-def samples_text(samples: list) -> str:
-    out = []
-    for i, s in enumerate(samples, 1):
-        out.append(f"sample {i} (test row {s['index']}): “{s['trigram']}” → true “{s['true']}” "
-                   f"p={s['p_true']:.4f}, rank {s['rank_true'] + 1}; Kneser-Ney p={s['p_true_kneser_ney']:.4f}")
-        for j, (w, p) in enumerate(s["top10"], 1):
-            mark = "  ← true" if w == s["true"] else ""
-            out.append(f"  {j:>2}. {w:<12} {p:.4f}{mark}")
-    return "\n".join(out) + "\n"
-
-
-# ----------------------------------------------------------------------------- the experiment
-def run(args) -> dict:
-    out = common.question_dir(args.results_dir, QUESTION)
-    path = common.resolve_data(QUESTION, args.data_dir)
-    data = load_ngrams(path)
-    data_id = common.file_digest(path)
-    words = list(data.words)
-    vocab = len(words)
-    log.info("q2: %s, V=%d, train %d / val %d / test %d (%s)", path, vocab, len(data.train_y), len(data.val_y),
-             len(data.test_y), common.describe_source(data.attrs))
-
-    splits = {"train": (data.train_x, data.train_y), "val": (data.val_x, data.val_y),
-              "test": (data.test_x, data.test_y)}
-    epochs = EPOCHS
-    if args.quick:
-        sizes = {"train": QUICK["n_train"], "val": QUICK["n_eval"], "test": QUICK["n_eval"]}
-        splits = {k: (x[:sizes[k]], y[:sizes[k]]) for k, (x, y) in splits.items()}
-        epochs = QUICK["epochs"]
-    (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = splits["train"], splits["val"], splits["test"]
-    train_data = (jnp.asarray(tr_x), jnp.asarray(tr_y))
-    val_data = (jnp.asarray(va_x), jnp.asarray(va_y))
-    test_data = (jnp.asarray(te_x), jnp.asarray(te_y))
-
-    fit_config = train.FitConfig(epochs=epochs, batch_size=BATCH_SIZE, patience=PATIENCE)
-    evaluate = train.make_eval_fn(lm.metrics, fit_config.eval_batch_size)
-    key = jax.random.PRNGKey(args.seed)
-    metrics: dict = {}
-    params_by_setting = {}
-    for i, (d, p) in enumerate(SETTINGS):
-        name = setting_name(d, p)
-        k_init, k_fit = jax.random.split(jax.random.fold_in(key, i))
-        params = lm.init_params(k_init, vocab, d, p, std=INIT_STD)
-        config = {"model": "language_model", "D": d, "P": p, "vocab": vocab, "init_std": INIT_STD,
-                  "learning_rate": LEARNING_RATE, "momentum": MOMENTUM, "seed": args.seed, "quick": bool(args.quick)}
-        t = time.perf_counter()
-        res = runner.fit_run(f"lm_D{d}_P{p}", config=config, data_id=data_id, loss_and_grad=lm.loss_and_grad,
-                             optimizer=train.sgd_momentum(LEARNING_RATE, MOMENTUM), params=params,
-                             train_data=train_data, fit_config=fit_config, key=k_fit, val_data=val_data,
-                             metrics_fn=lm.metrics, progress=common.progress_flag(args),
-                             per_example_mean=True)
-        seconds = time.perf_counter() - t
-        test = {k: float(v) for k, v in evaluate(res.params, test_data).items()}
-        val = {k: float(v) for k, v in evaluate(res.params, val_data).items()}
-        metrics[name] = {
-            "test_cross_entropy": test["loss"], "perplexity": math.exp(test["loss"]),
-            "top1_accuracy": test["top1"], "top10_accuracy": test["top10"],
-            "val_cross_entropy": val["loss"], "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
-            "stopped_early": res.stopped_early, "seconds": seconds, "history": res.history,
-        }
-        params_by_setting[name] = res.params
-        loss_figure(res.history, res.best_epoch, out / f"loss_D{d}_P{p}.png",
-                    f"Q2 language model, D={d}, P={p}")
-        log.info("%s: test CE %.4f (ppl %.2f), top-1 %.2f%%, top-10 %.2f%%, best epoch %d/%d, %.0fs", name,
-                 test["loss"], math.exp(test["loss"]), 100 * test["top1"], 100 * test["top10"],
-                 res.best_epoch, res.epochs_run, seconds)
-
-    # The count baseline and the mixture with the largest network.
-    t = time.perf_counter()
-    kn = kneser_ney.fit(tr_x, tr_y, vocab)
-    kn_val = kneser_ney.predict_proba(kn, va_x)
-    kn_test = kneser_ney.predict_proba(kn, te_x)
-    kn_seconds = time.perf_counter() - t
-    metrics["kneser_ney"] = {**score(kn_test, te_y), "val_cross_entropy": score(kn_val, va_y)["test_cross_entropy"],
-                             "discounts": {f"order{k + 1}": kn.discounts[k, 1:].tolist() for k in range(4)},
-                             "seconds": kn_seconds}
-    main_name = setting_name(*SETTINGS[0])
-    best = params_by_setting[main_name]
-    nn_val, nn_test = neural_proba(best, va_x), neural_proba(best, te_x)
-    rows = np.arange(len(va_y))
-    weight, mix_val_ce = choose_mixture_weight(nn_val[rows, va_y], kn_val[rows, va_y])
-    mix_test = weight * nn_test + (1 - weight) * kn_test
-    metrics["interpolated"] = {**score(mix_test, te_y), "weight": weight, "val_cross_entropy": mix_val_ce,
-                               "components": [main_name, "kneser_ney"]}
-
-    table = {k: metrics[k] for k in [setting_name(*s) for s in SETTINGS]}
-    table["kneser_ney"] = metrics["kneser_ney"]
-    table["interpolated"] = metrics["interpolated"]
-    text = table_text(table)
-    (out / "table.txt").write_text(text)
-
-    # Five random test trigrams (fixed seed).
-    rng = np.random.default_rng(args.seed)
-    idx = np.sort(rng.choice(len(te_y), size=min(N_SAMPLES, len(te_y)), replace=False))
-    ranks = target_ranks(nn_test[idx], te_y[idx])
-    samples = []
-    for j, r in zip(idx, ranks):
-        samples.append({"index": int(j), "trigram": " ".join(words[w] for w in te_x[j]), "true": words[te_y[j]],
-                        "p_true": float(nn_test[j, te_y[j]]), "rank_true": int(r),
-                        "p_true_kneser_ney": float(kn_test[j, te_y[j]]), "top10": top_words(nn_test[j], words)})
-    (out / "samples.txt").write_text(samples_text(samples))
-    samples_figure(samples, out / "samples.png", f"Q2: top-10 fourth words of the network {main_name} "
-                                                 f"(green: the true word)")
-
-    # Nearest words in embedding space.
-    emb = np.asarray(best.emb, np.float64)
-    queries = [w for w in QUERY_WORDS if w in words][:N_QUERIES]
-    neighbours = {q: nearest_words(emb, words, q) for q in queries}
-    nb_lines = [f"{q:<8} " + ", ".join(f"{w} ({s:.2f})" for w, s in nb) for q, nb in neighbours.items()]
-    (out / "neighbours.txt").write_text(f"10 nearest words by cosine similarity of the {main_name} embedding\n"
-                                        + "\n".join(nb_lines) + "\n")
-
-    # The report's anchor trigrams, where their words are in the vocabulary.
-    anchors = {}
-    an_lines = []
-    for tri in ANCHORS:
-        toks = tri.split()
-        if not all(t in words for t in toks):
-            an_lines.append(f"“{tri}”: not in this vocabulary (missing {[t for t in toks if t not in words]})")
+def anchors_text(c: Q2Config, words: list, best, kn, weight: float) -> tuple[dict, str]:
+    """The report's anchor trigrams, where their words are in the vocabulary: the network's
+    top 10, Kneser-Ney's and the mixture's top 5."""
+    anchors, lines = {}, []
+    for tri in c.anchors:
+        missing = [t for t in tri.split() if t not in words]
+        if missing:
+            lines.append(f"“{tri}”: not in this vocabulary (missing {missing})")
             continue
-        ctx = np.array([[words.index(t) for t in toks]])
-        p_nn = neural_proba(best, ctx)[0]
-        p_kn = kneser_ney.predict_proba(kn, ctx)[0]
+        ctx = np.array([[words.index(t) for t in tri.split()]])
+        p_nn, p_kn = scoring.probabilities(best, ctx)[0], kneser_ney.predict_proba(kn, ctx)[0]
         p_mix = weight * p_nn + (1 - weight) * p_kn
-        anchors[tri] = {"neural": top_words(p_nn, words), "kneser_ney": top_words(p_kn, words, 5),
-                        "interpolated": top_words(p_mix, words, 5)}
-        an_lines.append(f"“{tri}”")
-        for label, key_ in (("network", "neural"), ("Kneser-Ney", "kneser_ney"), ("interpolated", "interpolated")):
-            an_lines.append(f"  {label:<13}" + ", ".join(f"{w} {pr:.3f}" for w, pr in anchors[tri][key_]))
-    (out / "anchors.txt").write_text("\n".join(an_lines) + "\n")
+        anchors[tri] = {"neural": scoring.top_words(p_nn, words, c.top_k), "kneser_ney": scoring.top_words(p_kn, words, 5),
+                        "interpolated": scoring.top_words(p_mix, words, 5)}
+        lines.append(f"“{tri}”")
+        lines += [f"  {label:<13}" + ", ".join(f"{w} {pr:.3f}" for w, pr in anchors[tri][k])
+                  for label, k in (("network", "neural"), ("Kneser-Ney", "kneser_ney"), ("interpolated", "interpolated"))]
+    return anchors, "\n".join(lines) + "\n"
 
+
+def load(c: Q2Config):
+    """The file, its digest, the vocabulary and the three splits ((x, y) each; the first
+    ``n_train`` / ``n_eval`` rows with ``quick``)."""
+    path = common.resolve_data("q2", c.data_dir)
+    data = load_ngrams(path)
+    common.announce_data("q2", path, data.attrs)
+    sizes = {"train": c.n_train, "val": c.n_eval, "test": c.n_eval}
+    split = {k: (getattr(data, f"{k}_x")[:n], getattr(data, f"{k}_y")[:n]) for k, n in sizes.items()}
+    return path, data.attrs, common.file_digest(path), list(data.words), split
+
+
+def train_networks(c: Q2Config, words: list, data_id: str, split: dict, out) -> tuple[dict, dict]:
+    """Every (D, P) network: ({name: record}, {name: best parameters}), and its loss figure."""
+    evaluate = train.make_eval_fn(lm.metrics, 4096)
+    jx = {k: (jnp.asarray(x), jnp.asarray(y)) for k, (x, y) in split.items()}
+    records, nets = {}, {}
+    for i, (d, p) in enumerate(c.settings):
+        name = f"D={d},P={p}"
+        res = train_setting(c, i, d, p, len(words), data_id, jx["train"], jx["val"])
+        test, val = ({k: float(v) for k, v in evaluate(res.params, jx[s]).items()} for s in ("test", "val"))
+        records[name] = {"test_cross_entropy": test["loss"], "perplexity": math.exp(test["loss"]),
+                         "top1_accuracy": test["top1"], "top10_accuracy": test["top10"], "val_cross_entropy": val["loss"],
+                         "best_epoch": res.best_epoch, "epochs_run": res.epochs_run, "stopped_early": res.stopped_early,
+                         "seconds": res.seconds, "loaded": res.loaded, "history": res.history}
+        nets[name] = res.params
+        plotting.loss_curves(res.history, out / f"loss_D{d}_P{p}.png", f"Q2 language model, D={d}, P={p}",
+                             "cross-entropy (nats)", best_epoch=res.best_epoch)
+        log.info("%s: test CE %.4f (ppl %.2f), top-1 %.2f%%, top-10 %.2f%%, best epoch %d/%d, %s", name, test["loss"],
+                 math.exp(test["loss"]), 100 * test["top1"], 100 * test["top10"], res.best_epoch, res.epochs_run,
+                 plotting.time_label(res.seconds, res.loaded))
+    return records, nets
+
+
+def run(config: Q2Config) -> dict:
+    c, out = config, common.question_dir(config.results_dir, "q2")
+    path, attrs, data_id, words, split = load(c)
+    (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = split["train"], split["val"], split["test"]
+    metrics, nets = train_networks(c, words, data_id, split, out)
+    # the count baseline, and its mixture with the largest network (the weight chosen on validation)
+    t = time.perf_counter()
+    kn = kneser_ney.fit(tr_x, tr_y, len(words))
+    kn_val, kn_test = kneser_ney.predict_proba(kn, va_x), kneser_ney.predict_proba(kn, te_x)
+    metrics["kneser_ney"] = {**scoring.score(kn_test, te_y),
+                             "val_cross_entropy": scoring.score(kn_val, va_y)["test_cross_entropy"],
+                             "discounts": {f"order{k + 1}": kn.discounts[k, 1:].tolist() for k in range(4)},
+                             "seconds": time.perf_counter() - t}
+    main_name = next(iter(nets))
+    best = nets[main_name]
+    nn_val, nn_test = scoring.probabilities(best, va_x), scoring.probabilities(best, te_x)
+    rows = np.arange(len(va_y))
+    weight, mix_val_ce = scoring.choose_mixture_weight(nn_val[rows, va_y], kn_val[rows, va_y])
+    metrics["interpolated"] = {**scoring.score(weight * nn_test + (1 - weight) * kn_test, te_y), "weight": weight,
+                               "val_cross_entropy": mix_val_ce, "components": [main_name, "kneser_ney"]}
+    table = tables.q2_table(dict(metrics))
+    common.write_text(out / "table.txt", table)
+    # five random test trigrams (a fixed seed), the nearest words, the report's anchor trigrams
+    idx = np.sort(np.random.default_rng(c.seed).choice(len(te_y), size=min(c.n_samples, len(te_y)), replace=False))
+    samples = [{"index": int(j), "trigram": " ".join(words[w] for w in te_x[j]), "true": words[te_y[j]],
+                "p_true": float(nn_test[j, te_y[j]]), "rank_true": int(r),
+                "p_true_kneser_ney": float(kn_test[j, te_y[j]]), "top10": scoring.top_words(nn_test[j], words, c.top_k)}
+               for j, r in zip(idx, scoring.target_ranks(nn_test[idx], te_y[idx]))]
+    common.write_text(out / "samples.txt", tables.q2_samples(samples))
+    plotting.samples_figure(samples, out / "samples.png",
+                            f"Q2: top-10 fourth words of the network {main_name} (green: the true word)")
+    queries = [w for w in c.query_words if w in words][:c.n_queries]
+    neighbours = {q: scoring.nearest_words(best.emb, words, q) for q in queries}
+    common.write_text(out / "neighbours.txt", f"10 nearest words by cosine similarity of the {main_name} embedding\n"
+                      + "".join(f"{q:<8} " + ", ".join(f"{w} ({s:.2f})" for w, s in nb) + "\n"
+                                for q, nb in neighbours.items()))
+    anchors, anchor_text = anchors_text(c, words, best, kn, weight)
+    common.write_text(out / "anchors.txt", anchor_text)
     metrics.update({
         "samples": samples, "neighbours": neighbours, "anchors": anchors,
-        "settings": {"learning_rate": LEARNING_RATE, "momentum": MOMENTUM, "batch_size": BATCH_SIZE,
-                     "max_epochs": epochs, "patience": PATIENCE, "init_std": INIT_STD,
+        "settings": {**dataclasses.asdict(c), "max_epochs": c.epochs,
                      "early_stopping": "validation cross-entropy, best epoch's parameters kept"},
-        "data": {"path": str(path), "digest": data_id, "source": common.describe_source(data.attrs),
-                 "vocab_size": vocab, "n_train": int(len(tr_y)), "n_val": int(len(va_y)), "n_test": int(len(te_y))},
-        "quick": bool(args.quick),
-    })
+        "data": {"path": str(path), "digest": data_id, "source": common.describe_source(attrs),
+                 "vocab_size": len(words), "n_train": int(len(tr_y)), "n_val": int(len(va_y)), "n_test": int(len(te_y))},
+        "training": runner.training_summary(), "quick": bool(c.is_quick)})
     common.write_json(out / "metrics.json", metrics)
-    print(text, end="")
-    print("\n".join(an_lines))
-    print(f"q2: results in {out}")
+    print(table + anchor_text + f"q2: results in {out}")
     return metrics
 
 
 def main(argv=None) -> int:
-    args = common.base_parser("python -m experiments.q2_language_model", __doc__).parse_args(argv)
-    common.start_devices(args)
-    common.setup_logging()
-    with common.session(args, QUESTION):
-        run(args)
-    return 0
+    return common.run_main("q2", common.base_parser("python -m experiments.q2_language_model", __doc__),
+                           Q2Config.from_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,26 @@ def _fmt(x, nd=4):
     return str(x)
 
 
+def _trained(seconds, loaded: bool = False) -> str:
+    """ "trained in 27 s", or "loaded (trained in 27 s)" for runs read back from checkpoints."""
+    text = f"trained in {seconds:.0f} s" if isinstance(seconds, (int, float)) else "trained earlier"
+    return f"loaded ({text})" if loaded else text
+
+
+def training_line(q: str, m: dict) -> Optional[str]:
+    """One question's training time from its ``metrics.json["training"]``: "trained in X s"
+    when it trained (or resumed) runs in the call that wrote it, "loaded" when every run was
+    read back from its checkpoint (with the time they took when they were trained)."""
+    t = m.get("training") if isinstance(m, dict) else None
+    if not t:
+        return None
+    n_now, n_loaded = t.get("trained", 0) + t.get("resumed", 0), t.get("loaded", 0)
+    if n_now == 0 and n_loaded:
+        return f"{q} loaded ({n_loaded} runs, trained in {t.get('train_seconds', 0):.0f} s)"
+    more = f", {n_loaded} of its runs loaded" if n_loaded else ""
+    return f"{q} trained in {t.get('train_seconds', 0):.0f} s ({n_now + n_loaded} runs{more})"
+
+
 def environment() -> list:
     lines = []
     try:
@@ -95,14 +115,15 @@ def q1_section(qdir: Path) -> list:
     lines += ["### b) Training", ""]
     main = m.get("main") or {}
     if m.get("optimizers"):
-        lines += ["| optimizer | final cost | reconstruction | weight decay | sparsity | mean ρ̂ | held-out MSE / mean-patch MSE | duplicate units | seconds |",
+        lines += ["| optimizer | final cost | reconstruction | weight decay | sparsity | mean ρ̂ | held-out MSE / mean-patch MSE | duplicate units | time |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for k, r in m["optimizers"].items():
             t = r.get("cost_terms", {})
             lines.append(f"| {k} | {_fmt(r.get('final_cost'))} | {_fmt(t.get('reconstruction'))} | "
                          f"{_fmt(t.get('weight_decay'))} | {_fmt(t.get('sparsity'))} | "
                          f"{_fmt(r.get('mean_hidden_activation'))} (ρ = {_fmt(r.get('rho', m.get('rho')))}) | "
-                         f"{_fmt(r.get('heldout_mse_ratio'))} | {r.get('duplicate_units', '?')} | {_fmt(r.get('seconds'), 3)} |")
+                         f"{_fmt(r.get('heldout_mse_ratio'))} | {r.get('duplicate_units', '?')} | "
+                         f"{_trained(r.get('seconds'), r.get('loaded', False))} |")
         lines.append("")
     for key in ("final_cost", "heldout_reconstruction_mse", "mean_hidden_activation", "rho"):
         if key in m:
@@ -208,8 +229,12 @@ def write_report(results_dir: os.PathLike, *, sources: Optional[dict] = None, ti
         if line:
             lines.append(f"- {q}: {line}")
     lines += ["", "## Software and device", ""] + environment()
+    trained = [line for q in ("q1", "q2", "q3") if (line := training_line(q, _load(results_dir / q) or {}))]
+    if trained:
+        lines += ["", "Training time: " + "; ".join(trained) + "."]
     if timings:
-        lines += ["", "Wall time of this run: " + ", ".join(f"{q} {s:.0f} s" for q, s in timings.items())]
+        lines += ["", "Wall time of the call that wrote this report: "
+                  + ", ".join(f"{q} {s:.0f} s" for q, s in timings.items()) + "."]
     lines.append("")
     for section in (q1_section, q2_section, q3_section):
         lines += section(results_dir / section.__name__[:2])

@@ -5,11 +5,10 @@ Writes ``<results-dir>/smoke/metrics.json`` and ``loss.png``.
 """
 from __future__ import annotations
 
-import time
+import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from experiments import common, plotting, runner
 from mp_jax import train
@@ -26,45 +25,49 @@ def spirals(key, n: int, noise: float = 0.15):
     return x + noise * jax.random.normal(k3, x.shape) / 2.0, y
 
 
-def run(args) -> dict:
-    with common.session(args, "smoke") as (out, _):
-        return _run(args, out)
+@dataclasses.dataclass(frozen=True)
+class SmokeConfig(common.RunOptions):
+    """The smoke run's settings (:meth:`quick`: fewer examples and epochs)."""
+
+    n: int = 3000  # training examples (a fifth as many more for validation)
+    hidden: int = 64
+    learning_rate: float = 0.05
+    momentum: float = 0.9
+    batch_size: int = 32
+    epochs: int = 300
+    patience: int = 30
+
+    @classmethod
+    def quick(cls, **changes) -> "SmokeConfig":
+        return cls(**{**dict(is_quick=True, n=600, epochs=60), **changes})
 
 
-def _run(args, out) -> dict:
-    key = jax.random.PRNGKey(args.seed)
-    k_data, k_init, k_fit = jax.random.split(key, 3)
-    n = 600 if args.quick else 3000
-    x, y = spirals(k_data, n + n // 5)
-    train_data, val_data = (x[:n], y[:n]), (x[n:], y[n:])
-    params = mlp.init_params(k_init, 2, 64, 2)
-    cfg = train.FitConfig(epochs=60 if args.quick else 300, batch_size=32, patience=30)
-    t = time.perf_counter()
-    res = runner.fit_run("smoke_mlp", config={"hidden": 64, "lr": 0.05, "momentum": 0.9, "n": n}, data_id=f"spirals-{args.seed}",
-                         loss_and_grad=mlp.loss_and_grad, optimizer=train.sgd_momentum(0.05, 0.9), params=params,
-                         train_data=train_data, val_data=val_data, metrics_fn=mlp.metrics, fit_config=cfg, key=k_fit,
-                         progress=common.progress_flag(args))
-    seconds = time.perf_counter() - t
+Config = SmokeConfig
+
+
+def run(config: SmokeConfig) -> dict:
+    c, out = config, common.question_dir(config.results_dir, "smoke")
+    k_data, k_init, k_fit = jax.random.split(jax.random.PRNGKey(c.seed), 3)
+    x, y = spirals(k_data, c.n + c.n // 5)
+    train_data, val_data = (x[:c.n], y[:c.n]), (x[c.n:], y[c.n:])
+    res = runner.fit_run("smoke_mlp", config={"hidden": c.hidden, "lr": c.learning_rate, "momentum": c.momentum,
+                                              "n": c.n}, data_id=f"spirals-{c.seed}",
+                         loss_and_grad=mlp.loss_and_grad, optimizer=train.sgd_momentum(c.learning_rate, c.momentum),
+                         params=mlp.init_params(k_init, 2, c.hidden, 2), train_data=train_data, val_data=val_data,
+                         metrics_fn=mlp.metrics, key=k_fit, progress=c.progress,
+                         fit_config=train.FitConfig(epochs=c.epochs, batch_size=c.batch_size, patience=c.patience))
     final = train.make_eval_fn(mlp.metrics, 4096)(res.params, val_data)
-    metrics = {
-        "val_loss": float(final["loss"]),
-        "val_accuracy": float(final["accuracy"]),
-        "best_epoch": res.best_epoch,
-        "epochs_run": res.epochs_run,
-        "seconds": seconds,
-        "history": res.history,
-    }
-    plotting.loss_curves(res.history, out / "loss.png", "smoke: MLP on two spirals")
+    metrics = {"val_loss": float(final["loss"]), "val_accuracy": float(final["accuracy"]), "best_epoch": res.best_epoch,
+               "epochs_run": res.epochs_run, "seconds": res.seconds, "loaded": res.loaded, "history": res.history}
+    plotting.loss_curves(res.history, out / "loss.png", "smoke: MLP on two spirals", best_epoch=res.best_epoch)
     common.write_json(out / "metrics.json", metrics)
     print(f"smoke: val accuracy {metrics['val_accuracy']:.3f} (best epoch {res.best_epoch}) -> {out}")
     return metrics
 
 
 def main(argv=None) -> int:
-    args = common.base_parser("python -m experiments.smoke", __doc__).parse_args(argv)
-    common.setup_logging()
-    run(args)
-    return 0
+    return common.run_main("smoke", common.base_parser("python -m experiments.smoke", __doc__), SmokeConfig.from_args,
+                           run, argv)
 
 
 if __name__ == "__main__":

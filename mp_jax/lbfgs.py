@@ -9,10 +9,11 @@ every gradient the optimiser uses comes from the hand-derived backward.
 The iterations run as jitted chunks (a ``lax.scan`` of ``chunk`` steps) in a short
 Python loop. The compiled chunk is cached per (``loss_and_grad``, config); keyword
 arguments of ``loss_and_grad`` (e.g. a model's hyperparameters as arrays) are traced,
-so runs that differ only in them reuse one compilation. The loop logs progress and
-stops when the gradient norm falls below ``gtol`` or the relative decrease of a whole
-chunk falls below ``ftol`` (there are no minibatches: every step sees the whole
-training set).
+so runs that differ only in them reuse one compilation. The loop stops when the gradient
+norm falls below ``gtol`` or the relative decrease of a whole chunk falls below ``ftol``
+(there are no minibatches: every step sees the whole training set). Progress counts
+iterations (:class:`IterationProgress`): the time left is an upper bound, reached only
+when the run goes to ``max_iter``, and the end says whether, and why, it stopped earlier.
 
 :func:`minimize_many` trains M members (same shapes and data, different parameters
 and/or keyword arguments) as one program: the chunk ``jax.vmap``-ed over members, the
@@ -24,15 +25,16 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import sys
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mp_jax.progress import EpochProgress
+from mp_jax import trees
 from mp_jax.train import NonFiniteError, init_fit_state
 
 PyTree = Any
@@ -54,6 +56,82 @@ class LbfgsResult(NamedTuple):
     iterations: int
     converged: bool  # stopped by gtol / ftol rather than max_iter
     seconds: float
+    stop_reason: str = "max_iter"  # "gtol", "ftol" or "max_iter" (see STOP_REASONS)
+
+
+STOP_REASONS = {
+    "gtol": "the gradient norm reached gtol",
+    "ftol": "a chunk lowered J by less than ftol·|J|",
+    "max_iter": "max_iter reached",
+}
+
+
+class IterationProgress:
+    """L-BFGS progress in iterations: a tqdm bar on a terminal, log lines elsewhere.
+
+    ``enabled=None`` shows a bar only when stderr is a terminal; otherwise a line on the
+    ``mp_jax.lbfgs`` logger about every quarter of ``total`` (from the second chunk on, once
+    there is a rate to estimate from). The time
+    left is ``total`` minus the iterations done at the rate of the chunks after the first
+    (the first one includes compilation): an upper bound, since the run stops as soon as it
+    converges. :meth:`close` logs how many iterations ran and why the run stopped.
+    """
+
+    def __init__(self, total: int, desc: str, enabled: Optional[bool] = None):
+        self.total, self.desc = total, desc
+        self.start = time.perf_counter()
+        self.first: Optional[tuple[int, float]] = None  # (iterations, seconds) of the first update
+        self.done = 0
+        self.next_log = 0
+        self.bar = None
+        if (sys.stderr.isatty() if enabled is None else enabled):
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="it", leave=False, dynamic_ncols=True)
+
+    def left(self) -> float:
+        """Seconds left at most (nan before two updates)."""
+        if self.first is None or self.done <= self.first[0]:
+            return math.nan
+        per_iteration = (time.perf_counter() - self.start - self.first[1]) / (self.done - self.first[0])
+        return per_iteration * (self.total - self.done)
+
+    def update(self, done: int, value: float) -> None:
+        """``done`` iterations finished so far; ``value`` the latest J (or a mean over members)."""
+        step, self.done = done - self.done, done
+        if self.first is None:
+            self.first = (done, time.perf_counter() - self.start)
+        left = self.left()
+        left_text = f"≤ {left:.0f}s" if math.isfinite(left) else "?"
+        if self.bar is not None:
+            self.bar.set_postfix({"J": f"{value:.4f}", "left": left_text}, refresh=False)
+            self.bar.update(step)
+            return
+        if done == self.first[0] or done < self.next_log:
+            return
+        self.next_log = done + max(1, self.total // 4)
+        log.info("%s: iteration %d/%d, J %.5g, %.1fs elapsed, %s left (less if it converges)", self.desc, done,
+                 self.total, value, time.perf_counter() - self.start, left_text)
+
+    def close(self, iterations: Optional[int] = None, reason: Optional[str] = None) -> None:
+        """End the bar; log the iterations run and why it stopped (``reason`` a key of
+        :data:`STOP_REASONS`, or a phrase)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if iterations is None:
+            return
+        why = STOP_REASONS.get(reason, reason)
+        early = f"stopped early after {iterations} of at most {self.total} iterations ({why})" \
+            if iterations < self.total else f"ran all {iterations} iterations ({why})"
+        log.info("%s: %s, %.1fs", self.desc, early, time.perf_counter() - self.start)
+
+
+def summary(res: LbfgsResult) -> dict:
+    """A run's counts as JSON-ready numbers: ``iterations``, ``converged``, ``stop_reason``
+    and ``function_evaluations`` (one per iteration plus each line-search step)."""
+    return {"iterations": int(res.iterations), "converged": bool(res.converged), "stop_reason": res.stop_reason,
+            "function_evaluations": int(res.iterations + sum(res.history["linesearch_steps"]))}
 
 
 def manual_value_fn(loss_and_grad: Callable, batch: PyTree, fn_kwargs: dict | None = None) -> Callable[[PyTree], jax.Array]:
@@ -164,42 +242,35 @@ def _chunk_many_fn(loss_and_grad: Callable, memory_size: int, max_linesearch_ste
 
             def fresh():
                 computed = value_and_grad_all(params, fn_kwargs)
-                return _select(ok, stored, computed)
+                return trees.select(ok, stored, computed)
 
             value, grad = jax.lax.cond(jnp.all(ok), lambda: stored, fresh)
             params, state, row = jax.vmap(member_update)(params, state, value, grad, fn_kwargs)
             return (params, state), row
 
         (new_params, new_state), rows = jax.lax.scan(step, (params, opt_state), None, length=config.chunk)
-        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x), axis=tuple(range(1, x.ndim)))
-                                    for x in jax.tree.leaves(new_params)]), axis=0)
+        finite = trees.all_finite(new_params, per_member=True)
         rows = jax.tree.map(lambda r: jnp.swapaxes(r, 0, 1), rows)  # [chunk, M] -> [M, chunk]
-        return (_select(active, new_params, frozen_params), _select(active, new_state, frozen_state), rows,
-                finite)
+        return (trees.select(active, new_params, frozen_params), trees.select(active, new_state, frozen_state),
+                rows, finite)
 
     return jax.jit(run)
 
 
-def _select(mask: jax.Array, new: PyTree, old: PyTree) -> PyTree:
-    """Per member (leading axis of every leaf), ``new`` where ``mask`` else ``old``."""
-    return jax.tree.map(lambda a, b: jnp.where(mask.reshape((-1,) + (1,) * (jnp.ndim(a) - 1)), a, b), new, old)
-
-
-def _stops(rows: dict, config: LbfgsConfig) -> bool:
-    """The stopping rule after a chunk (lists of floats): the gradient norm before its last
-    step is at most ``gtol``, or the chunk lowered J by at most ``ftol``·|J|."""
+def _stops(rows: dict, config: LbfgsConfig) -> Optional[str]:
+    """The stopping rule after a chunk (lists of floats): "gtol" when the gradient norm
+    before its last step is at most ``gtol``, "ftol" when the chunk lowered J by at most
+    ``ftol``·|J|, else None (go on)."""
     first, last = rows["value"][0], rows["value"][-1]
-    return rows["grad_norm"][-1] <= config.gtol or first - last <= config.ftol * abs(first)
+    if rows["grad_norm"][-1] <= config.gtol:
+        return "gtol"
+    return "ftol" if first - last <= config.ftol * abs(first) else None
 
 
 def _strong(tree: PyTree) -> PyTree:
     # strong dtypes throughout, so the state after a chunk matches the initial one and the
     # compiled chunk is reused (optax's init leaves a few scalars weakly typed)
     return jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.asarray(a).dtype), tree)
-
-
-def _all_finite(tree: PyTree) -> bool:
-    return all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(tree))
 
 
 def minimize(
@@ -215,22 +286,22 @@ def minimize(
     """Minimise ``loss_and_grad(·, batch, **fn_kwargs)`` over the whole batch with L-BFGS.
 
     Returns the final parameters and a per-iteration history (the value and gradient
-    norm *before* each step). Raises :class:`mp_jax.train.NonFiniteError` when the
-    value or the parameters stop being finite.
+    norm *before* each step), with why it stopped (``stop_reason``). Raises
+    :class:`mp_jax.train.NonFiniteError` when the value or the parameters stop being finite.
     """
     fn_kwargs = fn_kwargs or {}
     opt_state = _strong(make_optimizer(config).init(params))
     n_chunks = math.ceil(config.max_iter / config.chunk)
     chunk_fn = make_chunk_fn(loss_and_grad, config)
     history: dict = {"value": [], "grad_norm": [], "step_size": [], "linesearch_steps": []}
-    converged = False
+    reason = "max_iter"
     t0 = time.perf_counter()
-    bar = EpochProgress(total=n_chunks * config.chunk, desc=desc, enabled=progress)
+    bar = IterationProgress(n_chunks * config.chunk, desc, enabled=progress)
     try:
         for c in range(n_chunks):
             new_params, new_state, rows = chunk_fn(params, opt_state, batch, fn_kwargs)
             rows = {k: [float(v) for v in jax.device_get(a)] for k, a in rows.items()}
-            if not (all(math.isfinite(v) for v in rows["value"]) and _all_finite(new_params)):
+            if not (all(math.isfinite(v) for v in rows["value"]) and bool(trees.all_finite(new_params))):
                 raise NonFiniteError(
                     f"{desc}: L-BFGS produced a non-finite value or parameters in iterations "
                     f"{c * config.chunk + 1}-{(c + 1) * config.chunk}; kept the parameters from before them "
@@ -240,15 +311,15 @@ def minimize(
             params, opt_state = new_params, new_state
             for k, v in rows.items():
                 history[k].extend(v)
-            done = (c + 1) * config.chunk
-            bar.update(done, {"train_loss": rows["value"][-1]})
-            if _stops(rows, config):
-                converged = True
+            bar.update((c + 1) * config.chunk, rows["value"][-1])
+            reason = _stops(rows, config) or reason
+            if reason != "max_iter":
                 break
     finally:
         bar.close()
     iterations = len(history["value"])
-    return LbfgsResult(params, history, iterations, converged, time.perf_counter() - t0)
+    bar.close(iterations, reason)
+    return LbfgsResult(params, history, iterations, reason != "max_iter", time.perf_counter() - t0, reason)
 
 
 def minimize_many(
@@ -271,7 +342,8 @@ def minimize_many(
 
     Returns one :class:`LbfgsResult` per member, equal (to round-off) to ``minimize`` with
     that member's parameters and keyword arguments; ``seconds`` is the member's share
-    (1/M) of the program's wall time. Raises :class:`mp_jax.train.NonFiniteError` when a
+    (1/M) of the program's wall time. Progress counts the program's iterations (those of
+    its longest member). Raises :class:`mp_jax.train.NonFiniteError` when a
     still-running member's value or parameters stop being finite.
     """
     fn_kwargs_stacked = fn_kwargs_stacked or {}
@@ -289,9 +361,9 @@ def minimize_many(
     keys = ("value", "grad_norm", "step_size", "linesearch_steps")
     histories = [{k: [] for k in keys} for _ in range(m)]
     active = np.ones(m, bool)
-    converged = np.zeros(m, bool)
+    reasons = ["max_iter"] * m
     t0 = time.perf_counter()
-    bar = EpochProgress(total=n_chunks * config.chunk, desc=desc, enabled=progress)
+    bar = IterationProgress(n_chunks * config.chunk, desc, enabled=progress)
     try:
         for c in range(n_chunks):
             if not active.any():
@@ -314,12 +386,14 @@ def minimize_many(
                 member_rows = {k: [float(v) for v in rows[k][i]] for k in keys}
                 for k in keys:
                     histories[i][k].extend(member_rows[k])
-                if _stops(member_rows, config):
-                    converged[i] = True
-                    active[i] = False
-            bar.update((c + 1) * config.chunk, {"train_loss": float(np.mean(rows["value"][:, -1]))})
+                reasons[i] = _stops(member_rows, config) or reasons[i]
+                active[i] = reasons[i] == "max_iter"
+            bar.update((c + 1) * config.chunk, float(np.mean(rows["value"][:, -1])))
     finally:
         bar.close()
+    iterations = [len(h["value"]) for h in histories]
+    n_early = sum(r != "max_iter" for r in reasons)
+    bar.close(max(iterations), f"{n_early} of {m} members converged early" if n_early else "max_iter reached")
     share = (time.perf_counter() - t0) / m
-    return [LbfgsResult(jax.tree.map(lambda x, i=i: x[i], params), histories[i], len(histories[i]["value"]),
-                        bool(converged[i]), share) for i in range(m)]
+    return [LbfgsResult(trees.unstack(params, i), histories[i], iterations[i], reasons[i] != "max_iter", share,
+                        reasons[i]) for i in range(m)]

@@ -7,7 +7,15 @@ hyperparameters (a pytree ``hps`` with a leading axis M, passed to
 :func:`mp_jax.train.fit` with that member's hyperparameters, parameters and key: the
 same permutations, the same minibatches, the same updates; early stopping is tracked
 per member (a member that has stopped keeps training inside the program, but its best
-parameters, history and epoch count are frozen at its stop, exactly as if trained alone).
+parameters, history and epoch count are frozen at its stop, exactly as if trained alone;
+the rule is :class:`mp_jax.train.EarlyStopping`, as for a run alone).
+
+Whether this pays depends on the device: on an accelerator one member leaves most of it idle
+and the vmapped program trains M members in little more than one member's time; on a CPU a
+batched matmul of a few members runs no faster per FLOP than the members' own matmuls, so
+the members trained one after another finish sooner (``BENCHMARKS.md``). The experiments
+therefore vmap on an accelerator and train one after another on a CPU (``--vmap`` /
+``--no-vmap`` override).
 """
 from __future__ import annotations
 
@@ -17,12 +25,14 @@ import time
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 from mp_jax import train
 from mp_jax.progress import EpochProgress
+from mp_jax.trees import max_abs_difference, select, stack, unstack
+
+__all__ = ["SweepResult", "fit_sweep", "max_abs_difference", "stack", "unstack"]
 
 PyTree = Any
 
@@ -34,31 +44,8 @@ class SweepResult(NamedTuple):
     best_epochs: list
     epochs_run: list
     compile_seconds: float
-
-
-def stack(trees: list) -> PyTree:
-    """Stack a list of same-structure pytrees along a new leading axis."""
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def unstack(tree: PyTree, i: int) -> PyTree:
-    """Member ``i`` of a stacked pytree."""
-    return jax.tree.map(lambda x: x[i], tree)
-
-
-def max_abs_difference(trees_a: list, trees_b: list) -> float:
-    """The largest |a − b| over every leaf of corresponding pytrees in two lists (e.g. a
-    sweep's members against the same runs trained alone)."""
-    return float(max(np.max(np.abs(np.asarray(x) - np.asarray(y)))
-                     for a, b in zip(trees_a, trees_b) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))))
-
-
-def _where_members(mask: np.ndarray, new: PyTree, old: PyTree) -> PyTree:
-    """Per member (leading axis), ``new`` where ``mask`` else ``old``."""
-    if mask.all():
-        return new
-    sel = jnp.asarray(mask)
-    return jax.tree.map(lambda a, b: jnp.where(sel.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
+    stopped_early: list = []  # per member: stopped by the patience rule before config.epochs
+    seconds: float = math.nan  # the program's wall time, compilation included
 
 
 def fit_sweep(
@@ -111,6 +98,7 @@ def fit_sweep(
     eval_c = eval_v.lower(params, hps).compile() if eval_v is not None else None
     compile_seconds = time.perf_counter() - t0
 
+    stopping = train.EarlyStopping(config.patience)
     best_params = params
     best_loss = np.full(m, np.inf)
     best_epoch = np.zeros(m, int)
@@ -128,8 +116,8 @@ def fit_sweep(
             t = time.perf_counter()
             new_params, new_opt_state, losses, finite = epoch_c(params, opt_state, sub, hps)
             # members that stopped early are frozen, so every output equals the lone run's
-            params = _where_members(active, new_params, params)
-            opt_state = _where_members(active, new_opt_state, opt_state)
+            params = select(active, new_params, params)
+            opt_state = select(active, new_opt_state, opt_state)
             losses, finite = np.asarray(losses), np.asarray(finite)
             seconds = time.perf_counter() - t
             bad_members = np.flatnonzero(active & ~(np.isfinite(losses) & finite))
@@ -139,11 +127,9 @@ def fit_sweep(
                     f"lower their learning rate or enable clipping")
             vals = {k: np.asarray(v) for k, v in eval_c(params, hps).items()} if eval_c is not None else {}
             monitored = vals.get("loss", losses)
-            improved = active & (monitored < best_loss)
-            best_params = _where_members(improved, params, best_params)
-            best_loss = np.where(improved, monitored, best_loss)
+            improved, best_loss, bad = stopping.update(monitored, best_loss, bad, active)
+            best_params = select(improved, params, best_params)
             best_epoch = np.where(improved, epoch, best_epoch)
-            bad = np.where(improved, 0, np.where(active, bad + 1, bad))
             for i in np.flatnonzero(active):
                 h = histories[i]
                 h["train_loss"].append(float(losses[i]))
@@ -151,9 +137,10 @@ def fit_sweep(
                 for k, v in vals.items():
                     h.setdefault(f"val_{k}", []).append(float(v[i]))
             epochs_run = np.where(active, epoch, epochs_run)
-            if config.patience:
-                active &= bad < config.patience
+            active &= ~stopping.exhausted(bad)
             bar.update(epoch, {"train_loss": float(np.mean(losses))})
     finally:
         bar.close()
-    return SweepResult(best_params, params, histories, best_epoch.tolist(), epochs_run.tolist(), compile_seconds)
+    stopped = [bool(stopping.exhausted(b)) for b in bad]
+    return SweepResult(best_params, params, histories, best_epoch.tolist(), epochs_run.tolist(), compile_seconds,
+                       stopped, time.perf_counter() - t0)

@@ -12,6 +12,8 @@ The engine knows nothing else about the model:
 * :func:`fit` — the epoch loop: history, early stopping with patience that returns the
   best parameters, a clear stop on non-finite loss or parameters, a per-epoch hook
   (checkpoints) and resumption from a saved :class:`FitState`.
+* :class:`EarlyStopping` — the patience rule itself, for one run or many members at once
+  (:func:`fit`, :func:`mp_jax.sweep.fit_sweep` and the experiments share it).
 
 A *dataset* is any pytree of arrays sharing the leading axis N (e.g. ``(x, y)``).
 """
@@ -28,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mp_jax import parallel
+from mp_jax import parallel, trees
 from mp_jax.progress import EpochProgress
 from mp_jax.reuse import BufferReuse
 
@@ -82,9 +84,44 @@ def take(data: PyTree, idx: jax.Array) -> PyTree:
     return jax.tree.map(lambda a: a[idx], data)
 
 
-def tree_all_finite(tree: PyTree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+def float_dtype(tree: PyTree):
+    """The dtype floating-point leaves of ``tree`` promote to (float32 when it has none)."""
+    dtypes = [jnp.asarray(x).dtype for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+    return jnp.result_type(*dtypes) if dtypes else jnp.dtype(jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStopping:
+    """Stop after ``patience`` epochs without a new best monitored loss (None or 0: never);
+    docs/training.md (CLIP6), with ``bad_epochs`` = E − e*(E).
+
+    The same rule for one run (Python floats and ints) and for M members at once (NumPy
+    arrays of shape [M], with ``active`` masking the members that still train).
+    """
+
+    patience: Optional[int] = None
+
+    def update(self, monitored, best_loss, bad_epochs, active=True):
+        """One epoch's bookkeeping: ``(improved, best_loss, bad_epochs)``.
+
+        ``improved``: the monitored loss is below the best so far (strictly) for an active
+        member; then its best is the monitored loss and its count of epochs without
+        improvement restarts at 0, else the count grows by one (inactive members keep theirs).
+        """
+        improved = np.logical_and(active, np.asarray(monitored) < best_loss)
+        best_loss = np.where(improved, monitored, best_loss)
+        bad_epochs = np.where(improved, 0, np.where(active, np.asarray(bad_epochs) + 1, bad_epochs))
+        if improved.ndim == 0:
+            return bool(improved), float(best_loss), int(bad_epochs)
+        return improved, best_loss, bad_epochs
+
+    def exhausted(self, bad_epochs):
+        """Whether ``bad_epochs`` epochs without improvement stop the run (or each member).
+        A finished run's count is ``epochs_run - best_epoch``."""
+        if not self.patience:
+            return np.zeros(np.shape(bad_epochs), bool) if np.ndim(bad_epochs) else False
+        out = np.asarray(bad_epochs) >= self.patience
+        return bool(out) if out.ndim == 0 else out
 
 
 def make_mesh(n_devices: Optional[int] = None) -> jax.sharding.Mesh:
@@ -144,7 +181,8 @@ def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransform
     """One shuffled pass over a dataset, compiled as a single program.
 
     Returns ``epoch(params, opt_state, key, data) -> (params, opt_state, mean_loss, finite)``
-    where ``mean_loss`` is the example-weighted mean of the minibatch losses and
+    where ``mean_loss`` is the example-weighted mean of the minibatch losses, summed in the
+    parameters' floating-point dtype (float64 parameters give a float64 mean), and
     ``finite`` tells whether every parameter is finite at the end. With a ``mesh``, each
     full minibatch is split across its devices (data parallelism): with
     ``per_example_mean`` (the loss is a mean over examples, see :mod:`mp_jax.parallel`)
@@ -171,7 +209,8 @@ def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransform
         n = num_examples(data)
         n_full, rem = divmod(n, batch_size)
         perm = jax.random.permutation(key, n)
-        total = jnp.zeros((), jnp.float32)
+        dtype = float_dtype(params)
+        total = jnp.zeros((), dtype)
         if n_full:
             idx = perm[: n_full * batch_size].reshape(n_full, batch_size)
 
@@ -182,11 +221,11 @@ def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransform
 
             buffers = reuse.init(params, take(data, idx[0]))  # made once per epoch
             (params, opt_state, _), losses = jax.lax.scan(body, (params, opt_state, buffers), idx)
-            total = total + jnp.sum(losses).astype(jnp.float32) * batch_size
+            total = total + jnp.sum(losses.astype(dtype)) * batch_size
         if rem:
             params, opt_state, loss = step(params, opt_state, take(data, perm[n_full * batch_size:]))
-            total = total + loss.astype(jnp.float32) * rem
-        return params, opt_state, total / n, tree_all_finite(params)
+            total = total + loss.astype(dtype) * rem
+        return params, opt_state, total / n, trees.all_finite(params)
 
     return jax.jit(epoch) if jit else epoch
 
@@ -241,6 +280,8 @@ class FitResult(NamedTuple):
     stopped_early: bool
     compile_seconds: float
     state: FitState
+    seconds: float = math.nan  # training wall time, compilation included (a loaded run: as recorded)
+    loaded: bool = False  # restored from a finished checkpoint instead of trained (experiments.runner)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,15 +343,19 @@ def fit(
     n_train = num_examples(train_data)
     if n_train == 0:
         raise ValueError("the training set is empty")
-    epoch_fn = make_epoch_fn(loss_and_grad, optimizer, min(config.batch_size, n_train), mesh=mesh,
-                             per_example_mean=per_example_mean)
+    # a mesh over several processes: each feeds its own share of every minibatch (mp_jax.distributed)
+    fed = parallel.spans_processes(mesh)
+    if fed:
+        from mp_jax import distributed
+    epoch_fn = (distributed.make_epoch_fn if fed else make_epoch_fn)(
+        loss_and_grad, optimizer, min(config.batch_size, n_train), mesh=mesh, per_example_mean=per_example_mean)
     eval_fn = make_eval_fn(metrics_fn, config.eval_batch_size, mesh=mesh)
     if state is None:
         state = init_fit_state(params, optimizer, key)
     if mesh is not None:
         state = state._replace(**replicate(
             dict(params=state.params, opt_state=state.opt_state, key=state.key, best_params=state.best_params), mesh))
-        train_data, val_data = replicate(train_data, mesh), replicate(val_data, mesh)
+        train_data, val_data = (train_data if fed else replicate(train_data, mesh)), replicate(val_data, mesh)
     history = {k: list(v) for k, v in state.history.items()}
     history.setdefault("train_loss", [])
     history.setdefault("epoch_seconds", [])
@@ -321,7 +366,8 @@ def fit(
     eval_c = eval_fn.lower(state.params, val_data).compile() if val_data is not None else None
     compile_seconds = time.perf_counter() - t0
 
-    stopped_early = state.bad_epochs >= config.patience if config.patience else False
+    stopping = EarlyStopping(config.patience)
+    stopped_early = stopping.exhausted(state.bad_epochs)
     bar = EpochProgress(total=config.epochs, initial=state.epoch, desc=desc, enabled=progress)
     try:
         while state.epoch < config.epochs and not stopped_early:
@@ -355,16 +401,14 @@ def fit(
                     epoch,
                     state._replace(history=history),
                 )
-            if monitored < state.best_loss:
-                best = dict(best_params=params, best_loss=monitored, best_epoch=epoch, bad_epochs=0)
-            else:
-                best = dict(bad_epochs=state.bad_epochs + 1)
-            state = state._replace(params=params, opt_state=opt_state, key=key, epoch=epoch,
-                                   history={k: list(v) for k, v in history.items()}, **best)
+            improved, best_loss, bad_epochs = stopping.update(monitored, state.best_loss, state.bad_epochs)
+            best = dict(best_params=params, best_epoch=epoch) if improved else {}
+            state = state._replace(params=params, opt_state=opt_state, key=key, epoch=epoch, best_loss=best_loss,
+                                   bad_epochs=bad_epochs, history={k: list(v) for k, v in history.items()}, **best)
             if on_epoch_end is not None:
                 on_epoch_end(state)
             bar.update(epoch, row)
-            stopped_early = bool(config.patience) and state.bad_epochs >= config.patience
+            stopped_early = stopping.exhausted(state.bad_epochs)
     finally:
         bar.close()
     if stopped_early:
@@ -378,6 +422,7 @@ def fit(
         stopped_early=stopped_early,
         compile_seconds=compile_seconds,
         state=state,
+        seconds=time.perf_counter() - t0,
     )
 
 

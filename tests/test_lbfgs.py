@@ -58,7 +58,7 @@ def test_non_finite_value_stops_with_a_clear_error():
         lbfgs.minimize(blows_up, {"p": jnp.zeros(2)}, jnp.ones(2), lbfgs.LbfgsConfig(max_iter=4, chunk=2), progress=False)
 
 
-# ----------------------------------------------------------------------------- minimize_many (issue 8)
+# ----------------------------------------------------------------------------- minimize_many
 def ill_conditioned(params, batch, kappa, c):
     """J = 1 + Σ ½ d_i r_i² + ¼ c r_i⁴ with r = p − b, d_i = κ^(i/(n−1)): κ = 1, c = 0 stops at
     once, larger κ takes longer; c > 0 makes the gradient nonlinear."""
@@ -85,7 +85,7 @@ def _check_many_equals_alone(fn, p0s, kwargs, batch, cfg, rtol):
 # float32 runs 20 iterations, not 60: there, 60 iterations of the κ = 1e3 and 1e4 members amplify
 # round-off so much that moving the start by ONE ulp moves their lone runs by 0.3-1.3 % (measured
 # on the CPU), so a 2e-4 comparison held only where the vmapped and lone programs round alike
-# (it failed on an H200, session 8); after 20 iterations one ulp moves them by ≤ 2e-5.
+# (it failed on an H200); after 20 iterations one ulp moves them by ≤ 2e-5.
 @pytest.mark.parametrize("x64, rtol, max_iter, kappa1", [(True, 1e-10, 60, 30.0), (False, 2e-4, 20, 10.0)])
 def test_minimize_many_equals_each_member_alone(x64, rtol, max_iter, kappa1):
     """Members stop at different chunks (gtol at once for κ = 1; later ones by gtol/ftol or
@@ -121,3 +121,40 @@ def test_minimize_many_non_finite_names_the_member():
     with pytest.raises(NonFiniteError, match=r"member\(s\) \[1\]"):
         lbfgs.minimize_many(blows_up, {"p": jnp.zeros((2, 2))}, jnp.ones(2), lbfgs.LbfgsConfig(max_iter=4, chunk=2),
                             fn_kwargs_stacked={"s": jnp.array([1.0, 2.0])}, progress=False)
+
+
+# ----------------------------------------------------------------------------- stopping and progress
+def test_stop_reason_and_summary():
+    target = jnp.array([1.0, -2.0])
+    early = lbfgs.minimize(quadratic, {"p": jnp.zeros(2)}, target, lbfgs.LbfgsConfig(max_iter=40, chunk=10),
+                           progress=False)
+    assert early.stop_reason in ("gtol", "ftol") and early.converged and early.iterations < 40
+    capped = lbfgs.minimize(ill_conditioned, {"p": jnp.zeros(12)}, jnp.linspace(-1.0, 2.0, 12),
+                            lbfgs.LbfgsConfig(max_iter=8, chunk=4, gtol=0.0, ftol=0.0),
+                            fn_kwargs={"kappa": 1e4, "c": 2.0}, progress=False)
+    assert capped.stop_reason == "max_iter" and not capped.converged and capped.iterations == 8
+    s = lbfgs.summary(capped)
+    assert s["iterations"] == 8 and s["stop_reason"] == "max_iter"
+    assert s["function_evaluations"] == 8 + sum(capped.history["linesearch_steps"]) >= 8
+
+
+def test_progress_counts_iterations_and_says_when_it_stopped_early(caplog):
+    with caplog.at_level("INFO", logger="mp_jax.lbfgs"):
+        res = lbfgs.minimize(quadratic, {"p": jnp.zeros(2)}, jnp.array([1.0, -2.0]),
+                             lbfgs.LbfgsConfig(max_iter=400, chunk=5), progress=False, desc="quad")
+    assert res.iterations < 400
+    last = caplog.records[-1].getMessage()
+    assert last.startswith(f"quad: stopped early after {res.iterations} of at most 400 iterations")
+    assert lbfgs.STOP_REASONS[res.stop_reason] in last
+
+
+def test_progress_estimate_is_the_rate_after_the_first_update(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(lbfgs.time, "perf_counter", lambda: now[0])
+    bar = lbfgs.IterationProgress(100, "x", enabled=False)
+    now[0] = 10.0  # the first chunk of 25 iterations, compilation included
+    bar.update(25, 1.0)
+    assert np.isnan(bar.left())  # no rate yet
+    now[0] = 12.0  # 25 more in 2 s
+    bar.update(50, 0.5)
+    assert bar.left() == pytest.approx(2.0 / 25 * 50)  # 50 left at that rate: at most 4 s

@@ -1,8 +1,9 @@
-"""Q1 experiment end to end (--quick, building the stand-in in tmp_path), its quality
-measures, and issue 3 point 5: training on the manual gradients and on jax.grad gives
-the same parameters (float64)."""
+"""Q1 experiment end to end (--quick, building the stand-in in tmp_path): the default run
+reused by both studies, vmapped and one-after-another studies agreeing, figures, and
+training on the manual gradients and on jax.grad giving the same parameters (float64)."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 
@@ -11,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments import plotting
 from experiments import q1_autoencoder as q1
 from mp_jax import lbfgs, train
 from mp_jax.models import autoencoder as ae
@@ -22,29 +24,57 @@ FIGURES = ("patches_rgb.png", "patches_preprocessed.png", "features.png", "featu
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
+    """The quick run as the main job runs it on a CPU (studies one run after another),
+    then the same command again (every run loaded from its checkpoint)."""
     root = tmp_path_factory.mktemp("q1run")
-    argv = ["--quick", "--data-dir", str(root / "data"), "--results-dir", str(root / "results"), "--no-progress"]
+    argv = ["--quick", "--no-vmap", "--data-dir", str(root / "data"), "--results-dir", str(root / "results"),
+            "--no-progress"]
     assert q1.main(argv) == 0
-    return root
+    first = json.loads((root / "results" / "q1" / "metrics.json").read_text())
+    assert q1.main(argv) == 0
+    return root, first
 
 
 @pytest.fixture(scope="module")
-def quick_run_sequential(quick_run):
-    """The same quick run with --no-vmap (reusing the stand-in built by ``quick_run``)."""
-    argv = ["--quick", "--no-vmap", "--data-dir", str(quick_run / "data"), "--results-dir",
-            str(quick_run / "results_sequential"), "--no-progress"]
+def quick_run_vmapped(quick_run):
+    """The same quick run with --vmap (reusing the stand-in built by ``quick_run``)."""
+    root, _ = quick_run
+    argv = ["--quick", "--vmap", "--data-dir", str(root / "data"), "--results-dir", str(root / "results_vmap"),
+            "--no-progress"]
     assert q1.main(argv) == 0
-    return quick_run / "results_sequential"
+    return json.loads((root / "results_vmap" / "q1" / "metrics.json").read_text())
 
 
-def test_vmapped_and_sequential_members_agree(quick_run, quick_run_sequential):
-    """Issue 8: the (β, ρ) study and the sweep trained as vmapped programs (the default)
-    give each member the same run as training it alone (--no-vmap), to float32 round-off."""
-    v = json.loads((quick_run / "results" / "q1" / "metrics.json").read_text())
-    q = json.loads((quick_run_sequential / "q1" / "metrics.json").read_text())
+def test_the_default_run_is_trained_once_and_reused(quick_run):
+    _, m = quick_run
+    c = q1.Q1Config.quick()
+    distinct = {(r["hidden"], r["lam"], r["beta"], r["rho"]) for r in [*m["beta_rho"], *m["sweep"]]}
+    # L-BFGS: the default, 4 more (β, ρ), 8 more (L_hid, λ); and the SGD comparison run
+    assert len(distinct) == 1 + (len(c.beta_rho) - 1) + (len(c.sweep_hidden) * len(c.sweep_lam) - 1) == 13
+    assert m["training"]["trained"] == 14 and m["training"]["loaded"] == 0
+    default = [r for r in [*m["beta_rho"], *m["sweep"]] if r["name"] == m["name"]]
+    assert len(default) == 2  # in the (β, ρ) table and in the sweep
+    for r in default:  # the same run: the same numbers and the same recorded time
+        assert r["final_cost"] == m["final_cost"] and r["seconds"] == m["seconds"]
+
+
+def test_a_second_call_loads_every_run_with_its_recorded_time(quick_run):
+    root, first = quick_run
+    again = json.loads((root / "results" / "q1" / "metrics.json").read_text())
+    assert again["training"]["trained"] == 0 and again["training"]["loaded"] == 14
+    assert again["training"]["train_seconds"] == pytest.approx(first["training"]["train_seconds"])
+    for a, b in zip([again, *again["beta_rho"], *again["sweep"], *again["optimizers"].values()],
+                    [first, *first["beta_rho"], *first["sweep"], *first["optimizers"].values()]):
+        assert a["name"] == b["name"] and a["final_cost"] == b["final_cost"]
+        assert a["loaded"] and not b["loaded"] and a["seconds"] == pytest.approx(b["seconds"]) and a["seconds"] > 0
+
+
+def test_vmapped_and_sequential_members_agree(quick_run, quick_run_vmapped):
+    """The studies trained as vmapped programs give each member the run trained alone, to
+    float32 round-off (the exact equality, in float64, is tested in tests/test_lbfgs.py)."""
+    _, q = quick_run
+    v = quick_run_vmapped
     assert v["sweep_timing"]["mode"] == "vmap" and q["sweep_timing"]["mode"] == "sequential"
-    assert v["sweep_timing"]["beta_rho"]["programs"] == 1 and v["sweep_timing"]["sweep"]["programs"] == 3
-    assert v["sweep_timing"]["beta_rho"]["vmapped_seconds"] > 0 and q["sweep_timing"]["sweep"]["sequential_seconds"] > 0
     assert set(v) == set(q)
     for study in ("beta_rho", "sweep"):
         assert len(v[study]) == len(q[study]) > 0
@@ -52,37 +82,39 @@ def test_vmapped_and_sequential_members_agree(quick_run, quick_run_sequential):
             assert set(a) == set(b)
             assert a["name"] == b["name"] and a["iterations"] == b["iterations"] == 20, a["name"]
             # float32: 20 L-BFGS iterations amplify round-off (batched vs single matmuls) to ~1e-3 in J
-            # and ~1e-2 in ρ̂; the exact equality (float64, 1e-10) is tested in tests/test_lbfgs.py
             assert a["final_cost"] == pytest.approx(b["final_cost"], rel=5e-3), a["name"]
             for k in ("heldout_reconstruction_mse", "mean_hidden_activation"):
                 assert a[k] == pytest.approx(b[k], rel=3e-2), (a["name"], k)
             assert abs(a["duplicate_units"] - b["duplicate_units"]) <= 1
-    # the vmapped member with the default setting is the default run itself
-    first = v["beta_rho"][0]
-    assert first["name"] == v["name"] and first["final_cost"] == pytest.approx(v["final_cost"], rel=5e-3)
+    # vmapped too, the default run is reused (trained alone once): 12 members in 4 programs
+    assert v["beta_rho"][0]["final_cost"] == v["final_cost"] and v["training"]["trained"] == 2 + 4
 
 
 def test_quick_run_builds_the_stand_in(quick_run):
     import h5py
 
-    with h5py.File(quick_run / "data" / "data1.h5", "r") as f:
+    root, _ = quick_run
+    with h5py.File(root / "data" / "data1.h5", "r") as f:
         assert f["data"].shape == (10240, 3, 16, 16) and f.attrs["source_kind"] == "stand-in"
 
 
 def test_quick_run_metrics(quick_run):
-    m = json.loads((quick_run / "results" / "q1" / "metrics.json").read_text())
+    _, m = quick_run
     for key in ("final_cost", "cost_terms", "mean_hidden_activation", "rho", "heldout_reconstruction_mse",
                 "heldout_mean_patch_mse", "duplicate_fraction", "optimizers", "beta_rho", "sweep"):
         assert key in m, key
     assert set(m["cost_terms"]) == {"reconstruction", "weight_decay", "sparsity"}
     assert m["final_cost"] == pytest.approx(sum(m["cost_terms"].values()), rel=1e-6)
     assert m["optimizer"] == "lbfgs" and set(m["optimizers"]) == {"lbfgs", "sgd"}
-    s = q1.Settings(**q1.QUICK)
-    assert [(r["hidden"], r["lam"]) for r in m["sweep"]] == [(h, lam) for h in s.sweep_hidden for lam in s.sweep_lam]
-    assert [(r["beta"], r["rho"]) for r in m["beta_rho"]] == [tuple(map(float, br)) for br in s.beta_rho]
+    c = q1.Q1Config.quick()
+    assert [(r["hidden"], r["lam"]) for r in m["sweep"]] == [(h, lam) for h in c.sweep_hidden for lam in c.sweep_lam]
+    assert [(r["beta"], r["rho"]) for r in m["beta_rho"]] == [tuple(map(float, br)) for br in c.beta_rho]
     for r in [m, *m["sweep"], *m["beta_rho"], *m["optimizers"].values()]:
         assert np.isfinite(r["final_cost"]) and 0 <= r["duplicate_fraction"] <= 1
         assert 0 < r["mean_hidden_activation"] < 1
+    for r in [m, *m["sweep"], *m["beta_rho"]]:  # L-BFGS: iterations counted, and why it stopped
+        assert r["iterations"] <= c.lbfgs_iters and r["stop_reason"] in lbfgs.STOP_REASONS
+        assert r["converged"] == (r["stop_reason"] != "max_iter")
     # even 20 iterations learn something: better than predicting the mean patch
     assert m["heldout_reconstruction_mse"] < m["heldout_mean_patch_mse"]
     assert m["data"]["n_patches"] == 1200 and m["data"]["n_heldout"] == 120
@@ -92,38 +124,34 @@ def test_quick_run_metrics(quick_run):
 
 
 def test_quick_run_figures(quick_run):
+    root, _ = quick_run
     for name in FIGURES:
-        data = (quick_run / "results" / "q1" / name).read_bytes()
+        data = (root / "results" / "q1" / name).read_bytes()
         assert data[:8] == PNG and len(data) > 5000, name
 
 
-def test_duplicate_fraction():
-    rng = np.random.default_rng(0)
-    w = rng.normal(size=(256, 10))
-    assert q1.duplicate_fraction(w) == 0.0
-    w[:, 3] = 2.0 * w[:, 1] + 0.5  # same image, other contrast and offset
-    w[:, 7] = w[:, 1] + 0.01 * rng.normal(size=256)
-    assert q1.duplicate_fraction(w) == pytest.approx(0.3)
-    w[:, 9] = -w[:, 0]  # an inverted copy is a different detector
-    assert q1.duplicate_fraction(w) == pytest.approx(0.3)
+def test_config_from_arguments():
+    import argparse
+
+    args = argparse.Namespace(quick=True, seed=3, optimizer="sgd", lbfgs_iters=None, sgd_epochs=7, vmap=None)
+    c = q1.Q1Config.from_args(args)
+    assert c.is_quick and c.hidden == 16 and c.seed == 3 and c.optimizer == "sgd" and c.sgd_epochs == 7
+    assert c.lbfgs_iters == q1.Q1Config.quick().lbfgs_iters  # not given: the quick value
+    assert q1.Q1Config().hidden == 64 and not q1.Q1Config().is_quick
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.hidden = 5
 
 
-def test_unit_images_and_mosaic():
+def test_mosaic():
+    from mp_jax.models.autoencoder_measures import unit_images
+
     w = np.arange(256 * 3, dtype=float).reshape(256, 3)
-    imgs = q1.unit_images(w)
-    assert imgs.shape == (3, 16, 16) and imgs[1, 0, 1] == w[1, 1]
-    m = q1.mosaic(imgs)
+    m = plotting.mosaic(unit_images(w))
     assert m.shape == (2 * 17 + 1, 2 * 17 + 1)
     assert m.min() == -1.0 and m.max() == pytest.approx(1.0)
 
 
-def test_short_source():
-    assert q1.short_source({}) == "course file"
-    assert q1.short_source({"source_kind": "stand-in", "source": "skimage/data/a.png (x); pkg/b/c.jpg (y (z))"}) == \
-        "stand-in from a, c"
-
-
-# ----------------------------------------------------------------------------- issue 3, point 5
+# ----------------------------------------------------------------------------- manual gradients vs jax.grad
 def _rel(a, b) -> float:
     a, b = np.concatenate([np.ravel(x) for x in jax.tree.leaves(a)]), np.concatenate([np.ravel(x) for x in jax.tree.leaves(b)])
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))

@@ -1,8 +1,10 @@
 """Q2 experiment end to end (``--quick``) on a small generated corpus."""
+import argparse
 import json
 import math
 
 import numpy as np
+import pytest
 
 from experiments import q2_language_model as q2
 from mp_jax.data import build_q2
@@ -38,11 +40,12 @@ def test_quick_run_writes_every_output(tmp_path, capsys):
     out = results / "q2"
     m = json.loads((out / "metrics.json").read_text())
     v = m["data"]["vocab_size"]
-    for d, p in q2.SETTINGS:
+    for d, p in q2.Q2Config().settings:
         s = m[f"D={d},P={p}"]
         for k in ("test_cross_entropy", "perplexity", "top1_accuracy", "top10_accuracy", "best_epoch"):
             assert k in s
-        assert 1 <= s["best_epoch"] <= s["epochs_run"] <= q2.QUICK["epochs"]
+        assert 1 <= s["best_epoch"] <= s["epochs_run"] <= q2.Q2Config.quick().epochs
+        assert s["seconds"] > 0 and s["loaded"] is False
         assert len(s["history"]["val_loss"]) == s["epochs_run"]
         assert s["perplexity"] == math.exp(s["test_cross_entropy"]) and 0 <= s["top1_accuracy"] <= s["top10_accuracy"] <= 1
         assert (out / f"loss_D{d}_P{p}.png").read_bytes()[:8] == PNG
@@ -59,11 +62,40 @@ def test_quick_run_writes_every_output(tmp_path, capsys):
     assert set(m["anchors"]) == {"what does new", "but it 's"}  # "nt get it" is not in this vocabulary
     assert m["anchors"]["what does new"]["kneser_ney"][0][0] == "york"
     assert len(m["neighbours"]) >= 3 and all(len(nb) == 10 for nb in m["neighbours"].values())
-    assert m["settings"]["patience"] == q2.PATIENCE
+    assert m["settings"]["patience"] == q2.Q2Config().patience == 5 and m["settings"]["impl"] == "fast"
     for name in ("table.txt", "samples.txt", "neighbours.txt", "anchors.txt"):
         assert (out / name).stat().st_size > 50
     assert (out / "samples.png").stat().st_size > 20_000
     table = (out / "table.txt").read_text()
     assert "kneser_ney" in table and "interpolated" in table
     assert "nt get it" in (out / "anchors.txt").read_text()
-    assert "kneser_ney" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "kneser_ney" in out and out.count("q2 data:") == 1
+
+
+def test_impl_names_the_gradients_and_keys_the_checkpoint():
+    from mp_jax.models import language_model as lm
+    from mp_jax.models import language_model_fast as lm_fast
+
+    assert q2.loss_and_grad("reference") is lm.loss_and_grad
+    assert q2.loss_and_grad("fast") is lm_fast.loss_and_grad
+    with pytest.raises(ValueError, match="--impl"):
+        q2.loss_and_grad("slow")
+    c = q2.Q2Config.quick()
+    assert c.impl == "fast" and q2.Q2Config.from_args(argparse.Namespace(impl="reference")).impl == "reference"
+
+
+def test_reference_and_fast_runs_are_separate_checkpoints(tmp_path):
+    """A reference run never resumes a fast one's checkpoint (they differ by rounding)."""
+    import jax.numpy as jnp
+
+    from experiments import runner
+
+    rng = np.random.default_rng(0)
+    x, y = jnp.asarray(rng.integers(0, 20, (64, 3)), jnp.int32), jnp.asarray(rng.integers(0, 20, 64), jnp.int32)
+    with runner.checkpointing(tmp_path) as store:
+        for impl in ("fast", "reference", "fast"):
+            c = q2.Q2Config.quick(impl=impl, epochs=1, batch_size=32, progress=False)
+            q2.train_setting(c, 0, 4, 8, 20, "data", (x, y), (x, y))
+    assert [e[1] for e in store.events] == ["trained", "trained", "loaded"]
+    assert len(list(tmp_path.glob("lm_D4_P8-*.h5"))) == 2

@@ -1,3 +1,4 @@
+import argparse
 import importlib.util
 import json
 
@@ -13,9 +14,10 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @pytest.mark.skipif(importlib.util.find_spec("seglearn") is None,
                     reason="seglearn is not installed: the quick run builds the default Q3 stand-in from it")
-def test_quick_end_to_end(tmp_path):
+def test_quick_end_to_end(tmp_path, capsys):
     res = tmp_path / "results"
     assert q3.main(["--quick", "--data-dir", str(tmp_path / "data"), "--results-dir", str(res), "--no-progress"]) == 0
+    assert capsys.readouterr().out.count("q3 data:") == 1
     out = res / "q3"
     m = json.loads((out / "metrics.json").read_text())
     names = m["data"]["class_names"]
@@ -35,37 +37,42 @@ def test_quick_end_to_end(tmp_path):
         png = (out / f"{model}_confusion.png").read_bytes()
         assert png[:8] == PNG and len(png) > 20000
     for model in ("rnn", "lstm", "gru"):
-        assert m[model]["learning_rate"] == q3.LEARNING_RATES[model]
+        assert m[model]["learning_rate"] == q3.Q3Config().lr(model)
+        assert m[model]["seconds"] > 0 and m[model]["loaded"] is False
         assert (out / f"{model}_loss.png").read_bytes()[:8] == PNG
     # the baseline learns something even in the quick run; the cells at least run
     assert m["baseline"]["test_accuracy"] > 2 * m["chance_accuracy"]
     assert (out / "loss_all.png").read_bytes()[:8] == PNG
     table = (out / "comparison.md").read_text()
     assert "GRU" in table and "logistic baseline" in table
+    assert m["settings"]["impl"] == "fast" and m["training"]["trained"] == 4
 
 
-def test_validation_split_by_subject_and_random():
-    rng = np.random.default_rng(0)
-    subjects = np.repeat([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 30)
-    tr, va, how = q3.validation_split(subjects, subjects.size, 0.1, rng)
-    assert how["kind"] == "subject" and len(how["subjects"]) == 1
-    assert va.size == 30 and not set(subjects[tr]) & set(subjects[va])
-    tr, va, how = q3.validation_split(None, 200, 0.1, rng)
-    assert how["kind"] == "random" and va.size == 20 and tr.size == 180
-    assert not set(tr.tolist()) & set(va.tolist())
-
-
-def test_confusion_and_flags():
-    cm = q3.confusion(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1]), 3)
-    np.testing.assert_array_equal(cm, [[1, 1, 0], [0, 1, 0], [0, 1, 0]])
-    np.testing.assert_allclose(q3.row_normalized(cm)[0], [0.5, 0.5, 0])
-    assert q3.parse_models("gru, rnn") == ["gru", "rnn"]
-    with pytest.raises(SystemExit, match="unknown model"):
+def test_flags_and_config():
+    assert q3.parse_models("gru, rnn") == ("gru", "rnn")
+    with pytest.raises(SystemExit, match="unknown name"):
         q3.parse_models("rnn,cnn")
     lrs = q3.parse_lrs("all=0.05,gru=0.2")
-    assert lrs == {"rnn": 0.05, "lstm": 0.05, "gru": 0.2}
+    assert dict(lrs) == {"rnn": 0.05, "lstm": 0.05, "gru": 0.2}
     with pytest.raises(SystemExit, match="--lr"):
         q3.parse_lrs("gru")
+    p = argparse.Namespace(quick=True, models=("lstm",), learning_rates=lrs, epochs=None, seeds=3, impl="reference")
+    c = q3.Q3Config.from_args(p)
+    assert c.is_quick and c.hidden == 16 and c.models == ("lstm",) and c.seeds == 3 and c.lr("gru") == 0.2
+    assert c.epochs == q3.Q3Config.quick().epochs  # not given: the quick value
+    assert q3.Q3Config().lr("rnn") == 0.001 and q3.Q3Config().epochs == 50
+
+
+def test_impl_names_the_gradients_and_keys_the_checkpoint():
+    from mp_jax.models import recurrent, recurrent_fast
+
+    assert q3.gradients("fast") == (recurrent_fast.loss_and_grad_reusing, recurrent_fast.loss_and_grad)
+    assert q3.gradients("reference") == (recurrent.loss_and_grad, recurrent.loss_and_grad)
+    with pytest.raises(ValueError, match="--impl"):
+        q3.gradients("slow")
+    fast, ref = q3.Q3Config(), q3.Q3Config(impl="reference")
+    assert fast.run_config("gru", 0)["impl"] == "fast" and ref.run_config("gru", 0)["impl"] == "reference"
+    assert fast.run_config("gru", 1, data_seed=0)["data_seed"] == 0 and "data_seed" not in fast.run_config("gru", 0, 0)
 
 
 # ----------------------------------------------------------------------------- repeated seeds
@@ -84,18 +91,17 @@ def test_each_seed_sweep_member_equals_that_seed_trained_alone():
     from mp_jax.models import recurrent
 
     # lr 3 with patience 1: the members stop early, at different epochs (2, 2, 3 of at most 4)
-    s = dict(hidden=8, mlp=8, batch_size=16, epochs=4, momentum=0.85, clip_norm=1.0, patience=1)
-    seeds, lr = [0, 1, 2], 3.0
+    c = q3.Q3Config(hidden=8, mlp=8, batch_size=16, epochs=4, patience=1, progress=False,
+                    learning_rates=(("lstm", 3.0),))
+    seeds = [0, 1, 2]
     with jax.enable_x64(True):
         tr, va = _tiny_problem()
         # one after another: each member is mp_jax.train.fit of that seed alone
-        alone, info_seq = q3.train_seeds("lstm", seeds, tr, va, s, lr, 3, vmap=False, progress=False)
-        vmapped, info = q3.train_seeds("lstm", seeds, tr, va, s, lr, 3, vmap=True, progress=False)
-        assert info["mode"] == "vmap" and info_seq["mode"] == "sequential"
-        assert min(m.epochs_run for m in alone) < s["epochs"]
+        alone = q3.train_seeds("lstm", seeds, tr, va, c, 3, vmap=False)
+        vmapped = q3.train_seeds("lstm", seeds, tr, va, c, 3, vmap=True)
+        assert min(m.epochs_run for m in alone) < c.epochs
         assert len({m.epochs_run for m in alone}) > 1  # the members stop at different epochs
-        for seed, member, lone in zip(seeds, vmapped, alone):
-            assert member.seed == lone.seed == seed
+        for member, lone in zip(vmapped, alone):
             chex.assert_trees_all_close(member.params, lone.params, rtol=1e-10, atol=1e-12)
             assert (member.epochs_run, member.best_epoch, member.stopped_early) == \
                 (lone.epochs_run, lone.best_epoch, lone.stopped_early)
@@ -104,7 +110,7 @@ def test_each_seed_sweep_member_equals_that_seed_trained_alone():
     # and a member is the run `--seed seed` trains: PRNGKey(seed) -> (baseline, rnn, lstm, gru) -> (init, shuffling)
     for seed in seeds:
         k_init, k_fit = jax.random.split(jax.random.split(jax.random.PRNGKey(seed), 4)[2])
-        params, key = q3.member_init("lstm", q3.member_key(seed, "lstm"), 3, s, 3)
+        params, key = q3.member_init("lstm", q3.member_key(seed, "lstm"), 3, c, 3)
         chex.assert_trees_all_equal(params, recurrent.init_params(k_init, "lstm", 3, 8, 8, 3))
         np.testing.assert_array_equal(key, k_fit)
 
@@ -112,7 +118,7 @@ def test_each_seed_sweep_member_equals_that_seed_trained_alone():
 @pytest.mark.skipif(importlib.util.find_spec("seglearn") is None,
                     reason="seglearn is not installed: the quick run builds the default Q3 stand-in from it")
 def test_quick_seed_sweep_end_to_end_and_skipped_when_run_again(tmp_path):
-    argv = ["--quick", "--models", "lstm", "--seeds", "2", "--data-dir", str(tmp_path / "data"),
+    argv = ["--quick", "--models", "lstm", "--seeds", "2", "--vmap", "--data-dir", str(tmp_path / "data"),
             "--results-dir", str(tmp_path / "results"), "--no-progress"]
     assert q3.main(argv) == 0
     out = tmp_path / "results" / "q3"
@@ -125,14 +131,15 @@ def test_quick_seed_sweep_end_to_end_and_skipped_when_run_again(tmp_path):
     assert r["test_accuracy_std"] == pytest.approx(np.std(accs, ddof=1))
     assert r["test_accuracy"] == accs[0]  # the per-model fields are seed 0's
     assert r["seed_sweep"]["mode"] == "vmap" and r["seed_sweep"]["members"] == 2
-    assert r["seed_sweep"]["vmapped_seconds"] > 0 and r["seed_sweep"]["skipped_members"] == 0
+    assert r["seed_sweep"]["seconds"] > 0 and r["seed_sweep"]["loaded_members"] == 0
     for x in r["members"]:
         assert len(x["history"]["train_loss"]) == x["epochs_run"] >= 1
     assert "test acc. over 2 seeds (mean ± std)" in (out / "comparison.md").read_text()
     assert (out / "lstm_confusion.png").read_bytes()[:8] == PNG
     assert "seeds" not in m["baseline"] and "over_seeds" not in m["baseline"]
-    # the finished sweep was saved: running again skips it, with the same results
+    # the finished sweep was saved: running again loads it, with the same results and time
     assert q3.main(argv) == 0
     again = json.loads((out / "metrics.json").read_text())["lstm"]
-    assert again["seed_sweep"]["skipped_members"] == 2
+    assert again["seed_sweep"]["loaded_members"] == 2
+    assert again["seed_sweep"]["seconds"] == pytest.approx(r["seed_sweep"]["seconds"])
     assert [x["test_accuracy"] for x in again["members"]] == accs

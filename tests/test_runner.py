@@ -1,4 +1,5 @@
-"""fit_run: skip finished runs, resume interrupted ones identically, set aside bad checkpoints."""
+"""fit_run and cached_run: load finished runs (with the training time they recorded), resume
+interrupted ones identically, set aside bad checkpoints; fit_members one by one or vmapped."""
 import chex
 import jax
 import pytest
@@ -50,16 +51,23 @@ def test_interrupted_run_resumes_to_identical_parameters(tmp_path, monkeypatch):
     chex.assert_trees_all_equal(resumed.params, uninterrupted.params)
     assert resumed.history["val_loss"] == uninterrupted.history["val_loss"]
     assert resumed.epochs_run == 6
+    # the training time counts the interrupted part (saved with each epoch) and the rest
+    assert resumed.seconds > store.events[0][2] > 0 and store.events[0][3] == pytest.approx(resumed.seconds)
 
 
-def test_finished_runs_are_skipped(tmp_path, monkeypatch):
+def test_finished_runs_are_loaded_with_their_recorded_time(tmp_path, monkeypatch):
     with runner.checkpointing(tmp_path) as store:
         first = run()
         monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("a finished run was trained again"))
         second = run()
-    assert [e[1] for e in store.events] == ["trained", "skipped"]
+    assert [e[1] for e in store.events] == ["trained", "loaded"]
     chex.assert_trees_all_equal(first.params, second.params)
     assert second.history["train_loss"] == first.history["train_loss"]
+    assert not first.loaded and second.loaded
+    assert second.seconds == pytest.approx(first.seconds) and first.seconds > 0  # not the loading time
+    summary = store.summary()
+    assert summary["trained"] == summary["loaded"] == 1
+    assert summary["train_seconds"] == pytest.approx(2 * first.seconds)
 
 
 def test_corrupt_checkpoint_is_set_aside_with_a_message(tmp_path, caplog):
@@ -93,14 +101,16 @@ def test_cached_run_skips_a_finished_run_and_recomputes_a_corrupt_one(tmp_path):
         return {"w": jax.numpy.arange(3.0)}, {"cost": 1.5, "curve": [3.0, 2.0, 1.5]}
 
     with runner.checkpointing(tmp_path) as store:
-        p1, r1 = runner.cached_run("lbfgs", config={"it": 5}, data_id="d", template=template, compute=compute)
-        p2, r2 = runner.cached_run("lbfgs", config={"it": 5}, data_id="d", template=template, compute=compute)
+        a = runner.cached_run("lbfgs", config={"it": 5}, data_id="d", template=template, compute=compute)
+        b = runner.cached_run("lbfgs", config={"it": 5}, data_id="d", template=template, compute=compute)
         (f,) = tmp_path.glob("lbfgs-*.h5")
         f.write_bytes(b"garbage")
-        p3, _ = runner.cached_run("lbfgs", config={"it": 5}, data_id="d", template=template, compute=compute)
-    assert len(calls) == 2 and [e[1] for e in store.events] == ["trained", "skipped", "trained"]
-    chex.assert_trees_all_equal(p1, p2, p3)
-    assert r2 == r1
+        c = runner.cached_run("lbfgs", config={"it": 5}, data_id="d", template=template, compute=compute)
+        runner.cached_run("lbfgs", config={"it": 5}, data_id=None, template=template, compute=compute)  # not saved
+    assert len(calls) == 3 and [e[1] for e in store.events] == ["trained", "loaded", "trained"]
+    chex.assert_trees_all_equal(a.params, b.params, c.params)
+    assert b.record == a.record and b.loaded and not a.loaded and not c.loaded
+    assert b.seconds == a.seconds  # the recorded time, not the loading time
 
 
 def test_a_run_at_another_matmul_precision_is_another_run(tmp_path):
@@ -127,7 +137,26 @@ def test_a_run_at_another_matmul_precision_is_another_run(tmp_path):
             run(epochs=1)
     finally:
         jax.config.update("jax_default_matmul_precision", "highest")  # as conftest.py set it
-    assert [e[1] for e in store.events] == ["trained", "trained", "trained", "trained", "skipped", "skipped"]
+    assert [e[1] for e in store.events] == ["trained", "trained", "trained", "trained", "loaded", "loaded"]
     assert len(calls) == 2 and len(list(tmp_path.glob("*.h5"))) == 4
     # at full precision the key is the one written before the option existed
     assert runner._with_precision({"a": 1}) == {"a": 1}
+
+
+def test_fit_members_vmapped_equals_one_by_one_and_is_loaded_when_run_again(tmp_path):
+    data, val = blobs(96), blobs(40, 1)
+    inits = [(mlp.init_params(jax.random.PRNGKey(i), 2, 8, 3), jax.random.PRNGKey(10 + i)) for i in range(2)]
+    kw = dict(group="g", loss_and_grad=mlp.loss_and_grad, vmapped_loss_and_grad=mlp.loss_and_grad,
+              optimizer=train.sgd_momentum(0.05, 0.9), train_data=data, val_data=val, metrics_fn=mlp.metrics,
+              fit_config=train.FitConfig(epochs=3, batch_size=16), progress=False)
+    names, configs = ["m0", "m1"], [{"seed": 0}, {"seed": 1}]
+    with runner.checkpointing(tmp_path) as store:
+        alone = runner.fit_members(names, configs, inits, vmap=False, data_id="blobs", **kw)
+        vmapped = runner.fit_members(names, configs, inits, vmap=True, data_id="blobs", **kw)
+        again = runner.fit_members(names, configs, inits, vmap=True, data_id="blobs", **kw)
+    assert [e[1] for e in store.events] == ["trained", "trained", "trained", "loaded"]
+    for a, v, g in zip(alone, vmapped, again):
+        chex.assert_trees_all_close(a.params, v.params, rtol=1e-5, atol=1e-6)
+        chex.assert_trees_all_equal(v.params, g.params)
+        assert a.epochs_run == v.epochs_run == 3 and a.best_epoch == v.best_epoch
+        assert g.loaded and not v.loaded and g.seconds == pytest.approx(v.seconds)

@@ -52,9 +52,11 @@ def test_each_member_equals_its_run_alone(patience):
             chex.assert_trees_all_close(sweep.unstack(res.params, i), alone.params, rtol=1e-10, atol=1e-12)
             chex.assert_trees_all_close(sweep.unstack(res.last_params, i), alone.last_params, rtol=1e-10, atol=1e-12)
             assert res.best_epochs[i] == alone.best_epoch and res.epochs_run[i] == alone.epochs_run
+            assert res.stopped_early[i] == alone.stopped_early
             assert jnp.allclose(jnp.array(res.histories[i]["val_loss"]), jnp.array(alone.history["val_loss"]), rtol=1e-10)
         if patience:
-            assert min(res.epochs_run) < 8  # at least one member actually stopped early
+            assert min(res.epochs_run) < 8 and any(res.stopped_early)  # at least one member actually stopped early
+        assert res.seconds >= res.compile_seconds > 0
 
 
 def test_seed_sweep_without_hyperparameters():

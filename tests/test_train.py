@@ -132,3 +132,44 @@ def test_clipping_bounds_the_update():
     g = {"a": jnp.full((4,), 100.0)}
     updates, _ = opt.update(g, opt.init(g))
     assert math.isclose(float(optax.tree.norm(updates)), 1.0, rel_tol=1e-5)
+
+
+def test_epoch_mean_loss_is_summed_in_the_parameters_dtype():
+    """float64 parameters: the epoch's mean loss keeps float64 precision (a float32 sum would
+    round 1 + k·1e-12 to 1)."""
+    def loss_and_grad(p, batch):
+        return p["w"] + jnp.sum(batch), {"w": jnp.zeros_like(p["w"])}
+
+    data = jnp.arange(12.0) * 1e-12
+    with jax.enable_x64(True):
+        params = {"w": jnp.ones((), jnp.float64)}
+        epoch = train.make_epoch_fn(loss_and_grad, optax.sgd(0.0), batch_size=4)
+        _, _, mean, _ = epoch(params, optax.sgd(0.0).init(params), jax.random.PRNGKey(0), data.astype(jnp.float64))
+        assert mean.dtype == jnp.float64
+        # every example in exactly one batch of 4: mean = 1 + 4 · mean(data) (the remainder: none)
+        assert float(mean) - 1.0 == pytest.approx(4 * float(jnp.mean(data.astype(jnp.float64))), rel=1e-9)
+        res = train.fit(loss_and_grad, optax.sgd(0.0), params, data.astype(jnp.float64),
+                        train.FitConfig(epochs=1, batch_size=5), key=jax.random.PRNGKey(0), progress=False)
+        assert res.history["train_loss"][0] != 1.0  # 10 examples in batches of 5 and one of 2
+    f32 = train.make_epoch_fn(loss_and_grad, optax.sgd(0.0), batch_size=4)
+    p32 = {"w": jnp.ones((), jnp.float32)}
+    assert f32(p32, optax.sgd(0.0).init(p32), jax.random.PRNGKey(0), data)[2].dtype == jnp.float32
+
+
+def test_early_stopping_rule_for_a_run_and_for_members():
+    es = train.EarlyStopping(patience=2)
+    improved, best, bad = es.update(1.0, np.inf, 0)
+    assert improved is True and best == 1.0 and bad == 0
+    improved, best, bad = es.update(1.0, best, bad)  # not strictly lower
+    assert improved is False and best == 1.0 and bad == 1 and not es.exhausted(bad)
+    _, _, bad = es.update(2.0, best, bad)
+    assert es.exhausted(bad) is True
+    # members: the same rule per member; an inactive member keeps its count
+    improved, best, bad = es.update(np.array([0.5, 3.0, 0.1]), np.array([1.0, 1.0, 1.0]), np.array([1, 1, 1]),
+                                    active=np.array([True, True, False]))
+    np.testing.assert_array_equal(improved, [True, False, False])
+    np.testing.assert_array_equal(best, [0.5, 1.0, 1.0])
+    np.testing.assert_array_equal(bad, [0, 2, 1])
+    np.testing.assert_array_equal(es.exhausted(bad), [False, True, False])
+    never = train.EarlyStopping(None)
+    assert never.exhausted(1000) is False and not never.exhausted(np.array([5, 9])).any()
