@@ -10,6 +10,8 @@ matmuls already use every core), so they train on one device.
 
 * :func:`use_cpu_cores` exposes the CPU as several devices; it must run before JAX starts
   its backends (the experiments' entry points call it first thing).
+* :func:`spans_processes`: whether a mesh reaches devices of other processes
+  (:mod:`mp_jax.distributed`).
 * :func:`data_parallel` turns ``loss_and_grad(params, batch)`` into the same function
   computed as one shard of the batch per device, the losses and gradients averaged with
   ``jax.lax.pmean`` (one all-reduce per step). It equals the full-batch gradient (up to
@@ -87,6 +89,12 @@ def cpu_mesh(batch_size: int, max_devices: Optional[int] = None) -> Optional[jax
     return jax.sharding.Mesh(np.array(devices[:k]), (AXIS,))
 
 
+def spans_processes(mesh: Optional[jax.sharding.Mesh]) -> bool:
+    """Whether ``mesh`` holds devices of other processes (a distributed run, see
+    :mod:`mp_jax.distributed`): then each process feeds only its share of a batch."""
+    return mesh is not None and any(d.process_index != jax.process_index() for d in mesh.devices.flat)
+
+
 def data_parallel(loss_and_grad: Callable, mesh: jax.sharding.Mesh, axis: str = AXIS) -> Callable:
     """``loss_and_grad`` computed as one batch shard per device of ``mesh``.
 
@@ -106,7 +114,7 @@ def data_parallel(loss_and_grad: Callable, mesh: jax.sharding.Mesh, axis: str = 
     def average(out):
         # One flat buffer, one all-reduce: XLA's CPU all-reduce meets the other devices once
         # per operand (~80 µs each on 2 cores): the GRU's loss and 7 gradient leaves took
-        # ~650 µs per step as 8 operands, ~180 µs as one (BENCHMARKS.md, session 7).
+        # ~650 µs per step as 8 operands, ~180 µs as one (BENCHMARKS.md).
         flat, unravel = ravel_pytree(out)
         return unravel(jax.lax.pmean(flat, axis))
 

@@ -1,0 +1,440 @@
+"""Data parallelism across processes: JAX's distributed runtime, one process per host (or
+several on one machine), every process feeding its own share of each minibatch.
+
+Starting or joining a run:
+
+* :func:`add_arguments` gives an entry point ``--coordinator HOST:PORT``,
+  ``--num-processes N``, ``--process-id I`` and ``--heartbeat-timeout SECONDS``; each
+  falls back on the environment (``MP_JAX_COORDINATOR``, ``MP_JAX_NUM_PROCESSES``,
+  ``MP_JAX_PROCESS_ID``, ``MP_JAX_HEARTBEAT_TIMEOUT``), which :mod:`mp_jax.launch` sets for
+  the N local processes it starts.
+* :func:`initialize_from_args` (before any JAX computation, like
+  :func:`mp_jax.parallel.use_cpu_cores`) joins the run: CPU collectives over Gloo, then
+  ``jax.distributed.initialize``. Afterwards ``jax.devices()`` lists every process's
+  devices and :func:`mp_jax.train.make_mesh` spans them all. Without the flags it does
+  nothing: one process, as before.
+* :func:`is_writer`: only process 0 writes checkpoints, metrics, figures and reports.
+  :func:`share_fit_state` hands the state process 0 read from its checkpoint to every
+  process (resuming needs no shared file system).
+
+Training (:func:`make_epoch_fn`, which :func:`mp_jax.train.fit` uses when its mesh spans
+several processes): every process holds the whole training set on the host and draws the
+same permutation from the epoch's key, so all agree on each minibatch; each then puts on
+its own devices only its rows of every full minibatch (``jax.make_array_from_callback``
+over the examples' axis of a [n_batches, B, ...] layout), and the epoch runs as one
+program, a ``lax.scan`` over the minibatches, exactly as in one process
+(:func:`mp_jax.train.make_epoch_fn`). The remainder batch (N mod B examples, if any) is
+small: every process feeds it whole and it is computed as in one process (split over the
+devices when its size divides by their number, else whole on each). With
+``per_example_mean`` each device computes its shard's gradient and the gradients are
+averaged (:func:`mp_jax.parallel.data_parallel`, one all-reduce per step); the result is
+the one-process, multi-device run's up to the order of the all-reduce's sums.
+
+When a process dies, the others' next collective fails (its connection closes) or, for a
+process that is not in one, the runtime notices the missing heartbeats after
+``--heartbeat-timeout`` seconds. The first ends as :class:`PeerLostError`, one line
+``error: ...`` through :func:`mp_jax.cli.run_main`, and the process exits with status 1
+without waiting on the runtime's shutdown barrier; the second is the runtime's own fatal
+message ("Terminating process because the JAX distributed service detected fatal
+errors"). Either way a rerun of the same commands resumes from the last checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import sys
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from mp_jax import cli
+from mp_jax.errors import UserError
+
+ENV_COORDINATOR = "MP_JAX_COORDINATOR"
+ENV_NUM_PROCESSES = "MP_JAX_NUM_PROCESSES"
+ENV_PROCESS_ID = "MP_JAX_PROCESS_ID"
+ENV_HEARTBEAT = "MP_JAX_HEARTBEAT_TIMEOUT"
+#: jax.distributed's default: seconds without a heartbeat before a process counts as dead.
+DEFAULT_HEARTBEAT_S = 100
+
+# Words of the errors a collective or the runtime raises when another process has gone.
+_PEER_LOSS = re.compile(r"gloo|connection (closed|reset|refused)|broken pipe|heartbeat|coordination service|"
+                        r"unavailable|socket closed|peer", re.IGNORECASE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Where the coordinator listens, how many processes, which one this is."""
+
+    coordinator: str
+    num_processes: int
+    process_id: int
+    heartbeat_timeout: int = DEFAULT_HEARTBEAT_S
+
+
+@dataclasses.dataclass
+class _State:
+    settings: Optional[Settings] = None
+    peer_lost: bool = False
+    last_feed: Optional[tuple] = None  # (rows this process fed of each full minibatch, its size)
+
+
+_STATE = _State()
+
+
+class PeerLostError(UserError, RuntimeError):
+    """Another process of the distributed run stopped; this one cannot go on alone."""
+
+    hint = ("Every process stops; start them all again with the same commands to resume from the last "
+            "checkpoint (process 0 writes one after every epoch).")
+
+
+# ----------------------------------------------------------------------------- command line
+def coordinator_address(text: str) -> str:
+    """argparse ``type=``: ``HOST:PORT`` (``[IPv6]:PORT`` too), PORT from 1 to 65535."""
+    allowed = "HOST:PORT, e.g. 127.0.0.1:12355 (the address of process 0, a free port on it)"
+    host, sep, port = str(text).strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected {allowed}, found {text!r}")
+    return f"{host}:{int(port)}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that start or join a distributed run (defaults: the ``MP_JAX_*``
+    environment variables, else one process)."""
+    g = parser.add_argument_group("several processes (JAX's distributed runtime)")
+    g.add_argument("--coordinator", type=coordinator_address, default=None, metavar="HOST:PORT",
+                   help=f"address of process 0, where the coordinator listens (also: {ENV_COORDINATOR}); "
+                        "every process gets the same one")
+    g.add_argument("--num-processes", type=cli.positive_int, default=None, metavar="N",
+                   help=f"how many processes take part (also: {ENV_NUM_PROCESSES})")
+    g.add_argument("--process-id", type=cli.non_negative_int, default=None, metavar="I",
+                   help=f"this process's number, 0..N-1; 0 writes every output (also: {ENV_PROCESS_ID})")
+    g.add_argument("--heartbeat-timeout", type=cli.positive_int, default=None, metavar="SECONDS",
+                   help=f"seconds without a heartbeat before a process counts as dead and the others stop "
+                        f"(default {DEFAULT_HEARTBEAT_S}; also: {ENV_HEARTBEAT})")
+
+
+def _from_env(name: str, parse: Callable, flag: str):
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return None
+    try:
+        return parse(text)
+    except argparse.ArgumentTypeError as e:
+        raise UserError(f"environment variable {name} (for {flag}): {e}",
+                        hint=f"set it to a valid value or unset it") from None
+
+
+def settings_from_args(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = None
+                       ) -> Optional[Settings]:
+    """The run's :class:`Settings` from the flags (else the environment); None for one
+    process. An incomplete or inconsistent set stops with a usage error naming the flags
+    (``parser.error``, exit status 2) or, without a parser, a :class:`UserError`."""
+    def pick(attr, env, parse, flag):
+        v = getattr(args, attr, None)
+        return v if v is not None else _from_env(env, parse, flag)
+
+    coordinator = pick("coordinator", ENV_COORDINATOR, coordinator_address, "--coordinator")
+    n = pick("num_processes", ENV_NUM_PROCESSES, cli.positive_int, "--num-processes")
+    i = pick("process_id", ENV_PROCESS_ID, cli.non_negative_int, "--process-id")
+    hb = pick("heartbeat_timeout", ENV_HEARTBEAT, cli.positive_int, "--heartbeat-timeout")
+
+    def fail(msg):
+        if parser is not None:
+            parser.error(msg)
+        raise UserError(msg)
+
+    given = {"--coordinator": coordinator, "--num-processes": n, "--process-id": i}
+    if all(v is None for v in given.values()):
+        return None
+    if n == 1 and coordinator is None and i in (None, 0):
+        return None  # one process, said explicitly
+    missing = [k for k, v in given.items() if v is None]
+    if missing:
+        found = ", ".join(f"{k} {v}" for k, v in given.items() if v is not None)
+        fail(f"argument {missing[0]}: a distributed run needs --coordinator, --num-processes and --process-id "
+             f"together; found only {found}; give {' and '.join(missing)} as well")
+    if i >= n:
+        fail(f"argument --process-id: expected 0..{n - 1} (--num-processes {n}), found {i}")
+    return Settings(coordinator, n, i, hb if hb is not None else DEFAULT_HEARTBEAT_S)
+
+
+def initialize_from_args(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = None
+                         ) -> Optional[Settings]:
+    """Join the distributed run the flags (or the environment) describe; nothing for one
+    process. Call before any JAX computation. Returns the :class:`Settings` (or None)."""
+    settings = settings_from_args(args, parser)
+    if settings is not None:
+        initialize(settings)
+    return settings
+
+
+# ----------------------------------------------------------------------------- the runtime
+def initialize(settings: Settings) -> None:
+    """``jax.distributed.initialize`` with CPU collectives over Gloo (no effect on GPU
+    devices, whose collectives are NCCL's). Blocks until every process has joined (at most
+    ``initialization_timeout``, 300 s); raises :class:`UserError` naming the coordinator
+    when it cannot."""
+    import jax
+
+    if _STATE.settings is not None:
+        if _STATE.settings == settings:
+            return
+        raise UserError(f"the distributed runtime is already running as {_STATE.settings}; cannot join {settings}")
+    try:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address=settings.coordinator, num_processes=settings.num_processes,
+                                   process_id=settings.process_id,
+                                   heartbeat_timeout_seconds=settings.heartbeat_timeout)
+    except Exception as e:  # noqa: BLE001 - a one-line reason instead of the runtime's trace
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise UserError(
+            f"process {settings.process_id} of {settings.num_processes} could not join the distributed run at "
+            f"--coordinator {settings.coordinator} ({first[:300]})",
+            hint="Start the distributed runtime before any JAX computation; start every process with the same "
+                 "--coordinator (process 0's address, a free port on it) and --num-processes, each with its own "
+                 "--process-id, within the 300 s the runtime waits.") from None
+    _STATE.settings = settings
+    # atexit runs last-registered first: this runs before JAX's own shutdown, whose barrier
+    # would wait for a process that is gone, then abort.
+    atexit.register(_exit_now_if_peer_lost)
+
+
+def _exit_now_if_peer_lost() -> None:
+    if _STATE.peer_lost:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(cli.EXIT_ERROR)
+
+
+def settings() -> Optional[Settings]:
+    """The run's :class:`Settings`, None in a single-process run."""
+    return _STATE.settings
+
+
+def process_id() -> int:
+    """This process's number (0 in a single-process run); starts no JAX backend."""
+    return 0 if _STATE.settings is None else _STATE.settings.process_id
+
+
+def num_processes() -> int:
+    return 1 if _STATE.settings is None else _STATE.settings.num_processes
+
+
+def is_writer() -> bool:
+    """Whether this process writes the outputs (checkpoints, metrics, figures, reports):
+    process 0, or the only one."""
+    return process_id() == 0
+
+
+def last_feed() -> Optional[tuple]:
+    """``(rows, batch_size)`` of the last fed epoch: how many rows of each full minibatch
+    this process put on its devices (None before one)."""
+    return _STATE.last_feed
+
+
+def looks_like_peer_loss(e: BaseException) -> bool:
+    """Whether ``e`` is what a collective or the runtime raises once another process is
+    gone (only in a distributed run)."""
+    return _STATE.settings is not None and not isinstance(e, UserError) and bool(_PEER_LOSS.search(str(e)))
+
+
+@contextlib.contextmanager
+def peer_lost_guard():
+    """Turn the error of a collective whose peer has gone into :class:`PeerLostError`
+    (and have the process exit without JAX's shutdown barrier)."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001
+        if not looks_like_peer_loss(e):
+            raise
+        _STATE.peer_lost = True
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise PeerLostError(f"process {process_id()} of {num_processes()}: another process of the distributed run "
+                            f"stopped ({first[:300]})") from None
+
+
+def guarded(main: Callable) -> Callable:
+    """``main`` run under :func:`peer_lost_guard`, for :func:`mp_jax.cli.run_main`:
+    ``raise SystemExit(cli.run_main(distributed.guarded(main)))``."""
+    def run(argv=None):
+        with peer_lost_guard():
+            return main(argv)
+
+    run.__name__ = getattr(main, "__name__", "main")
+    return run
+
+
+# ----------------------------------------------------------------------------- resuming
+def share_fit_state(state, template):
+    """Process 0's :class:`mp_jax.train.FitState` (None: nothing to resume) in every
+    process: the others pass anything (their own reading, or None) and get process 0's.
+    ``template``: a state of the run's structure (``train.init_fit_state``). A
+    single-process run returns ``state`` as it is."""
+    if _STATE.settings is None:
+        return state
+    import jax
+    from jax.experimental import multihost_utils
+
+    mine = state if is_writer() else None
+    have = int(multihost_utils.broadcast_one_to_all(np.int32(mine is not None)))
+    if not have:
+        return None
+    src = mine if mine is not None else template
+    arrays = (src.params, src.opt_state, src.key, src.best_params)
+    arrays = jax.tree.map(np.asarray, arrays)
+    text = json.dumps({"epoch": int(src.epoch), "best_loss": float(src.best_loss), "best_epoch": int(src.best_epoch),
+                       "bad_epochs": int(src.bad_epochs), "history": src.history}).encode()
+    size = int(multihost_utils.broadcast_one_to_all(np.int32(len(text))))
+    buf = np.zeros(size, np.uint8)
+    if mine is not None:
+        buf[:] = np.frombuffer(text, np.uint8)
+    buf = np.asarray(multihost_utils.broadcast_one_to_all(buf))
+    arrays = jax.tree.map(np.asarray, multihost_utils.broadcast_one_to_all(arrays))
+    scalars = json.loads(buf.tobytes().decode())
+    params, opt_state, key, best_params = arrays
+    return template._replace(params=params, opt_state=opt_state, key=key, best_params=best_params, **scalars)
+
+
+# ----------------------------------------------------------------------------- training
+def make_epoch_fn(loss_and_grad, optimizer, batch_size: int, *, mesh, per_example_mean: bool = False):
+    """The epoch of :func:`mp_jax.train.make_epoch_fn` over a mesh that spans processes,
+    each process feeding its own share of every full minibatch (see the module docstring).
+
+    Returns an object used as :func:`mp_jax.train.fit` uses a jitted epoch:
+    ``epoch.lower(params, opt_state, key, data).compile()`` gives
+    ``(params, opt_state, key, data) -> (params, opt_state, mean_loss, finite)``. ``data``:
+    the whole training set (host arrays, the same in every process; a replicated global
+    array works too).
+    """
+    return _FedEpoch(loss_and_grad, optimizer, batch_size, mesh, per_example_mean)
+
+
+class _FedEpoch:
+    def __init__(self, loss_and_grad, optimizer, batch_size, mesh, per_example_mean):
+        from mp_jax import parallel
+        from mp_jax.reuse import BufferReuse
+
+        if batch_size % mesh.size:
+            raise ValueError(
+                f"the batch size {batch_size} does not divide across {mesh.size} devices ({_describe_mesh(mesh)}); "
+                f"choose a batch size that is a multiple of {mesh.size}")
+        self.mesh, self.batch_size = mesh, batch_size
+        if per_example_mean:
+            loss_and_grad = parallel.data_parallel(loss_and_grad, mesh)
+        if isinstance(loss_and_grad, BufferReuse) and per_example_mean:
+            self.reuse = loss_and_grad
+        else:  # XLA partitions the whole step over the sharded minibatch (exact for any loss)
+            lg = loss_and_grad
+            self.reuse = BufferReuse(lambda p, b, buffers: (lg(p, b), buffers), lambda p, b: ())
+        self.loss_and_grad, self.optimizer = loss_and_grad, optimizer
+        self._host = (None, None)
+
+    def _layout(self, n):
+        from jax.sharding import NamedSharding, PartitionSpec as P
+
+        from mp_jax.parallel import AXIS
+
+        n_full, rem = divmod(n, self.batch_size)
+        return n_full, rem, NamedSharding(self.mesh, P(None, AXIS)), NamedSharding(self.mesh, P())
+
+    def _host_data(self, data):
+        import jax
+
+        if self._host[0] is not data:
+            self._host = (data, jax.tree.map(np.asarray, data))
+        return self._host[1]
+
+    def lower(self, params, opt_state, key, data):
+        import jax
+
+        host = self._host_data(data)
+        n = {int(a.shape[0]) for a in jax.tree.leaves(host)}
+        if len(n) != 1:
+            raise ValueError(f"dataset leaves disagree on the number of examples: {sorted(n)}")
+        n = n.pop()
+        n_full, rem, full_sh, rep_sh = self._layout(n)
+        b = self.batch_size
+        full = jax.tree.map(lambda a: jax.ShapeDtypeStruct((n_full, b, *a.shape[1:]), a.dtype, sharding=full_sh), host)
+        remb = (jax.tree.map(lambda a: jax.ShapeDtypeStruct((rem, *a.shape[1:]), a.dtype, sharding=rep_sh), host)
+                if rem else None)
+        program = jax.jit(self._program(n, n_full, rem)).lower(params, opt_state, full, remb).compile()
+        perm = jax.jit(lambda k: jax.random.permutation(k, n)).lower(key).compile()
+        return _Lowered(self, program, perm, n, n_full, rem, full_sh, rep_sh)
+
+    def _program(self, n, n_full, rem):
+        import jax
+        import jax.numpy as jnp
+        import optax
+
+        from mp_jax import train, trees
+
+        reuse, optimizer, b = self.reuse, self.optimizer, self.batch_size
+        step = train.make_train_step(self.loss_and_grad, optimizer)
+
+        def epoch(params, opt_state, full, remb):
+            dtype = train.float_dtype(params)
+            total = jnp.zeros((), dtype)
+
+            def body(carry, batch):
+                p, s, buffers = carry
+                (loss, grads), buffers = reuse.step(p, batch, buffers)
+                updates, s = optimizer.update(grads, s, p)
+                return (optax.apply_updates(p, updates), s, buffers), loss
+
+            buffers = reuse.init(params, jax.tree.map(lambda a: a[0], full))  # made once per epoch
+            (params, opt_state, _), losses = jax.lax.scan(body, (params, opt_state, buffers), full)
+            total = total + jnp.sum(losses.astype(dtype)) * b
+            if rem:
+                params, opt_state, loss = step(params, opt_state, remb)
+                total = total + loss.astype(dtype) * rem
+            return params, opt_state, total / n, trees.all_finite(params)
+
+        return epoch
+
+
+def _describe_mesh(mesh) -> str:
+    return f"over {len({d.process_index for d in mesh.devices.flat})} processes"
+
+
+class _Lowered:
+    """What ``_FedEpoch.lower`` returns; ``compile()`` gives the epoch callable."""
+
+    def __init__(self, fed, program, perm, n, n_full, rem, full_sh, rep_sh):
+        self.fed, self.program, self.perm = fed, program, perm
+        self.n, self.n_full, self.rem, self.full_sh, self.rep_sh = n, n_full, rem, full_sh, rep_sh
+
+    def compile(self):
+        return self
+
+    def __call__(self, params, opt_state, key, data):
+        import jax
+
+        host = self.fed._host_data(data)
+        b = self.fed.batch_size
+        with peer_lost_guard():
+            order = np.asarray(self.perm(key))  # the same permutation in every process
+            full_idx = order[: self.n_full * b].reshape(self.n_full, b)
+            rem_idx = order[self.n_full * b:]
+
+            def own_rows(a):  # this process's devices' rows of every full minibatch, only those
+                return jax.make_array_from_callback(
+                    (self.n_full, b, *a.shape[1:]), self.full_sh,
+                    lambda idx: a[full_idx[idx[0], idx[1]]][(slice(None), slice(None), *idx[2:])])
+
+            full = jax.tree.map(own_rows, host)
+            first = jax.tree.leaves(full)[0]
+            _STATE.last_feed = (sum(sh.data.shape[1] for sh in first.addressable_shards), b)
+            remb = None
+            if self.rem:
+                remb = jax.tree.map(lambda a: jax.make_array_from_callback(
+                    (self.rem, *a.shape[1:]), self.rep_sh, lambda idx: a[rem_idx][idx]), host)
+            out = self.program(params, opt_state, full, remb)
+            jax.block_until_ready(out)  # a lost peer surfaces here, inside the guard
+        return out
