@@ -10,14 +10,21 @@ where it stopped. ``--fresh`` starts over (earlier results are moved aside, neve
 deleted); ``--quick`` does every step with tiny settings in about a minute. The studies of
 many members (Q1's (β, ρ) and L_hid × λ, Q3's ``--seeds``) train one after another on a
 CPU and as vmapped programs on an accelerator; ``--vmap`` / ``--no-vmap`` override.
+
+A bad flag stops before anything runs (exit status 2); an error met while running (a bad
+data file, no space left, a diverged run, a results folder another run is using) is one
+line ``error: ...`` (exit status 1; ``--debug`` shows the traceback). The folders of the
+questions asked for are locked for the whole call (``<results-dir>/.q1.lock`` ...).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import time
 
 from experiments import common, report
+from mp_jax import cli, distributed
 from mp_jax.data.course import parse_questions
 
 QUESTIONS = {
@@ -43,12 +50,19 @@ def main(argv=None) -> int:
     p = common.base_parser("python -m experiments", __doc__)
     p.add_argument("--only", help="comma-separated questions to run (q1,q2,q3); default all")
     args = p.parse_args(argv)
-    common.start_devices(args)
-    common.setup_logging()
     try:
         questions = parse_questions(args.only)
     except ValueError as e:
-        raise SystemExit(str(e)) from None
+        p.error(str(e))
+    common.start_devices(args, p)
+    common.setup_logging()
+    with contextlib.ExitStack() as locks:
+        for q in questions:  # every folder this call writes, before any training
+            locks.enter_context(common.question_lock(args.results_dir, q))
+        return _run(args, questions)
+
+
+def _run(args, questions) -> int:
     print("mp_jax: reproducing " + ", ".join(questions) + (" (--quick)" if args.quick else ""))
 
     summary = []
@@ -57,7 +71,7 @@ def main(argv=None) -> int:
         module = importlib.import_module(QUESTIONS[q][0])
         t = time.perf_counter()
         print(f"== {QUESTIONS[q][1]}")
-        with common.session(args, q) as (_, store):
+        with common.session(args, q, lock=False) as (_, store):
             module.run(module.Config.from_args(args))
         seconds, counts = time.perf_counter() - t, store.summary()
         summary.append((q, seconds, counts))
@@ -81,4 +95,4 @@ def _runs(counts: dict) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli.run_main(distributed.guarded(main)))

@@ -1,6 +1,12 @@
 """What every experiment entry point shares: arguments, the options every question's
 configuration carries (:class:`RunOptions`), logging, devices, result files, and the one
-line each question prints about its data."""
+line each question prints about its data.
+
+Failure handling: bad flags stop at parsing (exit status 2, one line naming the flag); each
+question's results folder is locked while a run uses it (:func:`question_lock`, a lock file
+``<results-dir>/.<question>.lock`` beside the folder, so that ``--fresh`` can move the folder
+aside); results are written atomically (:mod:`mp_jax.atomic`), by process 0 only in a
+distributed run (:mod:`mp_jax.distributed`)."""
 from __future__ import annotations
 
 import argparse
@@ -9,11 +15,14 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 import numpy as np
+
+from mp_jax import atomic, cli, distributed
+from mp_jax.errors import storage_error
+from mp_jax.lock import FolderLock
 
 
 MATMUL_PRECISIONS = ("highest", "default")
@@ -80,17 +89,25 @@ def use_vmap(flag: Optional[bool] = None) -> bool:
     return jax.default_backend() != "cpu"
 
 
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line, ``prog: error: message (see
+    prog --help)``, exit status 2, instead of the whole usage text and then the message."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())} (see {self.prog} --help)\n")
+
+
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """The flags every experiment takes."""
-    p = argparse.ArgumentParser(prog=prog, description=description)
+    p = Parser(prog=prog, description=description)
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="where the .h5 files are (default data/)")
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="where results go (default results/)")
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    p.add_argument("--seed", type=cli.non_negative_int, default=0, help="PRNG seed (default 0)")
     p.add_argument("--quick", action="store_true", help="every step and output with tiny settings (< 1 min)")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of progress bars")
-    p.add_argument("--devices", type=int, default=None,
+    p.add_argument("--devices", type=cli.device_count(), default=None,
                    help="train data-parallel over N local devices (default: all; the batch size must divide by N)")
-    p.add_argument("--cpu-devices", type=int, default=None,
+    p.add_argument("--cpu-devices", type=cli.positive_int, default=None,
                    help="on a CPU, expose N devices to JAX (default: one per core); the recurrences (Q3) split each "
                         "batch over them, since their scans run on one core each; 1 turns this off")
     p.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="highest",
@@ -107,48 +124,79 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
                    help="Q2 and Q3: train with the fast manual gradients (fast, the default) or the readable "
                         "reference ones (reference); the same function, equal to float rounding (each is its own "
                         "checkpointed run)")
+    cli.add_debug_flag(p)
+    distributed.add_arguments(p)
     return p
 
 
 def move_aside(path: os.PathLike) -> Optional[Path]:
-    """Rename an existing results folder to ``<name>.old-<timestamp>`` (never deletes)."""
+    """Rename an existing results folder to ``<name>.old-<timestamp>`` (never deletes).
+    Only the writing process (:func:`mp_jax.distributed.is_writer`) moves anything."""
     import time
 
     path = Path(path)
-    if not path.exists():
+    if not path.exists() or not distributed.is_writer():
         return None
     aside = path.with_name(f"{path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
     n = 1
     while aside.exists():
         aside = path.with_name(f"{path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
         n += 1
-    path.rename(aside)
+    try:
+        path.rename(aside)
+    except OSError as e:
+        raise storage_error(e, path, doing="moving aside") from e
     logging.getLogger("experiments").info("--fresh: moved %s aside to %s", path, aside)
     return aside
 
 
+def question_lock(results_dir: os.PathLike, question: str):
+    """The lock of ``<results_dir>/<question>/`` while a run uses it: a lock file
+    ``<results_dir>/.<question>.lock`` (beside the folder, which ``--fresh`` may move aside)
+    holding the run's pid and host (:class:`mp_jax.lock.FolderLock`). A second run on the
+    same folder stops at once with a one-line error naming the holder. In a distributed run
+    only process 0 takes it (the others write nothing; on one machine they would otherwise
+    stop each other); there this is a context that does nothing."""
+    if not distributed.is_writer():
+        return contextlib.nullcontext()
+    return FolderLock(results_dir, name=f".{question}.lock", what="results folder",
+                      guards=Path(results_dir) / question)
+
+
 @contextlib.contextmanager
-def session(args, question: str):
-    """What every experiment's ``run`` trains inside: the device mesh (``--devices``) and
-    per-epoch checkpoints in ``<results-dir>/<question>/checkpoints`` (``--fresh`` moves the
-    question's earlier results aside first). Yields the question's results folder."""
+def session(args, question: str, *, lock: bool = True):
+    """What every experiment's ``run`` trains inside: the question's results folder locked
+    (:func:`question_lock`; ``lock=False`` when the caller already holds it), the device
+    mesh (``--devices``) and per-epoch checkpoints in
+    ``<results-dir>/<question>/checkpoints`` (``--fresh`` moves the question's earlier
+    results aside first, under the lock). Yields the question's results folder."""
     from experiments import runner
 
     qdir = Path(args.results_dir) / question
-    if getattr(args, "fresh", False):
-        move_aside(qdir)
-    qdir.mkdir(parents=True, exist_ok=True)
-    with runner.devices(getattr(args, "devices", None)), runner.checkpointing(qdir / "checkpoints") as store:
-        yield qdir, store
+    with question_lock(args.results_dir, question) if lock else contextlib.nullcontext():
+        if getattr(args, "fresh", False):
+            move_aside(qdir)
+        try:
+            qdir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise storage_error(e, qdir, doing="creating") from e
+        with runner.devices(getattr(args, "devices", None)), runner.checkpointing(qdir / "checkpoints") as store:
+            yield qdir, store
 
 
-def start_devices(args) -> int:
+def start_devices(args, parser: Optional[argparse.ArgumentParser] = None) -> int:
     """First thing after parsing, before any JAX computation: the CPU as ``--cpu-devices``
-    devices (default one per core; see :mod:`mp_jax.parallel`), and float32 matmuls at
-    ``--matmul-precision`` (see :func:`set_matmul_precision`). Returns the CPU device count."""
+    devices (default one per core; see :mod:`mp_jax.parallel`), the distributed run the
+    flags describe, if any (:func:`mp_jax.distributed.initialize_from_args`), ``--devices``
+    checked against the devices JAX then has (with ``parser``: a usage error, exit status
+    2), and float32 matmuls at ``--matmul-precision`` (see :func:`set_matmul_precision`).
+    Returns the CPU device count."""
     from mp_jax import parallel
 
     n = parallel.use_cpu_cores(getattr(args, "cpu_devices", None))
+    distributed.initialize_from_args(args, parser)
+    if parser is not None:
+        cli.check_device_count(parser, getattr(args, "devices", None))
     set_matmul_precision(getattr(args, "matmul_precision", "highest"))
     return n
 
@@ -176,7 +224,7 @@ def run_main(question: str, parser: argparse.ArgumentParser, config_from_args, r
     and logging, then ``run(config_from_args(args))`` inside the question's
     :func:`session` (mesh, checkpoints, ``--fresh``)."""
     args = parser.parse_args(argv)
-    start_devices(args)
+    start_devices(args, parser)
     setup_logging()
     with session(args, question):
         run(config_from_args(args))
@@ -184,11 +232,13 @@ def run_main(question: str, parser: argparse.ArgumentParser, config_from_args, r
 
 
 def parse_names(text: str, choices: tuple, flag: str) -> tuple:
-    """``"gru, rnn"`` -> ``("gru", "rnn")``, each one of ``choices`` (a one-line error naming ``flag``)."""
+    """``"gru, rnn"`` -> ``("gru", "rnn")``, each one of ``choices``; for argparse's ``type=``
+    (a bad list raises ``ArgumentTypeError``: argparse's one line naming ``flag``, exit status 2)."""
     names = tuple(m.strip().lower() for m in text.split(",") if m.strip())
     bad = [m for m in names if m not in choices]
     if bad or not names:
-        raise SystemExit(f"{flag}: unknown name(s) {bad or text!r}; choose from {','.join(choices)}")
+        raise argparse.ArgumentTypeError(f"unknown name(s) {bad or text!r}; expected a comma-separated list of "
+                                         f"{','.join(choices)} ({flag})")
     return names
 
 
@@ -204,7 +254,8 @@ def parse_assignments(text: str, choices: tuple, flag: str, defaults: tuple) -> 
         except ValueError:
             number = None
         if name != "all" and name not in choices or number is None:
-            raise SystemExit(f"{flag}: expected NAME=NUMBER items (NAME in {','.join(choices)} or all), found {item!r}")
+            raise argparse.ArgumentTypeError(f"expected NAME=NUMBER items (NAME in {','.join(choices)} or all), "
+                                             f"found {item!r} ({flag})")
         values.update({t: number for t in (choices if name == "all" else (name,))})
     return tuple(values.items())
 
@@ -221,7 +272,10 @@ def progress_flag(args) -> bool | None:
 
 def question_dir(results_dir: os.PathLike, question: str) -> Path:
     d = Path(results_dir) / question
-    d.mkdir(parents=True, exist_ok=True)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise storage_error(e, d, doing="creating") from e
     return d
 
 
@@ -240,28 +294,22 @@ def _jsonable(x: Any):
 
 
 def write_json(path: os.PathLike, obj: Any) -> Path:
-    """Write JSON atomically (temporary file, then rename)."""
+    """Write JSON (arrays as lists, non-finite floats as null) atomically
+    (:func:`mp_jax.atomic.write_json`: a reader sees the old file or the new one, never a
+    part; no space left raises a one-line error naming the folder). Only the writing
+    process of a distributed run writes (:func:`mp_jax.distributed.is_writer`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-    with os.fdopen(fd, "w") as f:
-        json.dump(_jsonable(obj), f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    if not distributed.is_writer():
+        return path
+    return atomic.write_json(path, _jsonable(obj))
 
 
 def write_text(path: os.PathLike, text: str) -> Path:
-    """Write a text file atomically (temporary file, then rename)."""
+    """Write a text file atomically (:func:`mp_jax.atomic.write_text`); process 0 only."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
+    if not distributed.is_writer():
+        return path
+    return atomic.write_text(path, text)
 
 
 def read_json(path: os.PathLike) -> Any:

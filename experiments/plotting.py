@@ -18,19 +18,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from mp_jax import atomic, distributed  # noqa: E402
 from mp_jax.metrics import accuracy, row_normalized  # noqa: E402
 from mp_jax.models.autoencoder_measures import unit_images  # noqa: E402
 
 
 def save(fig, path: os.PathLike, dpi: int = 120) -> Path:
-    """Save a figure as PNG (atomically) and close it."""
+    """Save a figure as PNG atomically (:func:`mp_jax.atomic.save_figure`: rendered in
+    memory, then a temporary file renamed over ``path``) and close it. In a distributed run
+    only the writing process saves (:func:`mp_jax.distributed.is_writer`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    os.replace(tmp, path)
-    plt.close(fig)
-    return path
+    if not distributed.is_writer():
+        plt.close(fig)
+        return path
+    return atomic.save_figure(fig, path, dpi=dpi, bbox_inches="tight")
 
 
 def time_label(seconds: float, loaded: bool = False) -> str:

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import common, plotting, runner
-from mp_jax import cli, lbfgs, sweep, train
+from mp_jax import cli, distributed, lbfgs, sweep, train
 from mp_jax.data import load_patches, splits
 from mp_jax.models import autoencoder as ae
 from mp_jax.models.autoencoder_measures import evaluate
@@ -254,4 +254,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli.run_main(distributed.guarded(main)))

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import common, plotting, runner, tables
-from mp_jax import train
+from mp_jax import cli, distributed, train
 from mp_jax.data import load_ngrams
 from mp_jax.models import kneser_ney
 from mp_jax.models import language_model as lm
@@ -201,4 +201,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli.run_main(distributed.guarded(main)))

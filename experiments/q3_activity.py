@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import common, plotting, runner, tables
-from mp_jax import cli, metrics, train
+from mp_jax import cli, distributed, metrics, train
 from mp_jax.data import load_activity, splits
 from mp_jax.models import logistic, recurrent, recurrent_fast
 
@@ -265,4 +265,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli.run_main(distributed.guarded(main)))

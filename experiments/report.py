@@ -6,13 +6,15 @@ can be rebuilt at any time: ``python -m experiments.report [--results-dir R]``.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
 import platform
 from pathlib import Path
 from typing import Optional
+
+from mp_jax import atomic, cli, distributed
+from mp_jax.errors import UserError
 
 
 def _load(qdir: Path) -> Optional[dict]:
@@ -239,19 +241,24 @@ def write_report(results_dir: os.PathLike, *, sources: Optional[dict] = None, ti
     for section in (q1_section, q2_section, q3_section):
         lines += section(results_dir / section.__name__[:2])
     path = results_dir / "REPORT.md"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    if distributed.is_writer():  # atomically: a reader sees the old report or the new one
+        atomic.write_text(path, "\n".join(lines) + "\n")
     return path
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.report", description=__doc__)
+    from experiments.common import Parser
+
+    p = Parser(prog="python -m experiments.report", description=__doc__)
     p.add_argument("--results-dir", type=Path, default=Path("results"))
+    cli.add_debug_flag(p)
     args = p.parse_args(argv)
+    if not args.results_dir.is_dir():
+        raise UserError(f"--results-dir {args.results_dir}: no such folder",
+                        hint="Run python -m experiments first, or give the folder it wrote to.")
     print(write_report(args.results_dir))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli.run_main(main))

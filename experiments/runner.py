@@ -9,6 +9,14 @@ aside a corrupt or mismatched checkpoint with a warning before starting over. Ou
 such a context runs train without checkpoints. ``cached_run`` does the same for a run
 that does not go through the engine (full-batch L-BFGS, a vmapped sweep), saved whole
 when it finishes.
+
+In a distributed run (:mod:`mp_jax.distributed`) only process 0 reads and writes a
+:func:`fit_run`'s checkpoint and sets a bad one aside: the state it read, and whether the
+run finished, are sent to every process (:func:`mp_jax.distributed.share_fit_state`), so
+all take the same branch and resume from the same epoch without a shared file system. A
+:func:`cached_run`'s saved result is read by each process that finds it (a shared
+results folder), and computed again by one that does not (no collective runs inside it);
+only process 0 saves it.
 """
 from __future__ import annotations
 
@@ -22,9 +30,10 @@ from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
 import jax
+import numpy as np
 import optax
 
-from mp_jax import checkpoint, parallel, sweep, train
+from mp_jax import checkpoint, distributed, parallel, sweep, train
 
 log = logging.getLogger("experiments.runner")
 
@@ -116,11 +125,39 @@ def checkpointing(directory: Path):
         _STORE.reset(token)
 
 
-def _set_aside(path: Path, why: str) -> Path:
+def _set_aside(path: Path, why: str) -> Optional[Path]:
+    """Rename an unusable checkpoint to ``<stem>.bad-<timestamp>.h5`` (process 0 only)."""
+    if not distributed.is_writer():
+        log.warning("%s; starting this run over", why)
+        return None
     aside = path.with_name(f"{path.stem}.bad-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
     path.rename(aside)
     log.warning("%s; set aside as %s and starting this run over", why, aside.name)
     return aside
+
+
+def _save_state(path: Path, state, meta: dict) -> None:
+    """:func:`mp_jax.checkpoint.save_state` (atomic) on the writing process only."""
+    if distributed.is_writer():
+        checkpoint.save_state(path, state, meta)
+
+
+def _share_meta(meta: Optional[dict]) -> dict:
+    """In a distributed run, what every process needs of process 0's checkpoint metadata
+    (finished, stopped early, training seconds so far); ``meta`` as it is in one process."""
+    if distributed.num_processes() == 1:
+        return meta or {}
+    from jax.experimental import multihost_utils
+
+    mine = meta if distributed.is_writer() and meta is not None else {}
+    seconds = mine.get("seconds")
+    flags = np.asarray([float(bool(mine.get("finished"))), float(bool(mine.get("stopped_early"))),
+                        float(seconds) if isinstance(seconds, (int, float)) else -1.0], np.float32)
+    finished, stopped_early, seconds = (float(v) for v in np.asarray(multihost_utils.broadcast_one_to_all(flags)))
+    out = {"finished": finished > 0.5, "stopped_early": stopped_early > 0.5}
+    if seconds >= 0:
+        out["seconds"] = seconds
+    return out
 
 
 def _load_or_set_aside(path: Path, template: train.FitState, run_hash: str, name: str):
@@ -197,7 +234,11 @@ def fit_run(
     path = store.directory / f"{name}-{run_hash}.h5"
     template = train.init_fit_state(params, optimizer, key)
     state, event, before = None, "trained", 0.0
-    saved = _load_or_set_aside(path, template, run_hash, name)
+    saved = _load_or_set_aside(path, template, run_hash, name) if distributed.is_writer() else None
+    if distributed.num_processes() > 1:  # process 0's reading, in every process
+        state = distributed.share_fit_state(None if saved is None else saved[0], template)
+        meta = _share_meta(None if saved is None else saved[1])
+        saved = None if state is None else (state, meta)
     if saved is not None:
         state, meta = saved
         before = _recorded_seconds(meta, state)
@@ -213,13 +254,13 @@ def fit_run(
     t = time.perf_counter()
 
     def save(s):  # each epoch: the state, and the training time so far
-        checkpoint.save_state(path, s, {**meta, "seconds": before + time.perf_counter() - t})
+        _save_state(path, s, {**meta, "seconds": before + time.perf_counter() - t})
 
     result = train.fit(loss_and_grad, optimizer, params, train_data, fit_config, state=state, on_epoch_end=save,
                        **fit_kwargs)
     seconds = time.perf_counter() - t
-    checkpoint.save_state(path, result.state, {**meta, "seconds": before + seconds, "finished": True,
-                                               "stopped_early": result.stopped_early})
+    _save_state(path, result.state, {**meta, "seconds": before + seconds, "finished": True,
+                                     "stopped_early": result.stopped_early})
     store.events.append((name, event, seconds, before + seconds))
     log.info("%s: done in %.1fs (%d epochs, best epoch %d)", name, seconds, result.epochs_run, result.best_epoch)
     return result._replace(seconds=before + seconds)
@@ -264,9 +305,9 @@ def cached_run(name: str, *, config: dict, data_id: Optional[str], template: Any
     t = time.perf_counter()
     params, record = compute()
     seconds = time.perf_counter() - t
-    checkpoint.save_state(path, empty._replace(params=params),
-                          {"name": name, "run_hash": run_hash, "config": config, "data_id": data_id,
-                           "finished": True, "record": record, "seconds": seconds})
+    _save_state(path, empty._replace(params=params),
+                {"name": name, "run_hash": run_hash, "config": config, "data_id": data_id,
+                 "finished": True, "record": record, "seconds": seconds})
     store.events.append((name, "trained", seconds, seconds))
     return Cached(params, record, seconds, False)
 

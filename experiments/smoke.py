@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from experiments import common, plotting, runner
-from mp_jax import train
+from mp_jax import cli, distributed, train
 from mp_jax.models import mlp
 
 
@@ -71,4 +71,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli.run_main(distributed.guarded(main)))

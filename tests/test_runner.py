@@ -160,3 +160,41 @@ def test_fit_members_vmapped_equals_one_by_one_and_is_loaded_when_run_again(tmp_
         chex.assert_trees_all_equal(v.params, g.params)
         assert a.epochs_run == v.epochs_run == 3 and a.best_epoch == v.best_epoch
         assert g.loaded and not v.loaded and g.seconds == pytest.approx(v.seconds)
+
+
+def test_resuming_in_a_distributed_run_goes_through_process_zero(tmp_path, monkeypatch):
+    """The multi-process branch of fit_run (process 0's state and 'finished' flag shared),
+    run in one process, where the broadcasts hand back what they are given."""
+    from mp_jax import distributed
+
+    with runner.checkpointing(tmp_path):
+        first = run(epochs=3)
+    shared = []
+    real_share = distributed.share_fit_state
+
+    def share(state, template):
+        shared.append(state is not None)
+        return real_share(state, template)
+
+    monkeypatch.setattr(distributed, "num_processes", lambda: 2)
+    monkeypatch.setattr(distributed, "share_fit_state", share)
+    with runner.checkpointing(tmp_path) as store:
+        again = run(epochs=3)
+    assert shared == [True] and [e[1] for e in store.events] == ["loaded"]
+    assert again.loaded and again.seconds == pytest.approx(first.seconds, rel=1e-5)
+    chex.assert_trees_all_equal(again.params, first.params)
+
+
+def test_a_process_other_than_zero_reads_and_writes_no_checkpoint(tmp_path, monkeypatch):
+    from mp_jax import distributed
+
+    monkeypatch.setattr(distributed, "is_writer", lambda: False)
+    reads = []
+    real_load = checkpoint.load_state
+    monkeypatch.setattr(checkpoint, "load_state", lambda *a, **k: reads.append(a[0]) or real_load(*a, **k))
+    with runner.checkpointing(tmp_path) as store:
+        res = run(epochs=2)
+        out = runner.cached_run("c", config={}, data_id="d", template={"w": jax.numpy.zeros(2)},
+                                compute=lambda: ({"w": jax.numpy.ones(2)}, {"r": 1}))
+    assert res.epochs_run == 2 and not out.loaded and [e[1] for e in store.events] == ["trained", "trained"]
+    assert reads == [] and list(tmp_path.iterdir()) == []
