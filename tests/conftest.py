@@ -42,3 +42,15 @@ def raw_sentences(shared_dir) -> Path:
     if not p.is_file():
         pytest.skip(f"{p} is absent: Hinton's raw_sentences.txt is needed for this test")
     return p
+
+
+@pytest.fixture
+def fast_compile():
+    """For tests that run tiny programs once: XLA's optimization passes cost more than they
+    save, so they are switched off for the test (numerics are unchanged) and restored."""
+    import jax
+
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)

@@ -7,34 +7,7 @@ import pytest
 from mp_jax import train
 from mp_jax.models import recurrent as R
 from mp_jax.testing import assert_grads_match
-
-
-@pytest.fixture
-def fast_compile():
-    """These tests run tiny programs once: XLA's optimization passes cost more than they
-    save, so they are switched off for the test (numerics are unchanged) and restored."""
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
-
-
-def _params(cell, d, h, m, c, seed=0) -> R.ClassifierParams:
-    """Random parameters made with numpy (no per-shape compiles of jax.random), with
-    non-zero biases so that their gradients and the gates' offsets are exercised."""
-    rng = np.random.default_rng(seed)
-    g = R.N_BLOCKS[cell]
-    cell_p = R._PARAM_TYPES[cell](rng.normal(0, 0.6, (d, g * h)), rng.normal(0, 0.6, (h, g * h)),
-                                  rng.normal(0, 0.3, g * h))
-    p = R.ClassifierParams(cell_p, rng.normal(0, 0.6, (h, m)), rng.normal(0, 0.1, m),
-                           rng.normal(0, 0.6, (m, c)), rng.normal(0, 0.1, c))
-    return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), p)
-
-
-def _batch(n, t, d, c, seed=1):
-    rng = np.random.default_rng(seed)
-    return (jnp.asarray(rng.normal(size=(n, t, d)), jnp.float32),
-            jnp.asarray(rng.integers(0, c, n), jnp.int32))
+from recurrent_cases import random_batch as _batch, random_params as _params
 
 
 # ----------------------------------------------------------------------------- whole model
