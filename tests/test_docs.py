@@ -73,15 +73,16 @@ def _tagged() -> set[str]:
     return {label for label, _ in _tags()}
 
 
-def _prose(text: str) -> str:
-    """Markdown without its fenced code blocks (each line kept, blanked) and inline code spans."""
+def _prose(text: str, *, keep_code_spans: bool = False) -> str:
+    """Markdown without its fenced code blocks (each line kept, blanked) and, unless
+    ``keep_code_spans``, without its inline code spans."""
     out, fenced = [], False
     for line in text.splitlines():
         if line.lstrip().startswith("```"):
             fenced = not fenced
             out.append("")
             continue
-        out.append("" if fenced else re.sub(r"`[^`]*`", "", line))
+        out.append("" if fenced else line if keep_code_spans else re.sub(r"`[^`]*`", "", line))
     return "\n".join(out)
 
 
@@ -150,24 +151,13 @@ def _slug(heading: str) -> str:
 def _anchors(path: Path) -> set[str]:
     seen = collections.Counter()
     anchors = set()
-    for line in _prose_keep_code_spans(path.read_text(encoding="utf-8")).splitlines():
+    for line in _prose(path.read_text(encoding="utf-8"), keep_code_spans=True).splitlines():
         m = re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line)
         if m:
             base = _slug(m.group(1))
             anchors.add(base if not seen[base] else f"{base}-{seen[base]}")
             seen[base] += 1
     return anchors
-
-
-def _prose_keep_code_spans(text: str) -> str:
-    out, fenced = [], False
-    for line in text.splitlines():
-        if line.lstrip().startswith("```"):
-            fenced = not fenced
-            out.append("")
-            continue
-        out.append("" if fenced else line)
-    return "\n".join(out)
 
 
 def _markdown_files() -> list[Path]:
