@@ -253,11 +253,23 @@ def q1_study_figures(beta_rho: list, grid: list, label: str, out: Path) -> None:
                    f"{label}, β={mid['beta']:g}, ρ={mid['rho']:g}", cols=len(cols))
 
 
-def q3_model_figures(cell: str, cms: dict, history: dict, best_epoch: int, names, what: str, out: Path) -> None:
-    """Q3 ``<cell>_confusion.png`` (training and test) and ``<cell>_loss.png`` of one model;
-    ``what`` describes the run in the titles (its size, learning rate, seed)."""
+def q3_model_figures(cell: str, cms: dict, validation_history: dict, refit_history: dict, names, what: str,
+                     out: Path) -> None:
+    """Q3 ``<cell>_confusion.png`` (training and test windows, the refit of one seed) and
+    ``<cell>_loss.png``: the validation run's training and validation loss per epoch and the
+    refit's training loss; ``what`` describes the run in the titles (size, rate, seed)."""
     confusions({"training": cms["train"], "test": cms["test"]}, names, out / f"{cell}_confusion.png",
                f"Q3 {cell.upper()} ({what}): confusion matrices")
-    if history.get("train_loss"):
-        loss_curves(history, out / f"{cell}_loss.png", f"Q3 {cell.upper()}: loss per epoch ({what})",
-                    best_epoch=best_epoch)
+    fig, ax = plt.subplots(figsize=(5.8, 3.9))
+    for h, key, label, style in ((validation_history, "train_loss", "validation run: training part", "--"),
+                                 (validation_history, "val_loss", "validation run: validation subjects", "-"),
+                                 (refit_history, "train_loss", "refit: every training window", ":")):
+        if h.get(key):
+            ax.plot(np.arange(1, len(h[key]) + 1), h[key], ls=style, marker=".", label=label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy")
+    ax.set_title(f"Q3 {cell.upper()}: loss per epoch ({what})", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save(fig, out / f"{cell}_loss.png")

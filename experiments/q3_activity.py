@@ -1,22 +1,26 @@
 """Q3: activity recognition with an RNN, an LSTM and a GRU (manual BPTT, docs/recurrent.md),
 beside a non-neural baseline (multinomial logistic regression on per-window statistics).
 
-H = 128 units, a ReLU layer of 128 on h_T, softmax; SGD with momentum 0.85, batch 32, at most
-50 epochs, global-norm clipping at 1.0, per-model learning rates (:class:`Q3Config`); inputs
-standardized with training statistics; about 10 % of the training windows (whole subjects
-when the file has subject ids) held out for early stopping (patience 10; docs/training.md).
-``--impl fast`` (the default) trains on :mod:`mp_jax.models.recurrent_fast`, ``--impl
-reference`` on :mod:`mp_jax.models.recurrent`: the same function, the same parameters.
+H = 128 units, a ReLU layer of 128 on h_T, softmax; SGD with momentum 0.9, batch 32, global-norm
+clipping at 1.0, 30 epochs with one epoch of warm-up and a cosine decay of the learning rate,
+the last iterate kept; every training window randomly rotated and scaled each epoch; inputs
+standardized with training statistics. The protocol (docs/training.md, "Q3's protocol"): a
+validation run on the training part, scored on whole held-out subjects (20 % of the training
+windows), then a refit on every training window for each of ``--seeds`` seeds (default 3),
+scored once on the test windows. ``--impl fast`` (the default) trains on
+:mod:`mp_jax.models.recurrent_fast`, ``--impl reference`` on :mod:`mp_jax.models.recurrent`:
+the same function, the same parameters.
 
-``--seeds K`` trains each model for seeds S … S+K−1 (S = ``--seed``): member j's parameters
-and shuffling as ``--seed S+j`` draws them, the data side from S. The members train one after
-another on a CPU (each checkpointed per epoch), as one vmapped program on an accelerator
-(saved when finished); ``--vmap`` / ``--no-vmap`` override. Writes ``<results-dir>/q3/``:
-``metrics.json``, ``comparison.md``, per model ``<model>_confusion.png`` and ``<model>_loss.png``,
-``baseline_confusion.png`` and ``loss_all.png``.
+``--seeds K`` refits each model for seeds S … S+K−1 (S = ``--seed``): member j's parameters,
+shuffling and augmentation as ``--seed S+j`` draws them, the data side from S. The members
+train one after another on a CPU (each checkpointed per epoch), as one vmapped program on an
+accelerator (saved when finished); ``--vmap`` / ``--no-vmap`` override. Writes
+``<results-dir>/q3/``: ``metrics.json``, ``comparison.md``, per model ``<model>_confusion.png``
+and ``<model>_loss.png``, ``baseline_confusion.png`` and ``loss_all.png``.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import logging
@@ -27,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import common, plotting, runner, tables
-from mp_jax import cli, distributed, metrics, train
+from mp_jax import augment, cli, distributed, metrics, train
 from mp_jax.data import load_activity, splits
 from mp_jax.models import logistic, recurrent, recurrent_fast
 
@@ -39,21 +43,27 @@ MODELS = ("rnn", "lstm", "gru")
 class Q3Config(common.RunOptions):
     """Q3's settings (the defaults are the report's; :meth:`quick` the tiny ones)."""
 
-    FLAGS = ("epochs", "seeds", "impl", "models", "learning_rates")
+    FLAGS = ("epochs", "seeds", "impl", "models", "learning_rates", "augment", "select")
     models: tuple = MODELS
     hidden: int = 128
     mlp: int = 128
     batch_size: int = 32
-    epochs: int = 50
-    momentum: float = 0.85
+    epochs: int = 30  # every run's epochs, except those of epochs_per_model ...
+    epochs_per_model: tuple = (("lstm", 60),)  # ... (``--epochs N`` sets every model's to N)
+    momentum: float = 0.9
     clip_norm: float = 1.0
-    patience: int = 10
-    val_fraction: float = 0.1
-    # Chosen on the stand-in by the best validation loss of full runs (seed 0) at several rates:
-    # RNN 0.01: 1.20, 0.001: 1.04; LSTM 0.1: 0.746, 0.01: 0.725; GRU 0.1: 0.935, 0.03: 0.772,
-    # 0.01: 0.675 (the report's rates were RNN 0.001, LSTM 0.01, GRU 0.1).
-    learning_rates: tuple = (("rnn", 0.001), ("lstm", 0.01), ("gru", 0.01))
-    seeds: int = 1  # members per model: seeds S … S+K−1
+    warmup_epochs: float = 1.0  # then a cosine decay to 0 at the last epoch (train.warmup_cosine)
+    patience: Optional[int] = None  # the schedule runs to its end: no early stopping ...
+    keep: str = "last"  # ... and the last iterate is the model
+    val_fraction: float = 0.2  # whole subjects when the file has subject ids (two on the stand-in)
+    augment: bool = True  # a random rotation and gain of every training window, each epoch
+    rotation_degrees: float = 20.0
+    gain_range: tuple = (0.9, 1.1)
+    # Peak learning rates, chosen by validation accuracy on the stand-in's validation subjects
+    # (the class docstring has the numbers that chose them; docs/training.md, "Q3's protocol").
+    learning_rates: tuple = (("rnn", 0.003), ("lstm", 0.05), ("gru", 0.05))
+    seeds: int = 3  # members per model: seeds S … S+K−1
+    select: tuple = ()  # peak learning rates to compare on validation (run_selection) instead of the protocol
     impl: str = "fast"  # the recurrences' gradients: "fast" or "reference" (common.IMPLS)
     n_train: Optional[int] = None  # a random subset of the windows (None: all)
     n_test: Optional[int] = None
@@ -66,22 +76,45 @@ class Q3Config(common.RunOptions):
 
     @classmethod
     def quick(cls, **changes) -> "Q3Config":
-        return cls(**{**dict(is_quick=True, hidden=16, mlp=16, epochs=2, n_train=320, n_test=120, baseline_epochs=5),
-                      **changes})
+        return cls(**{**dict(is_quick=True, hidden=16, mlp=16, epochs=2, epochs_per_model=(), seeds=1, n_train=320,
+                             n_test=120, baseline_epochs=5), **changes})
+
+    @classmethod
+    def from_args(cls, args) -> "Q3Config":
+        c = super().from_args(args)
+        return dataclasses.replace(c, epochs_per_model=()) if getattr(args, "epochs", None) else c
+
+    def n_epochs(self, cell: str) -> int:
+        """The epochs of ``cell``'s runs."""
+        return int(dict(self.epochs_per_model).get(cell, self.epochs))
 
     def lr(self, cell: str) -> float:
         return dict(self.learning_rates)[cell]
 
-    def fit(self, cell: str) -> tuple:
-        """(optimizer, FitConfig) of a recurrent model."""
-        return (train.sgd_momentum(self.lr(cell), self.momentum, clip_norm=self.clip_norm),
-                train.FitConfig(epochs=self.epochs, batch_size=self.batch_size, patience=self.patience))
+    def augmentation(self, mean, std):
+        """The training windows' random transform, for windows standardized with ``mean`` and
+        ``std`` <float>[D] (None when ``augment`` is off or the windows are not tri-axial)."""
+        if not self.augment or len(mean) != 3:
+            return None
+        return augment.RotationGain(self.rotation_degrees, tuple(self.gain_range), tuple(float(v) for v in mean),
+                                    tuple(float(v) for v in std))
+
+    def fit(self, cell: str, n_train: int, augmentation=None) -> tuple:
+        """(optimizer, FitConfig) of a recurrent model trained on ``n_train`` windows: SGD
+        with momentum after global-norm clipping, the learning rate warmed up for
+        ``warmup_epochs`` and decayed on a cosine to 0 at the last epoch."""
+        epochs = self.n_epochs(cell)
+        schedule = train.warmup_cosine(self.lr(cell), train.steps_per_epoch(n_train, self.batch_size), epochs,
+                                       self.warmup_epochs)
+        return (train.sgd_momentum(schedule, self.momentum, clip_norm=self.clip_norm),
+                train.FitConfig(epochs=epochs, batch_size=self.batch_size, patience=self.patience, keep=self.keep,
+                                augment=augmentation))
 
     def run_config(self, cell: str, seed: int, data_seed: Optional[int] = None) -> dict:
         """The settings that key a run's checkpoint (``data_seed`` only when it is not ``seed``)."""
-        keys = ("hidden", "mlp", "batch_size", "epochs", "momentum", "clip_norm", "patience", "impl")
-        config = dict(model=cell, learning_rate=self.lr(cell), **{k: getattr(self, k) for k in keys}, seed=seed,
-                      quick=bool(self.is_quick))
+        keys = ("hidden", "mlp", "batch_size", "momentum", "clip_norm", "warmup_epochs", "patience", "keep", "impl")
+        config = dict(model=cell, learning_rate=self.lr(cell), epochs=self.n_epochs(cell), schedule="warmup_cosine",
+                      **{k: getattr(self, k) for k in keys}, seed=seed, quick=bool(self.is_quick))
         return config if data_seed in (None, seed) else {**config, "data_seed": data_seed}
 
 
@@ -96,6 +129,38 @@ class Activity(NamedTuple):
     sets: splits.ActivitySets  # standardized training, validation and test windows
 
     xy = property(lambda self: (self.sets.train, self.sets.val, self.sets.test))  # (x, y) of each split
+
+
+# What the stand-in's class codes stand for (Burns et al. 2018, shoulder physiotherapy), and WISDM's.
+CLASS_DESCRIPTIONS = {
+    "PEN": "pendulum", "ABD": "abduction", "FEL": "forward elevation",
+    "IR": "internal rotation with a resistance band", "ER": "external rotation with a resistance band",
+    "TRAP": "lower trapezius row with a resistance band", "ROW": "bent-over row with a 3 lb dumbbell",
+}
+
+
+def class_descriptions(names, attrs: dict) -> dict:
+    """``{code: what it stands for}`` for the class names this file uses that have one
+    (the course file's and WISDM's names are words already: themselves)."""
+    return {n: CLASS_DESCRIPTIONS.get(n, n) for n in names}
+
+
+def protocol_text(c: Q3Config, d: "Activity") -> dict:
+    """The selection protocol in numbers, for ``metrics.json`` and REPORT.md."""
+    how = d.sets.how
+    return {"validation": (f"whole subjects {how['subjects']}" if how["subjects"] else f"a random {c.val_fraction:.0%}")
+            + f" of the training windows ({how['n_val']} windows); the training part {len(d.sets.train[1])} windows",
+            "selection": "peak learning rates chosen per model by validation accuracy (Q3Config); the test windows "
+                         "choose nothing",
+            "training": (f"SGD, momentum {c.momentum}, global-norm clipping at {c.clip_norm}, batch {c.batch_size}, "
+                         + ", ".join(f"{m.upper()} {c.n_epochs(m)}" for m in c.models) + " epochs: "
+                         f"{c.warmup_epochs:g} epoch of linear warm-up, then a cosine decay to 0; the last iterate "
+                         f"kept"),
+            "augmentation": (f"each epoch, every training window rotated by N(0, {c.rotation_degrees:g}°) about a "
+                             f"random axis and scaled by U({c.gain_range[0]:g}, {c.gain_range[1]:g})"
+                             if c.augmentation(d.sets.mean, d.sets.std) is not None else "none"),
+            "refit": f"after validation, each seed trained on all {len(d.sets.train_all[1])} training windows with "
+                     "the same settings, then scored once on the test windows"}
 
 
 def load(c: Q3Config) -> Activity:
@@ -128,124 +193,244 @@ def gradients(impl: str) -> tuple:
 
 
 def train_seeds(cell: str, seeds: list, train_data, val_data, c: Q3Config, n_classes: int, *, vmap: bool,
-                data_seed: Optional[int] = None, data_id: Optional[str] = None) -> list:
+                data_seed: Optional[int] = None, data_id: Optional[str] = None, augmentation=None,
+                stage: str = "refit") -> list:
     """``cell`` trained once per seed on the same data: [:class:`experiments.runner.Member`] in
     the order of ``seeds``. Member j is the run ``--seed seeds[j]`` trains (:func:`member_key`);
-    ``vmap``, ``data_id``: see :func:`experiments.runner.fit_members` (None: no checkpoints)."""
+    ``vmap``, ``data_id``: see :func:`experiments.runner.fit_members` (None: no checkpoints);
+    ``augmentation``: :meth:`Q3Config.augmentation`; ``stage``: "validation" (the selection
+    run on the training part) or "refit" (on every training window), part of the run's name."""
     data_seed = seeds[0] if data_seed is None else data_seed
     n_in, dtype = train_data[0].shape[-1], train_data[0].dtype
-    (opt, fit_config), (alone, vmapped) = c.fit(cell), gradients(c.impl)
+    (opt, fit_config), (alone, vmapped) = c.fit(cell, len(train_data[1]), augmentation), gradients(c.impl)
+    base = f"q3_{cell}" if stage == "refit" else f"q3_{cell}_{stage}"
     return runner.fit_members(
-        [f"q3_{cell}" if seed == data_seed else f"q3_{cell}_seed{seed}" for seed in seeds],
-        [c.run_config(cell, seed, data_seed) for seed in seeds],
+        [base if seed == data_seed else f"{base}_seed{seed}" for seed in seeds],
+        [{**c.run_config(cell, seed, data_seed), "stage": stage} for seed in seeds],
         [member_init(cell, member_key(seed, cell), n_in, c, n_classes, dtype) for seed in seeds],
-        vmap=vmap, group=f"q3_{cell}_seeds{seeds[0]}-{seeds[-1]}_vmap", data_id=data_id, loss_and_grad=alone,
+        vmap=vmap, group=f"{base}_seeds{seeds[0]}-{seeds[-1]}_vmap", data_id=data_id, loss_and_grad=alone,
         vmapped_loss_and_grad=vmapped, optimizer=opt, train_data=train_data, fit_config=fit_config, val_data=val_data,
         metrics_fn=recurrent.metrics, progress=c.progress, split_over_cpu_cores=True)
 
 
-def summary(cms: dict, m: runner.Member, lr: float) -> dict:
-    """One model's numbers for ``metrics.json``: accuracies and confusion matrices per split,
-    time per epoch (as recorded), epochs, learning rate, history."""
+def evaluate(metrics_fn, params, data) -> dict:
+    """``{"loss", "accuracy"}`` of ``params`` on a split ``data`` = (x, y), as Python floats."""
+    return {k: float(v) for k, v in train.make_eval_fn(metrics_fn, 1024)(params, data).items()}
+
+
+def timing(m: runner.Member) -> dict:
+    """A run's recorded time: ``seconds`` (compilation included), ``seconds_per_epoch`` (mean)."""
     secs = m.history.get("epoch_seconds", [])
-    return {**metrics.classification_summary(cms), "seconds_per_epoch": float(np.mean(secs)) if secs else float("nan"),
-            "seconds_per_epoch_median": float(np.median(secs)) if secs else float("nan"), "seconds": m.seconds,
-            "loaded": m.loaded, "epochs_run": int(m.epochs_run), "best_epoch": int(m.best_epoch),
-            "stopped_early": bool(m.stopped_early), "learning_rate": lr, "diverged": m.diverged, "history": m.history}
-
-
-def confusions(predict, params, sets: tuple, n_classes: int) -> dict:
-    """Confusion matrices of ``predict`` on the (training, validation, test) ``sets`` of (x, y)."""
-    chunk = min(1024, max(len(y) for _, y in sets))
-    return {split: metrics.confusion(y, metrics.chunked(predict, params, x, chunk), n_classes)
-            for split, (x, y) in zip(("train", "validation", "test"), sets)}
+    return {"seconds": float(m.seconds), "seconds_per_epoch": float(np.mean(secs)) if secs else float("nan")}
 
 
 def run_model(cell: str, d: Activity, c: Q3Config, out) -> dict:
-    """``cell`` trained for every seed: member 0's summary, with the statistics over seeds."""
+    """``cell`` under the protocol of :class:`Q3Config`: one validation run (seed S, the
+    training part, scored on the validation subjects), then a refit on every training
+    window for each seed, scored on the test windows. Returns its ``metrics.json`` record:
+    the test accuracy and loss over seeds (:func:`mp_jax.metrics.mean_std`), every seed's
+    numbers, the validation run's, and seed S's confusion matrices and history."""
     seeds = [c.seed + j for j in range(c.seeds)]
     vmap = common.use_vmap(c.vmap) and len(seeds) > 1
-    (x_tr, y_tr), (x_va, y_va), _ = d.xy
-    members = train_seeds(cell, seeds, (jnp.asarray(x_tr), jnp.asarray(y_tr)), (jnp.asarray(x_va), jnp.asarray(y_va)),
-                          c, len(d.names), vmap=vmap, data_seed=c.seed, data_id=d.data_id)
-    cms = [confusions(jax.jit(recurrent.predict), m.params, d.xy, len(d.names)) for m in members]
-    rows = [summary(cm, m, c.lr(cell)) for cm, m in zip(cms, members)]
-    res = dict(rows[0])
-    what = f"H={c.hidden}, lr={c.lr(cell)}" + (f", seed {seeds[0]} of {len(seeds)}" if len(seeds) > 1 else "")
-    plotting.q3_model_figures(cell, cms[0], res["history"], res["best_epoch"], d.names, what, out)
-    log.info("%s: test accuracy %s, train %.3f, %.2f s/epoch, %d epochs, %s", cell,
-             ", ".join(f"{r['test_accuracy']:.3f}" for r in rows), res["train_accuracy"], res["seconds_per_epoch"],
-             res["epochs_run"], plotting.time_label(sum(m.seconds for m in members), members[0].loaded))
-    if len(seeds) == 1:
-        return res
-    keep = ("test_accuracy", "train_accuracy", "val_accuracy", "epochs_run", "best_epoch", "stopped_early", "diverged",
-            "confusion_test", "history")
-    over = {k: metrics.mean_std([r[k] for r in rows]) for k in keep[:3]}
-    return {**res, "test_accuracy_mean": over["test_accuracy"]["mean"], "test_accuracy_std": over["test_accuracy"]["std"],
-            "over_seeds": {"seeds": seeds, "std_ddof": 1, **over, **{k: [r[k] for r in rows] for k in keep[3:5]}},
-            "members": [{"seed": seed, **{k: r[k] for k in keep}} for seed, r in zip(seeds, rows)],
-            "seed_sweep": {"mode": "vmap" if vmap else "sequential", "members": len(seeds),
-                           "seconds": float(sum(m.seconds for m in members)),
-                           "loaded_members": sum(m.loaded for m in members)}}
+    s, n_classes = d.sets, len(d.names)
+    as_jax = lambda xy: (jnp.asarray(xy[0]), jnp.asarray(xy[1]))  # noqa: E731
+    sel = train_seeds(cell, [c.seed], as_jax(s.train), as_jax(s.val), c, n_classes, vmap=False, data_id=d.data_id,
+                      augmentation=c.augmentation(s.mean, s.std), stage="validation")[0]
+    val = evaluate(recurrent.metrics, sel.params, as_jax(s.val))
+    validation = {"seed": c.seed, "subjects": s.how["subjects"], "n_windows": int(len(s.val[1])),
+                  "n_train_windows": int(len(s.train[1])), "val_accuracy": val["accuracy"], "val_loss": val["loss"],
+                  "best_epoch": int(sel.best_epoch), "epochs_run": int(sel.epochs_run), "diverged": sel.diverged,
+                  "history": sel.history, **timing(sel)}
+    members = train_seeds(cell, seeds, as_jax(s.train_all), None, c, n_classes, vmap=vmap, data_seed=c.seed,
+                          data_id=d.data_id, augmentation=c.augmentation(s.mean_all, s.std_all), stage="refit")
+    predict = jax.jit(recurrent.predict)
+    rows = []
+    for seed, m in zip(seeds, members):
+        te, tr = evaluate(recurrent.metrics, m.params, as_jax(s.test_all)), evaluate(recurrent.metrics, m.params,
+                                                                                    as_jax(s.train_all))
+        cm = {split: metrics.confusion(xy[1], metrics.chunked(predict, m.params, xy[0], 1024), n_classes)
+              for split, xy in (("train", s.train_all), ("test", s.test_all))}
+        rows.append({"seed": seed, "test_accuracy": te["accuracy"], "test_loss": te["loss"],
+                     "train_accuracy": tr["accuracy"], "train_loss": tr["loss"], "epochs_run": int(m.epochs_run),
+                     "loaded": bool(m.loaded), "diverged": m.diverged, "confusion_test": cm["test"].tolist(),
+                     "confusion_train": cm["train"].tolist(), "history": m.history, **timing(m)})
+    res = seed_summary(rows)
+    res.update(learning_rate=c.lr(cell), epochs=c.n_epochs(cell), validation=validation, val_accuracy=val["accuracy"],
+               val_loss=val["loss"], seconds=float(sum(r["seconds"] for r in rows) + validation["seconds"]),
+               seed_sweep={"mode": "vmap" if vmap else "sequential", "members": len(seeds),
+                           "loaded_members": sum(r["loaded"] for r in rows)})
+    first = rows[0]
+    res.update(confusion_test=first["confusion_test"], confusion_train=first["confusion_train"],
+               test_recall_per_class=np.diag(metrics.row_normalized(np.asarray(first["confusion_test"]))).tolist(),
+               history=first["history"])
+    what = f"H={c.hidden}, peak lr={c.lr(cell)}, seed {seeds[0]}"
+    plotting.q3_model_figures(cell, {"train": np.asarray(first["confusion_train"]),
+                                     "test": np.asarray(first["confusion_test"])},
+                              validation["history"], first["history"], d.names, what, out)
+    log.info("%s: test accuracy %s (mean %.3f ± %.3f), validation %.3f, %.2f s/epoch, %s", cell,
+             ", ".join(f"{r['test_accuracy']:.3f}" for r in rows), res["test_accuracy"], res["test_accuracy_std"],
+             val["accuracy"], first["seconds_per_epoch"],
+             plotting.time_label(res["seconds"], all(r["loaded"] for r in rows)))
+    return res
+
+
+def seed_summary(rows: list) -> dict:
+    """A model's test numbers over seeds from its per-seed ``rows`` (dicts with ``seed``,
+    ``test_accuracy``, ``test_loss``, ``train_accuracy``...): ``test_accuracy`` and
+    ``test_loss`` as the mean over seeds, with ``_std`` (sample standard deviation, 0 for
+    one seed) and ``_per_seed``; ``train_accuracy`` likewise; ``members`` the rows."""
+    out = {"seeds": [r["seed"] for r in rows], "members": rows}
+    for key in ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "seconds_per_epoch"):
+        ms = metrics.mean_std([r[key] for r in rows])
+        out.update({key: ms["mean"], f"{key}_std": ms["std"], f"{key}_per_seed": ms["per_seed"]})
+    out["epochs_run"] = int(max(r["epochs_run"] for r in rows))
+    return out
 
 
 def run_baseline(d: Activity, c: Q3Config, key, out) -> dict:
-    feats = [logistic.window_features(jnp.asarray(x)) for x, _ in d.xy]
-    st = logistic.fit_standardizer(feats[0])
-    sets = [(logistic.standardize(f, st), jnp.asarray(y)) for f, (_, y) in zip(feats, d.xy)]
-    config = dict(model="logistic", features=list(logistic.FEATURES), seed=c.seed, quick=bool(c.is_quick),
-                  **{k: v for k, v in dataclasses.asdict(c).items() if k.startswith("baseline_")})
+    """The logistic regression on window statistics under the same protocol: early stopping
+    on the validation subjects chooses its number of epochs, then it is refit on every
+    training window for that many epochs, once per seed, and scored on the test windows."""
+    s = d.sets
     fit_config = train.FitConfig(epochs=c.baseline_epochs, batch_size=c.baseline_batch, patience=c.baseline_patience)
-    member = runner.fit_member(
-        "q3_baseline_logistic", config=config, data_id=d.data_id,
-        loss_and_grad=functools.partial(logistic.loss_and_grad, hp=logistic.LogisticHP(l2=c.baseline_l2)),
-        optimizer=train.sgd_momentum(c.baseline_lr, c.baseline_momentum),
-        params=logistic.init_params(key, sets[0][0].shape[1], len(d.names)), train_data=sets[0], key=key,
-        val_data=sets[1], metrics_fn=logistic.metrics, fit_config=fit_config, progress=c.progress)
-    cms = confusions(jax.jit(logistic.predict), member.params, sets, len(d.names))
-    res = {**summary(cms, member, c.baseline_lr),
-           "model": "multinomial logistic regression on standardized per-axis mean, std, min, max, energy"}
-    plotting.confusions({"training": cms["train"], "test": cms["test"]}, d.names, out / "baseline_confusion.png",
+    hp = logistic.LogisticHP(l2=c.baseline_l2)
+    base_config = dict(model="logistic", features=list(logistic.FEATURES), quick=bool(c.is_quick),
+                       **{k: v for k, v in dataclasses.asdict(c).items() if k.startswith("baseline_")})
+
+    def featurize(train_xy, *others):
+        feats = [logistic.window_features(jnp.asarray(x)) for x, _ in (train_xy, *others)]
+        st = logistic.fit_standardizer(feats[0])
+        return [(logistic.standardize(f, st), jnp.asarray(y)) for f, (_, y) in zip(feats, (train_xy, *others))]
+
+    def fit(name, config, data, epochs, seed_key, val_data=None, patience=c.baseline_patience):
+        return runner.fit_member(
+            name, config=config, data_id=d.data_id, loss_and_grad=functools.partial(logistic.loss_and_grad, hp=hp),
+            optimizer=train.sgd_momentum(c.baseline_lr, c.baseline_momentum),
+            params=logistic.init_params(seed_key, data[0].shape[1], len(d.names)), train_data=data, key=seed_key,
+            val_data=val_data, metrics_fn=logistic.metrics, progress=c.progress,
+            fit_config=dataclasses.replace(fit_config, epochs=epochs, patience=patience,
+                                           keep="best" if val_data is not None else "last"))
+
+    tr, va = featurize(s.train, s.val)
+    sel = fit("q3_baseline_logistic_validation", {**base_config, "seed": c.seed, "stage": "validation"}, tr,
+              c.baseline_epochs, key, val_data=va)
+    val = evaluate(logistic.metrics, sel.params, va)
+    epochs = max(1, int(sel.best_epoch))
+    all_tr, te = featurize(s.train_all, s.test_all)
+    predict = jax.jit(logistic.predict)
+    rows = []
+    for j in range(c.seeds):
+        k = key if j == 0 else jax.random.fold_in(key, j)
+        m = fit("q3_baseline_logistic" + (f"_seed{c.seed + j}" if j else ""),
+                {**base_config, "seed": c.seed + j, "stage": "refit", "epochs": epochs}, all_tr, epochs, k, patience=None)
+        t, trm = evaluate(logistic.metrics, m.params, te), evaluate(logistic.metrics, m.params, all_tr)
+        cm = {split: metrics.confusion(np.asarray(xy[1]), metrics.chunked(predict, m.params, np.asarray(xy[0]), 1024),
+                                       len(d.names)) for split, xy in (("train", all_tr), ("test", te))}
+        rows.append({"seed": c.seed + j, "test_accuracy": t["accuracy"], "test_loss": t["loss"],
+                     "train_accuracy": trm["accuracy"], "train_loss": trm["loss"], "epochs_run": int(m.epochs_run),
+                     "loaded": bool(m.loaded), "diverged": m.diverged, "confusion_test": cm["test"].tolist(),
+                     "confusion_train": cm["train"].tolist(), "history": m.history, **timing(m)})
+    res = seed_summary(rows)
+    res.update(model="multinomial logistic regression on standardized per-axis mean, std, min, max, energy",
+               learning_rate=c.baseline_lr, epochs=epochs, val_accuracy=val["accuracy"], val_loss=val["loss"],
+               validation={"seed": c.seed, "best_epoch": int(sel.best_epoch), "epochs_run": int(sel.epochs_run),
+                           "val_accuracy": val["accuracy"], "val_loss": val["loss"], **timing(sel)},
+               confusion_test=rows[0]["confusion_test"], confusion_train=rows[0]["confusion_train"],
+               seconds=float(sum(r["seconds"] for r in rows) + timing(sel)["seconds"]))
+    plotting.confusions({"training": np.asarray(rows[0]["confusion_train"]),
+                         "test": np.asarray(rows[0]["confusion_test"])}, d.names, out / "baseline_confusion.png",
                         "Q3 baseline (logistic regression on window statistics): confusion matrices")
-    log.info("baseline: test accuracy %.3f, train %.3f", res["test_accuracy"], res["train_accuracy"])
+    log.info("baseline: test accuracy %s, %d epochs chosen on validation",
+             ", ".join(f"{r['test_accuracy']:.3f}" for r in rows), epochs)
     return res
+
+
+def run_selection(c: Q3Config, d: Activity, out) -> dict:
+    """The selection step alone: for each model of ``c.models`` and each peak learning rate
+    of ``c.select``, the validation run (seed S on the training part, its epochs) scored on
+    the validation subjects. The test windows are not touched. Writes ``selection.md`` and
+    ``selection.json``; returns ``{model: [{"learning_rate", "epochs", "val_accuracy",
+    "val_loss"}]}``, the best validation accuracy per model marked ``"best": True``."""
+    s = d.sets
+    as_jax = lambda xy: (jnp.asarray(xy[0]), jnp.asarray(xy[1]))  # noqa: E731
+    table = {}
+    for cell in c.models:
+        rows = []
+        for lr in c.select:
+            cc = dataclasses.replace(c, learning_rates=tuple({**dict(c.learning_rates), cell: float(lr)}.items()))
+            m = train_seeds(cell, [c.seed], as_jax(s.train), as_jax(s.val), cc, len(d.names), vmap=False,
+                            data_id=d.data_id, augmentation=c.augmentation(s.mean, s.std), stage="validation")[0]
+            v = evaluate(recurrent.metrics, m.params, as_jax(s.val))
+            rows.append({"learning_rate": float(lr), "epochs": c.n_epochs(cell), "val_accuracy": v["accuracy"],
+                         "val_loss": v["loss"], "diverged": m.diverged, "best": False})
+        max(rows, key=lambda r: r["val_accuracy"])["best"] = True
+        table[cell] = rows
+    how = s.how
+    lines = [f"Validation runs (seed {c.seed}, training part {len(s.train[1])} windows; validation "
+             + (f"subjects {how['subjects']}" if how["subjects"] else "windows") + f", {how['n_val']} windows):", "",
+             "| model | peak learning rate | epochs | val. acc. | val. loss |", "|---|---|---|---|---|"]
+    for cell, rows in table.items():
+        lines += [f"| {cell.upper()} | {r['learning_rate']:g} | {r['epochs']} | {r['val_accuracy']:.1%}"
+                  f"{' (best)' if r['best'] else ''} | {r['val_loss']:.3f} |" for r in rows]
+    text = "\n".join(lines) + "\n"
+    common.write_text(out / "selection.md", text)
+    common.write_json(out / "selection.json", {"validation": how, "seed": c.seed, "models": table})
+    if distributed.is_writer():
+        print(text + f"q3: wrote {out}/selection.md")
+    return table
 
 
 def run(config: Q3Config) -> dict:
     c, out = config, common.question_dir(config.results_dir, "q3")
     d = load(c)
     common.announce_data("q3", d.path, d.attrs)
-    (_, y_tr), (_, y_va), (_, y_te) = d.xy
-    how = d.sets.how
-    log.info("q3: %d train / %d validation (%s-wise%s) / %d test windows, classes %s", len(y_tr), len(y_va),
-             how["kind"], f", subjects {how['subjects']}" if how["subjects"] else "", len(y_te), list(d.names))
+    if c.select:
+        return run_selection(c, d, out)
+    s, how = d.sets, d.sets.how
+    log.info("q3: %d training windows (%d in the training part, %d of %s-wise validation%s) / %d test, classes %s",
+             len(s.train_all[1]), len(s.train[1]), len(s.val[1]), how["kind"],
+             f", subjects {how['subjects']}" if how["subjects"] else "", len(s.test[1]), list(d.names))
     results = {cell: run_model(cell, d, c, out) for cell in MODELS if cell in c.models}
     k_base = jax.random.split(jax.random.PRNGKey(c.seed), 1 + len(MODELS))[0]  # the models': member_key
     results["baseline"] = run_baseline(d, c, k_base, out)
-    plotting.all_losses({m.upper(): r["history"] for m, r in results.items() if m != "baseline"
-                         and r["history"].get("train_loss")}, out / "loss_all.png",
-                        "Q3: training (dashed) and validation loss per model")
+    plotting.all_losses({m.upper(): r["validation"]["history"] for m, r in results.items() if m != "baseline"},
+                        out / "loss_all.png", f"Q3: training (dashed) and validation loss per model (validation "
+                        f"runs, seed {c.seed})")
     chance = 1.0 / len(d.names)
     table = tables.q3_comparison(results, chance)
     common.write_text(out / "comparison.md", table)
+    y_te = s.test[1]
     metrics_ = {
         "question": "q3",
         "data": {"path": str(d.path), "digest": d.data_id, "source": common.describe_source(d.attrs),
-                 "recipe": d.attrs.get("recipe"), "class_names": list(d.names), "n_train": int(len(y_tr)),
-                 "n_val": int(len(y_va)), "n_test": int(len(y_te)), "validation": how,
-                 "channel_mean": d.sets.mean.tolist(), "channel_std": d.sets.std.tolist()},
+                 "recipe": d.attrs.get("recipe"), "class_names": list(d.names),
+                 "class_descriptions": class_descriptions(d.names, d.attrs),
+                 "n_train": int(len(s.train_all[1])), "n_train_part": int(len(s.train[1])),
+                 "n_val": int(len(s.val[1])), "n_test": int(len(y_te)), "validation": how,
+                 "channel_mean": s.mean_all.tolist(), "channel_std": s.std_all.tolist()},
         "settings": {**dataclasses.asdict(c), "learning_rates": dict(c.learning_rates), "vmap": common.use_vmap(c.vmap),
                      "devices": [str(x) for x in jax.devices()]},
+        "protocol": protocol_text(c, d),
         "chance_accuracy": chance,
         "majority_test_accuracy": float(np.bincount(y_te, minlength=len(d.names)).max() / len(y_te)),
         "training": runner.training_summary(),
         **results,
     }
     common.write_json(out / "metrics.json", metrics_)
-    sweeps = [(m, results[m]["seed_sweep"]) for m in c.models if "seed_sweep" in results[m]]
-    print(table + "".join(f"  {m}: {t['members']} seeds ({t['mode']}), {t['seconds']:.1f}s, {t['loaded_members']} "
-                          f"loaded\n" for m, t in sweeps) + f"q3: wrote {out}/metrics.json and figures")
+    if distributed.is_writer():
+        print(table + f"q3: wrote {out}/metrics.json and figures")
     return metrics_
+
+
+def parse_rates(text: str) -> tuple:
+    """``"0.01,0.03"`` -> ``(0.01, 0.03)``, each a positive number (argparse ``type=``)."""
+    try:
+        rates = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        rates = ()
+    if not rates or not all(r > 0 for r in rates):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive learning rates, found {text!r} (--select)")
+    return rates
 
 
 parse_models = functools.partial(common.parse_names, choices=MODELS, flag="--models")
@@ -257,10 +442,15 @@ def main(argv=None) -> int:
     p.add_argument("--models", type=parse_models, help="comma-separated subset of rnn,lstm,gru (default all)")
     p.add_argument("--lr", dest="learning_rates", type=parse_lrs, metavar="MODEL=RATE,...", help="learning rates, e.g. "
                    f"'rnn=0.01,gru=0.1' or 'all=0.1' (defaults {dict(Q3Config.learning_rates)})")
-    p.add_argument("--epochs", type=cli.positive_int, help="maximum epochs (default 50; --quick 2)")
-    p.add_argument("--seeds", type=cli.positive_int, help="train each recurrent model K times, seeds S..S+K-1 "
-                   "(S = --seed; initial parameters and shuffling; the same data split), and report the test "
-                   "accuracy's mean and std over seeds (default 1)")
+    p.add_argument("--epochs", type=cli.positive_int, help="epochs of every run (default 30; --quick 2)")
+    p.add_argument("--seeds", type=cli.positive_int, help="refit each model K times, seeds S..S+K-1 "
+                   "(S = --seed; initial parameters, shuffling and augmentation; the same data split), and report "
+                   "the test accuracy's and loss's mean and std over seeds (default 3; --quick 1)")
+    p.add_argument("--select", type=parse_rates, metavar="RATE,...", help="the selection step alone: one "
+                   "validation run per model and peak learning rate (e.g. 0.01,0.03,0.1), written to selection.md; "
+                   "no refit, no test windows")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="rotate and scale every training window at random each epoch (default on)")
     return common.run_main("q3", p, Q3Config.from_args, run, argv)
 
 

@@ -179,8 +179,9 @@ def _recorded_seconds(meta: dict, state: train.FitState) -> float:
     return float(sum((state.history or {}).get("epoch_seconds", [])))
 
 
-def _result_from_state(state: train.FitState, stopped_early: bool, seconds: float) -> train.FitResult:
-    return train.FitResult(params=state.best_params, last_params=state.params, history=state.history,
+def _result_from_state(state: train.FitState, stopped_early: bool, seconds: float,
+                       fit_config: train.FitConfig) -> train.FitResult:
+    return train.FitResult(params=fit_config.kept(state), last_params=state.params, history=state.history,
                            best_epoch=state.best_epoch, epochs_run=state.epoch, stopped_early=stopped_early,
                            compile_seconds=0.0, state=state, seconds=seconds, loaded=True)
 
@@ -246,7 +247,7 @@ def fit_run(
             log.info("%s: finished earlier (epoch %d, best %d, trained in %.1fs); loaded", name, state.epoch,
                      state.best_epoch, before)
             store.events.append((name, "loaded", 0.0, before))
-            return _result_from_state(state, bool(meta.get("stopped_early")), before)
+            return _result_from_state(state, bool(meta.get("stopped_early")), before, fit_config)
         log.info("%s: resuming after epoch %d", name, state.epoch)
         event = "resumed"
     meta = {"name": name, "run_hash": run_hash, "config": config, "data_id": data_id, "finished": False}
@@ -345,7 +346,7 @@ def fit_member(name: str, *, config: dict, data_id: Optional[str], loss_and_grad
     except train.NonFiniteError as e:
         log.warning("%s: %s", name, e)
         st = e.last_good
-        return Member(st.best_params, st.history, st.epoch, st.best_epoch, True, math.nan, False,
+        return Member(fit_config.kept(st), st.history, st.epoch, st.best_epoch, True, math.nan, False,
                       f"non-finite at epoch {e.epoch}")
 
 

@@ -28,29 +28,43 @@ def q2_samples(samples: list) -> str:
 
 
 def q3_comparison(results: dict, chance: float) -> str:
-    """The Markdown table of Q3's models (``results``: name -> record). With repeated seeds
-    (``over_seeds`` in a record) two more columns, the test accuracy's mean ± std over seeds
-    and each seed's; the other columns are then the first seed's run."""
-    seeds = next((r["over_seeds"]["seeds"] for r in results.values() if "over_seeds" in r), None)
-    head = "| model | learning rate | epochs (best) | train acc. | val. acc. | test acc. | s / epoch |"
-    if seeds:
-        head += f" test acc. over {len(seeds)} seeds (mean ± std) | test acc. per seed ({', '.join(map(str, seeds))}) |"
+    """The Markdown table of Q3's models (``results``: name -> record of
+    :func:`experiments.q3_activity.run_model` or ``run_baseline``): the validation run's
+    accuracy, the test accuracy and loss over seeds (mean ± sample std, and each seed's),
+    the training accuracy, the time; then every pair's gap against the spread over seeds."""
+    seeds = next(iter(results.values()))["seeds"]
+    per = f"test acc. per seed ({', '.join(map(str, seeds))})"
+    head = (f"| model | peak learning rate | epochs | val. acc. (seed {seeds[0]}) | test acc. (mean ± std) | "
+            f"test loss (mean ± std) | {per} | train acc. | s / epoch | seconds |")
     rows = [head, "|---" * head.count(" | ") + "|---|"]
     for name, r in results.items():
-        row = (f"| {'logistic baseline' if name == 'baseline' else name.upper()} | {r['learning_rate']:g} | "
-               f"{r['epochs_run']} ({r['best_epoch']}) | {r['train_accuracy']:.1%} | {r['val_accuracy']:.1%} | "
-               f"{r['test_accuracy']:.1%} | {r['seconds_per_epoch']:.2f} |")
-        acc = r.get("over_seeds", {}).get("test_accuracy")
-        if seeds:
-            row += (f" {100 * acc['mean']:.1f} ± {100 * acc['std']:.1f} % | "
-                    + ", ".join(f"{100 * v:.1f}" for v in acc["per_seed"]) + " % |") if acc else " | |"
-        rows.append(row)
-    rows.append(f"| chance (1/C) | | | | | {chance:.1%} | |" + (" | |" if seeds else ""))
-    if seeds:
-        modes = sorted({r["seed_sweep"]["mode"] for r in results.values() if "seed_sweep" in r})
-        how = " / ".join("as one vmapped program" if m == "vmap" else "one after another" for m in modes)
-        rows += ["", f"Each recurrent model trained with seeds {', '.join(map(str, seeds))} (initial parameters and "
-                 f"shuffling; the same data split), {how}; std is the sample standard deviation. The other columns "
-                 f"are seed {seeds[0]}'s run" + ("; its s / epoch is its share of the vmapped program"
-                                                 if "vmap" in modes else "") + ". The baseline is trained once."]
-    return "\n".join(rows) + "\n"
+        rows.append(
+            f"| {label(name)} | {r['learning_rate']:g} | {r['epochs']} | {r['val_accuracy']:.1%} | "
+            f"{100 * r['test_accuracy']:.1f} ± {100 * r['test_accuracy_std']:.1f} % | "
+            f"{r['test_loss']:.3f} ± {r['test_loss_std']:.3f} | "
+            + ", ".join(f"{100 * v:.1f}" for v in r["test_accuracy_per_seed"]) + " % | "
+            f"{r['train_accuracy']:.1%} | {r['seconds_per_epoch']:.2f} | {r['seconds']:.0f} |")
+    rows.append(f"| chance (1/C) | | | | {chance:.1%} | | | | | |")
+    if len(seeds) < 2:
+        return "\n".join(rows + ["", "One seed: no spread over seeds to weigh the gaps against (`--seeds 3`)."]) + "\n"
+    lines = ["", f"Gaps in mean test accuracy over the {len(seeds)} seeds, against the spread (the sum of the two "
+             "standard deviations; a gap larger than the spread is one the seeds do not explain):", ""]
+    for a, b, cmp in seed_gaps(results):
+        lines.append(f"- {label(a)} − {label(b)}: {100 * cmp['gap']:+.1f} points, spread {100 * cmp['spread']:.1f}: "
+                     + ("larger than the spread" if cmp["exceeds"] else "within the spread"))
+    return "\n".join(rows + lines) + "\n"
+
+
+def label(name: str) -> str:
+    """A Q3 model's name in tables and prose."""
+    return "logistic baseline" if name == "baseline" else name.upper()
+
+
+def seed_gaps(results: dict) -> list:
+    """``[(a, b, metrics.compare_over_seeds)]`` of the test accuracies, for every pair of
+    models in ``results`` order."""
+    from mp_jax import metrics
+
+    names = list(results)
+    return [(a, b, metrics.compare_over_seeds(results[a]["test_accuracy_per_seed"], results[b]["test_accuracy_per_seed"]))
+            for i, a in enumerate(names) for b in names[i + 1:]]

@@ -67,6 +67,16 @@ def mean_std(values) -> dict:
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "per_seed": v.tolist()}
 
 
+def compare_over_seeds(a, b) -> dict:
+    """Whether the mean of ``a`` (numbers over seeds) differs from the mean of ``b`` by more
+    than their spread: ``{"gap": mean(a) − mean(b), "spread": std(a) + std(b), "exceeds":
+    |gap| > spread}`` (sample standard deviations; a rule of thumb, stated where it is used,
+    not a significance test)."""
+    ma, mb = mean_std(a), mean_std(b)
+    gap, spread = ma["mean"] - mb["mean"], ma["std"] + mb["std"]
+    return {"gap": gap, "spread": spread, "exceeds": bool(abs(gap) > spread)}
+
+
 def classification_summary(cms: dict) -> dict:
     """A classifier's numbers from its confusion matrices per split (``cms``: ``{"train",
     "validation", "test"}`` -> <int>[C, C]): ``<split>_accuracy`` (``val_accuracy`` for the

@@ -38,7 +38,7 @@ PyTree = Any
 
 
 class SweepResult(NamedTuple):
-    params: PyTree  # best parameters, stacked: leading axis M
+    params: PyTree  # the kept parameters (best, or last: FitConfig.keep), stacked: leading axis M
     last_params: PyTree
     histories: list  # one history dict per member
     best_epochs: list
@@ -81,7 +81,8 @@ def fit_sweep(
     bs = min(config.batch_size, n_train)
 
     def member_epoch(p, s, key, hp):
-        return train.make_epoch_fn(bind(loss_and_grad, hp), optimizer, bs, jit=False)(p, s, key, train_data)
+        data = train_data if config.augment is None else config.augment(train.augment_key(key), train_data)
+        return train.make_epoch_fn(bind(loss_and_grad, hp), optimizer, bs, jit=False)(p, s, key, data)
 
     def member_eval(p, hp):
         fn = metrics_fn if metrics_fn is not None else (lambda pp, b, **kw: {"loss": loss_and_grad(pp, b, **kw)[0]})
@@ -142,5 +143,6 @@ def fit_sweep(
     finally:
         bar.close()
     stopped = [bool(stopping.exhausted(b)) for b in bad]
-    return SweepResult(best_params, params, histories, best_epoch.tolist(), epochs_run.tolist(), compile_seconds,
+    kept = params if config.keep == "last" else best_params
+    return SweepResult(kept, params, histories, best_epoch.tolist(), epochs_run.tolist(), compile_seconds,
                        stopped, time.perf_counter() - t0)

@@ -59,16 +59,32 @@ class NonFiniteError(FloatingPointError):
         return self.last_good.params
 
 
-def sgd_momentum(learning_rate: float, momentum: float, clip_norm: Optional[float] = None):
+def sgd_momentum(learning_rate, momentum: float, clip_norm: Optional[float] = None):
     """SGD with (heavy-ball) momentum, optionally after global-norm clipping.
 
     optax's ``trace`` keeps v ← momentum·v + g and the update is −lr·v, the form the
-    course uses.
+    course uses. ``learning_rate``: a number, or an optax schedule of the step count
+    (:func:`warmup_cosine`).
     """
     opt = optax.sgd(learning_rate, momentum=momentum)
     if clip_norm is not None:
         opt = optax.chain(optax.clip_by_global_norm(clip_norm), opt)
     return opt
+
+
+def warmup_cosine(peak: float, steps_per_epoch: int, epochs: int, warmup_epochs: float = 1.0):
+    """The learning rate as a function of the update count: a linear rise from 0 to ``peak``
+    over ``warmup_epochs`` epochs, then a cosine decay to 0 at the end of ``epochs`` epochs
+    (docs/training.md, LR1). ``steps_per_epoch``: updates per epoch, the remainder batch
+    included (⌈N / B⌉)."""
+    total = max(1, int(steps_per_epoch) * int(epochs))
+    warmup = min(int(round(warmup_epochs * steps_per_epoch)), total - 1)
+    return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, total, end_value=0.0)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Updates in one epoch of ``n`` examples: the full minibatches and the remainder one."""
+    return -(-int(n) // min(int(batch_size), int(n)))
 
 
 def num_examples(data: PyTree) -> int:
@@ -272,7 +288,7 @@ class FitState(NamedTuple):
 
 
 class FitResult(NamedTuple):
-    params: PyTree  # best by the monitored loss
+    params: PyTree  # best by the monitored loss, or the last (FitConfig.keep)
     last_params: PyTree
     history: dict
     best_epoch: int
@@ -290,6 +306,24 @@ class FitConfig:
     batch_size: int
     patience: Optional[int] = None  # epochs without improvement before stopping; None: never
     eval_batch_size: int = 4096
+    # the parameters a run returns: "best" (the epoch with the lowest monitored loss) or "last"
+    keep: str = "best"
+    # None, or a frozen dataclass ``augment(key, data) -> data`` (mp_jax.augment) applied to the
+    # whole training set at the start of every epoch with a key drawn from the epoch's key
+    augment: Any = None
+
+    def __post_init__(self):
+        if self.keep not in ("best", "last"):
+            raise ValueError(f"FitConfig.keep must be 'best' or 'last', found {self.keep!r}")
+
+    def kept(self, state: "FitState") -> PyTree:
+        """The parameters a run with this config returns from ``state``."""
+        return state.params if self.keep == "last" else state.best_params
+
+
+def augment_key(epoch_key: jax.Array) -> jax.Array:
+    """The key of an epoch's data augmentation, from the key its permutation uses."""
+    return jax.random.fold_in(epoch_key, 1)
 
 
 def init_fit_state(params: PyTree, optimizer: optax.GradientTransformation, key: jax.Array) -> FitState:
@@ -326,7 +360,9 @@ def fit(
     """Train for ``config.epochs`` epochs (or until early stopping).
 
     The monitored loss is the validation loss when ``val_data`` is given, else the
-    epoch's mean training loss; the returned ``params`` are those of the best epoch.
+    epoch's mean training loss; the returned ``params`` are those of the best epoch (or
+    of the last, ``config.keep == "last"``). ``config.augment`` transforms the training set
+    at the start of each epoch.
     History keys: ``train_loss``, ``epoch_seconds`` and ``val_<metric>`` for each metric.
     ``state`` resumes a run (e.g. from a checkpoint); ``on_epoch_end`` sees the state
     after every epoch. Raises :class:`NonFiniteError` when the loss or the parameters
@@ -350,6 +386,7 @@ def fit(
     epoch_fn = (distributed.make_epoch_fn if fed else make_epoch_fn)(
         loss_and_grad, optimizer, min(config.batch_size, n_train), mesh=mesh, per_example_mean=per_example_mean)
     eval_fn = make_eval_fn(metrics_fn, config.eval_batch_size, mesh=mesh)
+    augment = None if config.augment is None else jax.jit(config.augment)
     if state is None:
         state = init_fit_state(params, optimizer, key)
     if mesh is not None:
@@ -374,7 +411,8 @@ def fit(
             epoch = state.epoch + 1
             key, sub = jax.random.split(state.key)
             t = time.perf_counter()
-            params, opt_state, train_loss, finite = epoch_c(state.params, state.opt_state, sub, train_data)
+            data = train_data if augment is None else augment(augment_key(sub), train_data)
+            params, opt_state, train_loss, finite = epoch_c(state.params, state.opt_state, sub, data)
             train_loss = float(train_loss)
             seconds = time.perf_counter() - t
             if not (math.isfinite(train_loss) and bool(finite)):
@@ -414,7 +452,7 @@ def fit(
     if stopped_early:
         log.info("%s: early stop after epoch %d (best epoch %d)", desc, state.epoch, state.best_epoch)
     return FitResult(
-        params=state.best_params,
+        params=config.kept(state),
         last_params=state.params,
         history=history,
         best_epoch=state.best_epoch,

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PACKAGE = ROOT / "mp_jax"
 
-PREFIXES = ("BPTT", "CLIP", "HEAD", "LSTM", "GRU", "RNN", "AE", "LM", "P")
+PREFIXES = ("BPTT", "CLIP", "HEAD", "LSTM", "GRU", "RNN", "AE", "LM", "LR", "AUG", "P")
 _PREFIX = "|".join(PREFIXES)
 #: One label, or a range of one prefix: "LSTM7", "HEAD1-HEAD3", "RNN1-2" (hyphen or en dash).
 _LABEL_OR_RANGE = re.compile(rf"\b({_PREFIX})(\d+)(?:\s*[-\u2013]\s*(?:({_PREFIX}))?(\d+))?\b")

@@ -46,3 +46,13 @@ def test_classification_summary():
     assert s["train_accuracy"] == pytest.approx(7 / 8) and s["val_accuracy"] == 1.0
     assert s["test_accuracy"] == pytest.approx(0.75) and s["confusion_test"] == [[1, 1], [0, 2]]
     assert s["test_recall_per_class"] == [0.5, 1.0]
+
+
+def test_compare_over_seeds():
+    from mp_jax import metrics
+
+    c = metrics.compare_over_seeds([0.9, 0.8, 0.85], [0.7, 0.72, 0.74])
+    assert c["gap"] == pytest.approx(0.13) and c["spread"] == pytest.approx(0.05 + 0.02) and c["exceeds"]
+    c = metrics.compare_over_seeds([0.9, 0.7], [0.8, 0.78])
+    assert c["gap"] == pytest.approx(0.01) and not c["exceeds"]
+    assert metrics.compare_over_seeds([0.5], [0.4]) == {"gap": pytest.approx(0.1), "spread": 0.0, "exceeds": True}

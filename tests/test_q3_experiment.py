@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import q3_activity as q3
+from experiments import q3_activity as q3, tables
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -19,33 +19,46 @@ def test_quick_end_to_end(tmp_path, capsys):
     assert q3.main(["--quick", "--data-dir", str(tmp_path / "data"), "--results-dir", str(res), "--no-progress"]) == 0
     assert capsys.readouterr().out.count("q3 data:") == 1
     out = res / "q3"
-    m = json.loads((out / "metrics.json").read_text())
+    check_quick_metrics(out, json.loads((out / "metrics.json").read_text()))
+
+
+def check_quick_metrics(out, m):
+    """What a quick Q3 run writes, whatever the data: the protocol, every model's record, the figures."""
     names = m["data"]["class_names"]
-    assert len(names) == 6
-    assert m["data"]["validation"]["kind"] == "subject" and m["data"]["validation"]["subjects"]
+    assert len(names) == 6 and set(m["data"]["class_descriptions"]) == set(names)
+    how = m["data"]["validation"]
+    assert how["kind"] == "subject" and how["subjects"] and m["data"]["n_val"] == how["n_val"]
+    assert m["data"]["n_train"] >= m["data"]["n_train_part"] + m["data"]["n_val"] - 32  # quick: whole batches
+    for key in ("validation", "selection", "training", "augmentation", "refit"):
+        assert m["protocol"][key]
     for model in ("rnn", "lstm", "gru", "baseline"):
         r = m[model]
-        for key in ("test_accuracy", "train_accuracy", "confusion_test", "seconds_per_epoch", "epochs_run",
-                    "learning_rate"):
+        for key in ("test_accuracy", "test_loss", "train_accuracy", "confusion_test", "seconds_per_epoch",
+                    "epochs_run", "learning_rate", "val_accuracy", "seconds", "members", "seeds"):
             assert key in r, (model, key)
         cm = np.array(r["confusion_test"])
         assert cm.shape == (6, 6) and cm.sum() == m["data"]["n_test"]
-        assert abs(np.trace(cm) / cm.sum() - r["test_accuracy"]) < 1e-9
-        assert 0.0 <= r["train_accuracy"] <= 1.0 and r["epochs_run"] >= 1
-        assert r["seconds_per_epoch"] > 0
-        assert len(r["history"]["train_loss"]) == r["epochs_run"]
+        assert abs(np.trace(cm) / cm.sum() - r["members"][0]["test_accuracy"]) < 1e-6
+        assert r["test_accuracy"] == pytest.approx(np.mean(r["test_accuracy_per_seed"]))
+        assert 0.0 <= r["train_accuracy"] <= 1.0 and r["epochs_run"] >= 1 and r["test_loss"] > 0
+        assert r["seconds_per_epoch"] > 0 and r["seconds"] > 0
         png = (out / f"{model}_confusion.png").read_bytes()
         assert png[:8] == PNG and len(png) > 20000
     for model in ("rnn", "lstm", "gru"):
-        assert m[model]["learning_rate"] == q3.Q3Config().lr(model)
-        assert m[model]["seconds"] > 0 and m[model]["loaded"] is False
+        r = m[model]
+        assert r["learning_rate"] == q3.Q3Config().lr(model)
+        assert r["members"][0]["loaded"] is False and r["epochs"] == r["epochs_run"]
+        assert len(r["history"]["train_loss"]) == r["epochs_run"]
+        v = r["validation"]
+        assert v["subjects"] == how["subjects"] and v["n_windows"] == how["n_val"]
+        assert len(v["history"]["val_loss"]) == v["epochs_run"] and 1 <= v["best_epoch"] <= v["epochs_run"]
         assert (out / f"{model}_loss.png").read_bytes()[:8] == PNG
     # the baseline learns something even in the quick run; the cells at least run
     assert m["baseline"]["test_accuracy"] > 2 * m["chance_accuracy"]
     assert (out / "loss_all.png").read_bytes()[:8] == PNG
     table = (out / "comparison.md").read_text()
     assert "GRU" in table and "logistic baseline" in table
-    assert m["settings"]["impl"] == "fast" and m["training"]["trained"] == 4
+    assert m["settings"]["impl"] == "fast"
 
 
 def test_flags_and_config():
@@ -60,7 +73,12 @@ def test_flags_and_config():
     c = q3.Q3Config.from_args(p)
     assert c.is_quick and c.hidden == 16 and c.models == ("lstm",) and c.seeds == 3 and c.lr("gru") == 0.2
     assert c.epochs == q3.Q3Config.quick().epochs  # not given: the quick value
-    assert q3.Q3Config().lr("rnn") == 0.001 and q3.Q3Config().epochs == 50
+    d = q3.Q3Config()
+    assert d.lr("rnn") == 0.003 and d.seeds == 3 and d.augment and d.keep == "last" and d.patience is None
+    assert (d.n_epochs("rnn"), d.n_epochs("lstm"), d.n_epochs("gru")) == (30, 60, 30)
+    full = q3.Q3Config.from_args(argparse.Namespace(quick=False, epochs=5, augment=False))
+    assert {full.n_epochs(m) for m in q3.MODELS} == {5} and not full.augment  # --epochs N: every model's
+    assert q3.Q3Config.from_args(argparse.Namespace(quick=False)).n_epochs("lstm") == 60
 
 
 def test_impl_names_the_gradients_and_keys_the_checkpoint():
@@ -90,9 +108,9 @@ def test_each_seed_sweep_member_equals_that_seed_trained_alone():
 
     from mp_jax.models import recurrent
 
-    # lr 3 with patience 1: the members stop early, at different epochs (2, 2, 3 of at most 4)
-    c = q3.Q3Config(hidden=8, mlp=8, batch_size=16, epochs=4, patience=1, progress=False,
-                    learning_rates=(("lstm", 3.0),))
+    # peak lr 5 without warm-up, patience 1: the members stop early, at different epochs (2, 5, 4 of at most 6)
+    c = q3.Q3Config(hidden=8, mlp=8, batch_size=16, epochs=6, patience=1, keep="best", warmup_epochs=0.0,
+                    progress=False, learning_rates=(("lstm", 5.0),))
     seeds = [0, 1, 2]
     with jax.enable_x64(True):
         tr, va = _tiny_problem()
@@ -126,20 +144,86 @@ def test_quick_seed_sweep_end_to_end_and_skipped_when_run_again(tmp_path):
     r = m["lstm"]
     assert m["settings"]["seeds"] == 2 and m["settings"]["vmap"] is True
     accs = [x["test_accuracy"] for x in r["members"]]
-    assert [x["seed"] for x in r["members"]] == [0, 1] == r["over_seeds"]["seeds"]
-    assert r["test_accuracy_mean"] == pytest.approx(np.mean(accs))
+    assert [x["seed"] for x in r["members"]] == [0, 1] == r["seeds"]
+    assert r["test_accuracy"] == pytest.approx(np.mean(accs))
     assert r["test_accuracy_std"] == pytest.approx(np.std(accs, ddof=1))
-    assert r["test_accuracy"] == accs[0]  # the per-model fields are seed 0's
+    assert r["test_loss"] == pytest.approx(np.mean([x["test_loss"] for x in r["members"]]))
     assert r["seed_sweep"]["mode"] == "vmap" and r["seed_sweep"]["members"] == 2
-    assert r["seed_sweep"]["seconds"] > 0 and r["seed_sweep"]["loaded_members"] == 0
+    assert r["seconds"] > 0 and r["seed_sweep"]["loaded_members"] == 0
     for x in r["members"]:
         assert len(x["history"]["train_loss"]) == x["epochs_run"] >= 1
-    assert "test acc. over 2 seeds (mean ± std)" in (out / "comparison.md").read_text()
+    table = (out / "comparison.md").read_text()
+    assert "test acc. per seed (0, 1)" in table and "LSTM − logistic baseline" in table
     assert (out / "lstm_confusion.png").read_bytes()[:8] == PNG
-    assert "seeds" not in m["baseline"] and "over_seeds" not in m["baseline"]
-    # the finished sweep was saved: running again loads it, with the same results and time
+    assert m["baseline"]["seeds"] == [0, 1]
+    # the finished runs were saved: running again loads them, with the same results and time
     assert q3.main(argv) == 0
     again = json.loads((out / "metrics.json").read_text())["lstm"]
     assert again["seed_sweep"]["loaded_members"] == 2
-    assert again["seed_sweep"]["seconds"] == pytest.approx(r["seed_sweep"]["seconds"])
+    assert again["seconds"] == pytest.approx(r["seconds"])
     assert [x["test_accuracy"] for x in again["members"]] == accs
+
+
+def _record(accs, losses, lr=0.05):
+    rows = [{"seed": s, "test_accuracy": a, "test_loss": l, "train_accuracy": 0.9, "train_loss": 0.3,
+             "epochs_run": 30, "seconds_per_epoch": 0.5} for s, a, l in zip(range(len(accs)), accs, losses)]
+    return {**q3.seed_summary(rows), "learning_rate": lr, "epochs": 30, "val_accuracy": 0.8, "seconds": 45.0}
+
+
+def test_seed_summary_and_the_gaps_against_the_spread():
+    r = _record([0.80, 0.84, 0.88], [0.5, 0.4, 0.3])
+    assert r["seeds"] == [0, 1, 2] and r["test_accuracy"] == pytest.approx(0.84)
+    assert r["test_accuracy_std"] == pytest.approx(0.04) and r["test_loss"] == pytest.approx(0.4)
+    assert r["test_accuracy_per_seed"] == [0.80, 0.84, 0.88] and r["epochs_run"] == 30
+    results = {"rnn": _record([0.60, 0.62, 0.64], [0.9, 0.9, 0.9]), "gru": r,
+               "baseline": _record([0.81, 0.82, 0.83], [0.6, 0.6, 0.6], lr=0.1)}
+    gaps = {(a, b): g for a, b, g in tables.seed_gaps(results)}
+    assert gaps[("rnn", "gru")]["gap"] == pytest.approx(-0.22) and gaps[("rnn", "gru")]["exceeds"]
+    assert gaps[("gru", "baseline")]["spread"] == pytest.approx(0.05) and not gaps[("gru", "baseline")]["exceeds"]
+    table = tables.q3_comparison(results, 1 / 6)
+    assert "| GRU | 0.05 | 30 | 80.0% | 84.0 ± 4.0 % | 0.400 ± 0.100 | 80.0, 84.0, 88.0 % |" in table
+    assert "- GRU − logistic baseline: +2.0 points, spread 5.0: within the spread" in table
+    assert "- RNN − GRU: -22.0 points, spread 6.0: larger than the spread" in table
+    one = tables.q3_comparison({"gru": _record([0.8], [0.5])}, 1 / 6)
+    assert "One seed" in one and "spread" not in one.split("One seed")[0]
+
+
+def test_wisdm_file_end_to_end(tmp_path):
+    """A user with the WISDM raw file: build data3.h5 from it, then the same protocol runs."""
+    from mp_jax.data import __main__ as data_cli
+    from wisdm_cases import write_wisdm
+
+    raw = tmp_path / "WISDM_ar_v1.1_raw.txt"
+    write_wisdm(raw)
+    data = tmp_path / "data"
+    assert data_cli.main(["build", "--only", "q3", "--wisdm", str(raw), "--out", str(data)]) == 0
+    res = tmp_path / "results"
+    assert q3.main(["--quick", "--data-dir", str(data), "--results-dir", str(res), "--no-progress"]) == 0
+    m = json.loads((res / "q3" / "metrics.json").read_text())
+    assert m["data"]["source"].startswith("stand-in: WISDM v1.1") and m["data"]["class_names"][0] == "downstairs"
+    check_quick_metrics(res / "q3", m)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("seglearn") is None,
+                    reason="seglearn is not installed: the quick run builds the default Q3 stand-in from it")
+def test_selection_scores_on_validation_and_never_touches_the_test_windows(tmp_path, monkeypatch):
+    seen = []
+    evaluate = q3.evaluate
+
+    def recording(metrics_fn, params, data):
+        seen.append(int(data[1].shape[0]))
+        return evaluate(metrics_fn, params, data)
+
+    monkeypatch.setattr(q3, "evaluate", recording)
+    res = tmp_path / "results"
+    argv = ["--quick", "--models", "rnn", "--select", "0.01,0.1", "--data-dir", str(tmp_path / "data"),
+            "--results-dir", str(res), "--no-progress"]
+    assert q3.main(argv) == 0
+    sel = json.loads((res / "q3" / "selection.json").read_text())
+    rows = sel["models"]["rnn"]
+    assert [r["learning_rate"] for r in rows] == [0.01, 0.1] and sum(r["best"] for r in rows) == 1
+    best = max(rows, key=lambda r: r["val_accuracy"])
+    assert best["best"] and all(0 <= r["val_accuracy"] <= 1 and r["val_loss"] > 0 for r in rows)
+    assert seen == [sel["validation"]["n_val"]] * 2  # scored on the validation subjects only
+    assert not (res / "q3" / "metrics.json").exists()  # no refit, no test score
+    assert "| RNN | 0.1 |" in (res / "q3" / "selection.md").read_text()

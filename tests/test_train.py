@@ -173,3 +173,60 @@ def test_early_stopping_rule_for_a_run_and_for_members():
     np.testing.assert_array_equal(es.exhausted(bad), [False, True, False])
     never = train.EarlyStopping(None)
     assert never.exhausted(1000) is False and not never.exhausted(np.array([5, 9])).any()
+
+
+def test_keep_last_returns_the_last_iterate_and_loads_the_same():
+    x, y = blobs(40, key=3)
+    y = jnp.where(jnp.arange(40) % 3 == 0, (y + 1) % 3, y)
+    params = mlp.init_params(jax.random.PRNGKey(0), 2, 64, 3)
+    cfg = train.FitConfig(epochs=30, batch_size=8, keep="last")
+    res = train.fit(mlp.loss_and_grad, train.sgd_momentum(0.2, 0.9), params, (x, y), cfg,
+                    key=jax.random.PRNGKey(1), val_data=blobs(400, key=4), metrics_fn=mlp.metrics, progress=False)
+    assert res.best_epoch < 30  # the validation loss was lowest before the end ...
+    chex.assert_trees_all_equal(res.params, res.last_params)  # ... and the last iterate is kept anyway
+    chex.assert_trees_all_equal(cfg.kept(res.state), res.last_params)
+    with pytest.raises(ValueError, match="keep"):
+        train.FitConfig(epochs=1, batch_size=1, keep="first")
+
+
+def test_augment_transforms_the_training_set_afresh_every_epoch():
+    seen = []
+
+    class Record:  # an "augmentation" that adds a key-dependent constant and records it
+        def __call__(self, key, data):
+            shift = jax.random.uniform(key, ())
+            jax.debug.callback(lambda s: seen.append(float(s)), shift)
+            return data + shift
+
+    def loss_and_grad(p, batch):
+        return jnp.mean(batch), jax.tree.map(jnp.zeros_like, p)
+
+    data = jnp.zeros(12)
+    res = train.fit(loss_and_grad, optax.sgd(0.1), {"w": jnp.zeros(())}, data,
+                    train.FitConfig(epochs=3, batch_size=4, augment=Record()), key=jax.random.PRNGKey(0),
+                    progress=False)
+    assert len(seen) == 3 and len(set(seen)) == 3  # a new draw each epoch ...
+    np.testing.assert_allclose(res.history["train_loss"], seen, rtol=1e-6)  # ... that the epoch trained on
+    # the draws come from the epoch keys: the same key, the same draws
+    seen_first = list(seen)
+    seen.clear()
+    train.fit(loss_and_grad, optax.sgd(0.1), {"w": jnp.zeros(())}, data,
+              train.FitConfig(epochs=3, batch_size=4, augment=Record()), key=jax.random.PRNGKey(0), progress=False)
+    assert seen == seen_first
+
+
+def test_warmup_cosine_schedule():
+    assert train.steps_per_epoch(100, 32) == 4 and train.steps_per_epoch(96, 32) == 3 and train.steps_per_epoch(5, 32) == 1
+    lr = train.warmup_cosine(0.1, steps_per_epoch=10, epochs=5, warmup_epochs=1)
+    assert float(lr(0)) == 0.0 and float(lr(5)) == pytest.approx(0.05)  # the linear warm-up over 10 steps
+    assert float(lr(10)) == pytest.approx(0.1)  # the peak after one epoch
+    assert float(lr(30)) == pytest.approx(0.05)  # cosine: half-way through the 40 decay steps
+    assert float(lr(50)) == pytest.approx(0.0, abs=1e-9)  # 0 at the end
+    # fed to the optimizer: an SGD step uses the scheduled rate
+    opt = train.sgd_momentum(lr, 0.0)
+    p = {"a": jnp.zeros(())}
+    s = opt.init(p)
+    for _ in range(10):
+        u, s = opt.update({"a": jnp.ones(())}, s, p)
+    u, s = opt.update({"a": jnp.ones(())}, s, p)
+    assert float(u["a"]) == pytest.approx(-0.1)

@@ -108,14 +108,21 @@ def patch_sets(data: PatchData, heldout_fraction: float, rng: np.random.Generato
 
 
 class ActivitySets(NamedTuple):
-    """Q3's windows, standardized per channel with the training windows' statistics."""
+    """Q3's windows in two views: the selection view (training part, validation subjects,
+    test; standardized per channel with the training part's statistics) and the refit
+    view (every training window, test; standardized with all the training windows'
+    statistics). The test windows are in both, never used to choose anything."""
 
-    train: tuple  # (x <float32>[N, T, D], y <int>[N])
-    val: tuple
+    train: tuple  # (x <float32>[N, T, D], y <int>[N]): the training part
+    val: tuple  # the held-out subjects
     test: tuple
     how: dict  # the validation split (:func:`validation_split`)
-    mean: np.ndarray  # <float>[D], of the training windows
+    mean: np.ndarray  # <float>[D], of the training part
     std: np.ndarray  # <float>[D]
+    train_all: tuple  # (x, y): the training part and the validation subjects together
+    test_all: tuple  # the test windows, standardized like train_all
+    mean_all: np.ndarray  # <float>[D], of train_all
+    std_all: np.ndarray
 
 
 def activity_sets(data: ActivityData, val_fraction: float, rng: np.random.Generator, *,
@@ -124,8 +131,10 @@ def activity_sets(data: ActivityData, val_fraction: float, rng: np.random.Genera
     """A random ``n_train`` of the training windows and ``n_test`` of the test windows (all
     when None), the validation split of :func:`validation_split` (by subject when the file
     has subject ids), and each split standardized with the training split's
-    :func:`channel_stats`. ``batch_size``: the training split is cut to whole batches of it
-    (the quick settings: one compiled step). Draws from ``rng`` in that order."""
+    :func:`channel_stats`; and the refit view, every training window kept (training part
+    and validation subjects) and standardized with their statistics. ``batch_size``: the
+    training part is cut to whole batches of it (the quick settings: one compiled step).
+    Draws from ``rng`` in that order."""
     x, y, subj, x_te, y_te = data.train_x, data.train_y, data.train_subjects, data.test_x, data.test_y
     if n_train is not None:
         keep = rng.permutation(len(x))[:n_train]
@@ -137,8 +146,14 @@ def activity_sets(data: ActivityData, val_fraction: float, rng: np.random.Genera
     if batch_size and tr.size > batch_size:
         tr = tr[: tr.size - tr.size % batch_size]
     mean, std = channel_stats(x[tr])
+    everything = np.sort(np.concatenate([tr, va]))
+    if batch_size and everything.size > batch_size:
+        everything = everything[: everything.size - everything.size % batch_size]
+    mean_all, std_all = channel_stats(x[everything])
 
-    def norm(a):
-        return ((a - mean) / std).astype(np.float32)
+    def norm(a, m=mean, s=std):
+        return ((a - m) / s).astype(np.float32)
 
-    return ActivitySets((norm(x[tr]), y[tr]), (norm(x[va]), y[va]), (norm(x_te), y_te), how, mean, std)
+    return ActivitySets((norm(x[tr]), y[tr]), (norm(x[va]), y[va]), (norm(x_te), y_te), how, mean, std,
+                        (norm(x[everything], mean_all, std_all), y[everything]), (norm(x_te, mean_all, std_all), y_te),
+                        mean_all, std_all)
