@@ -82,11 +82,15 @@ def mosaic(images: np.ndarray, cols: Optional[int] = None, pad: int = 1, normali
 
 def feature_title(rec: dict, label: Optional[str] = None) -> str:
     """A feature panel's title from a Q1 record: the optimiser (when given), the setting,
-    the duplicate units, ρ̂ and the held-out MSE."""
+    the units' census (duplicates, noise, dead, distinct structured; where the record has
+    it), ρ̂ and the held-out MSE."""
     head = f"{label}\n" if label else ""
+    census = f"dup {rec['duplicate_units']}/{rec['hidden']}"
+    if "noise_units" in rec:
+        census = (f"of {rec['hidden']}: {rec['distinct_structured_units']} distinct, {rec['noise_units']} noise, "
+                  f"{rec['dead_units']} dead, {rec['duplicate_units']} dup")
     return (f"{head}$L_{{hid}}$={rec['hidden']}, λ={rec['lam']:g}, β={rec['beta']:g}, ρ={rec['rho']:g}\n"
-            f"dup {rec['duplicate_units']}/{rec['hidden']}, ρ̂={rec['mean_hidden_activation']:.3f}, "
-            f"MSE {rec['heldout_reconstruction_mse']:.4f}")
+            f"{census}\nρ̂={rec['mean_hidden_activation']:.3f}, MSE {rec['heldout_reconstruction_mse']:.4f}")
 
 
 def feature_figure(panels: list, path, suptitle: str, cols: Optional[int] = None, panel_size: float = 3.2) -> Path:
@@ -238,16 +242,20 @@ def q1_default_figures(comparison: dict, labels: dict, default: str, x_show: np.
     reconstruction_figure(x_show, o_show, rec, labels[default], out / "reconstructions.png")
 
 
-def q1_study_figures(beta_rho: list, grid: list, label: str, out: Path) -> None:
+def q1_study_figures(beta_rho: list, grid: list, label: str, out: Path, chosen: tuple = ()) -> None:
     """Q1 (c) ``features_beta_rho.png`` (one panel per (β, ρ)) and (d) ``features_sweep.png``
-    (rows L_hid, columns λ); each entry a (parameters, record)."""
+    (rows L_hid, columns λ); each entry a (parameters, record). Panels whose record's name is
+    in ``chosen`` (the settings each study's rule picks) say so in their title."""
+    def title(r):
+        return feature_title(r) + (" — chosen" if r["name"] in chosen else "")
+
     first = beta_rho[0][1]
-    feature_figure([(p.w_enc, feature_title(r)) for p, r in beta_rho], out / "features_beta_rho.png",
+    feature_figure([(p.w_enc, title(r)) for p, r in beta_rho], out / "features_beta_rho.png",
                    f"(c) hidden-unit weights for five (β, ρ): {label}, $L_{{hid}}$={first['hidden']}, "
                    f"λ={first['lam']:g}", cols=len(beta_rho))
     rows, cols = [row[0][1]["hidden"] for row in grid], [r["lam"] for _, r in grid[0]]
     mid = grid[0][0][1]
-    feature_figure([(p.w_enc, feature_title(r)) for row in grid for p, r in row], out / "features_sweep.png",
+    feature_figure([(p.w_enc, title(r)) for row in grid for p, r in row], out / "features_sweep.png",
                    f"(d) hidden-unit weights, rows $L_{{hid}}$ ∈ {{{', '.join(map(str, rows))}}}, columns λ ∈ "
                    f"{{{', '.join(f'{v:g}' for v in cols)}}}: "
                    f"{label}, β={mid['beta']:g}, ρ={mid['rho']:g}", cols=len(cols))
@@ -273,3 +281,24 @@ def q3_model_figures(cell: str, cms: dict, validation_history: dict, refit_histo
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save(fig, out / f"{cell}_loss.png")
+
+
+def gradient_flow(flows: dict, path) -> Path:
+    """Q3 ``gradient_flow.png``: ‖∂ℓ/∂h_t‖ (mean over windows) against the step t, one line per
+    model, at initialisation (left) and after training (right); log scale.
+    ``flows``: model -> {"init": [T], "trained": [T], "n_windows", "seed"}."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.9), sharey=True)
+    for ax, key, title in ((axes[0], "init", "at initialisation"), (axes[1], "trained", "after training")):
+        for i, (name, f) in enumerate(flows.items()):
+            g = np.asarray(f[key])
+            ax.semilogy(np.arange(1, g.size + 1), g, color=f"C{i}", label=name.upper())
+        ax.set_xlabel("time step t (T = last)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+    first = next(iter(flows.values()))
+    axes[0].set_ylabel(r"mean $\Vert \partial \ell / \partial h_t \Vert$")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Q3: the gradient reaching each step through time ({first['n_windows']} training windows, "
+                 f"seed {first['seed']})", fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)

@@ -260,6 +260,10 @@ def run_model(cell: str, d: Activity, c: Q3Config, out) -> dict:
                seed_sweep={"mode": "vmap" if vmap else "sequential", "members": len(seeds),
                            "loaded_members": sum(r["loaded"] for r in rows)})
     first = rows[0]
+    init_params, _ = member_init(cell, member_key(seeds[0], cell), s.train_all[0].shape[-1], c, n_classes)
+    res["gradient_flow"] = {"init": gradient_flow(init_params, s.train_all),
+                            "trained": gradient_flow(members[0].params, s.train_all),
+                            "n_windows": int(min(256, len(s.train_all[1]))), "seed": seeds[0]}
     res.update(confusion_test=first["confusion_test"], confusion_train=first["confusion_train"],
                test_recall_per_class=np.diag(metrics.row_normalized(np.asarray(first["confusion_test"]))).tolist(),
                history=first["history"])
@@ -272,6 +276,17 @@ def run_model(cell: str, d: Activity, c: Q3Config, out) -> dict:
              val["accuracy"], first["seconds_per_epoch"],
              plotting.time_label(res["seconds"], all(r["loaded"] for r in rows)))
     return res
+
+
+def gradient_flow(params, data, n_windows: int = 256) -> list:
+    """g_t = mean over windows n of ‖∂ℓ_n/∂h_t‖ for t = 1 … T: how much of the loss's gradient
+    reaches step t through backpropagation through time (the manual BPTT,
+    :func:`mp_jax.models.recurrent.hidden_state_grads`, docs/recurrent.md BPTT3). ``data``:
+    (x, y); the first ``n_windows`` windows are used. Returns T floats."""
+    x, y = data
+    x, y = jnp.asarray(x[:n_windows]), jnp.asarray(y[:n_windows])
+    dh = jax.jit(recurrent.hidden_state_grads)(params, (x, y))  # [T, N, H] of the batch-mean loss
+    return (jnp.linalg.norm(dh, axis=-1).mean(axis=1) * x.shape[0]).tolist()  # × N: per-window losses
 
 
 def seed_summary(rows: list) -> dict:
@@ -347,34 +362,42 @@ def run_baseline(d: Activity, c: Q3Config, key, out) -> dict:
 
 def run_selection(c: Q3Config, d: Activity, out) -> dict:
     """The selection step alone: for each model of ``c.models`` and each peak learning rate
-    of ``c.select``, the validation run (seed S on the training part, its epochs) scored on
-    the validation subjects. The test windows are not touched. Writes ``selection.md`` and
-    ``selection.json``; returns ``{model: [{"learning_rate", "epochs", "val_accuracy",
-    "val_loss"}]}``, the best validation accuracy per model marked ``"best": True``."""
+    of ``c.select``, the validation runs (seeds S … S+K−1, K = ``c.seeds``, on the training
+    part, the model's epochs) scored on the validation subjects. The test windows are not
+    touched. Writes ``selection.md`` and ``selection.json``; returns ``{model: [{"learning_rate",
+    "epochs", "val_accuracy" (mean over seeds), "val_accuracy_per_seed", "val_loss"}]}``, the
+    best mean validation accuracy per model marked ``"best": True``."""
     s = d.sets
     as_jax = lambda xy: (jnp.asarray(xy[0]), jnp.asarray(xy[1]))  # noqa: E731
+    seeds = [c.seed + j for j in range(c.seeds)]
     table = {}
     for cell in c.models:
         rows = []
         for lr in c.select:
             cc = dataclasses.replace(c, learning_rates=tuple({**dict(c.learning_rates), cell: float(lr)}.items()))
-            m = train_seeds(cell, [c.seed], as_jax(s.train), as_jax(s.val), cc, len(d.names), vmap=False,
-                            data_id=d.data_id, augmentation=c.augmentation(s.mean, s.std), stage="validation")[0]
-            v = evaluate(recurrent.metrics, m.params, as_jax(s.val))
-            rows.append({"learning_rate": float(lr), "epochs": c.n_epochs(cell), "val_accuracy": v["accuracy"],
-                         "val_loss": v["loss"], "diverged": m.diverged, "best": False})
+            ms = train_seeds(cell, seeds, as_jax(s.train), as_jax(s.val), cc, len(d.names), vmap=False,
+                             data_seed=c.seed, data_id=d.data_id, augmentation=c.augmentation(s.mean, s.std),
+                             stage="validation")
+            vs = [evaluate(recurrent.metrics, m.params, as_jax(s.val)) for m in ms]
+            acc, loss = metrics.mean_std([v["accuracy"] for v in vs]), metrics.mean_std([v["loss"] for v in vs])
+            rows.append({"learning_rate": float(lr), "epochs": c.n_epochs(cell), "val_accuracy": acc["mean"],
+                         "val_accuracy_per_seed": acc["per_seed"], "val_loss": loss["mean"],
+                         "diverged": [m.diverged for m in ms], "best": False})
         max(rows, key=lambda r: r["val_accuracy"])["best"] = True
         table[cell] = rows
     how = s.how
-    lines = [f"Validation runs (seed {c.seed}, training part {len(s.train[1])} windows; validation "
+    lines = [f"Validation runs (seeds {', '.join(map(str, seeds))}; training part {len(s.train[1])} windows; validation "
              + (f"subjects {how['subjects']}" if how["subjects"] else "windows") + f", {how['n_val']} windows):", "",
-             "| model | peak learning rate | epochs | val. acc. | val. loss |", "|---|---|---|---|---|"]
+             "| model | peak learning rate | epochs | val. acc. (mean) | per seed | val. loss (mean) |",
+             "|---|---|---|---|---|---|"]
     for cell, rows in table.items():
         lines += [f"| {cell.upper()} | {r['learning_rate']:g} | {r['epochs']} | {r['val_accuracy']:.1%}"
-                  f"{' (best)' if r['best'] else ''} | {r['val_loss']:.3f} |" for r in rows]
+                  f"{' (best)' if r['best'] else ''} | "
+                  + ", ".join(f"{100 * v:.1f}" for v in r["val_accuracy_per_seed"]) + f" % | {r['val_loss']:.3f} |"
+                  for r in rows]
     text = "\n".join(lines) + "\n"
     common.write_text(out / "selection.md", text)
-    common.write_json(out / "selection.json", {"validation": how, "seed": c.seed, "models": table})
+    common.write_json(out / "selection.json", {"validation": how, "seeds": seeds, "models": table})
     if distributed.is_writer():
         print(text + f"q3: wrote {out}/selection.md")
     return table
@@ -396,6 +419,9 @@ def run(config: Q3Config) -> dict:
     plotting.all_losses({m.upper(): r["validation"]["history"] for m, r in results.items() if m != "baseline"},
                         out / "loss_all.png", f"Q3: training (dashed) and validation loss per model (validation "
                         f"runs, seed {c.seed})")
+    flows = {m: r["gradient_flow"] for m, r in results.items() if "gradient_flow" in r}
+    if flows:
+        plotting.gradient_flow(flows, out / "gradient_flow.png")
     chance = 1.0 / len(d.names)
     table = tables.q3_comparison(results, chance)
     common.write_text(out / "comparison.md", table)

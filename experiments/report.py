@@ -13,6 +13,7 @@ import platform
 from pathlib import Path
 from typing import Optional
 
+from experiments import findings
 from mp_jax import atomic, cli, distributed
 from mp_jax.errors import UserError
 
@@ -27,10 +28,21 @@ def _load(qdir: Path) -> Optional[dict]:
         return None
 
 
-def _fig(lines: list, qdir: Path, name: str, caption: str, used: set) -> None:
-    if (qdir / name).exists():
-        lines += [f"![{caption}]({qdir.name}/{name})", "", f"*{caption}*", ""]
+class Figures:
+    """Figure numbers through the whole document, in the order the figures appear."""
+
+    def __init__(self):
+        self.count = 0
+
+    def add(self, lines: list, qdir: Path, name: str, caption: str, used: set) -> Optional[int]:
+        """Append figure ``name`` of ``qdir`` (when it exists) as "Figure N: caption"; returns N."""
+        if not (qdir / name).exists():
+            return None
+        self.count += 1
+        text = f"Figure {self.count}: {caption}"
+        lines += [f"![{text}]({qdir.name}/{name})", "", f"*{text}*", ""]
         used.add(name)
+        return self.count
 
 
 def _text(lines: list, qdir: Path, name: str, used: set, title: Optional[str] = None) -> None:
@@ -43,12 +55,15 @@ def _text(lines: list, qdir: Path, name: str, used: set, title: Optional[str] = 
         used.add(name)
 
 
-def _rest(lines: list, qdir: Path, used: set) -> None:
-    others = sorted(p.name for p in qdir.glob("*.png") if p.name not in used)
-    if others:
-        lines += ["Other figures:", ""]
-        for name in others:
-            lines += [f"![{name}]({qdir.name}/{name})", ""]
+def _rest(lines: list, qdir: Path, used: set, figs: Figures) -> None:
+    for name in sorted(p.name for p in qdir.glob("*.png") if p.name not in used):
+        figs.add(lines, qdir, name, name[:-4].replace("_", " "), used)
+
+
+def _findings(lines: list, sentences: list) -> None:
+    """A findings paragraph (computed sentences, :mod:`experiments.findings`)."""
+    if sentences:
+        lines += ["**Findings.** " + " ".join(sentences), ""]
 
 
 def _fmt(x, nd=4):
@@ -103,77 +118,115 @@ def environment() -> list:
 
 
 # ----------------------------------------------------------------------------- Q1
-def q1_section(qdir: Path) -> list:
+def q1_section(qdir: Path, figs: Figures) -> list:
     m = _load(qdir)
     lines = ["## Q1 — Sparse autoencoder on natural-image patches", ""]
     if m is None:
         return lines + ["*Not run yet (`python -m experiments --only q1`).*", ""]
     used: set = set()
+    sigma = (m.get("data") or {}).get("sigma")
     lines += ["### a) Preprocessing", "",
-              "Gray = 0.2126 R + 0.7152 G + 0.0722 B; each patch's mean removed; clipped at ±3σ "
-              "(σ over the whole set) and mapped to [0.1, 0.9].", ""]
-    _fig(lines, qdir, "patches_rgb.png", "Figure 1: 200 random 16×16 RGB patches", used)
-    _fig(lines, qdir, "patches_preprocessed.png", "Figure 2: the same 200 patches preprocessed", used)
-    lines += ["### b) Training", ""]
-    main = m.get("main") or {}
+              "Each RGB patch becomes gray, loses its own mean, is clipped at ±3σ (σ over the whole set"
+              + (f", here σ = {_fmt(sigma)}" if isinstance(sigma, float) else "") + ") and is mapped to [0.1, 0.9], "
+              "the range of the sigmoid output ([docs/autoencoder.md](../docs/autoencoder.md#preprocessing)):", "",
+              "$$ g = 0.2126 R + 0.7152 G + 0.0722 B, \\qquad x = 0.1 + 0.8 \\cdot "
+              "\\frac{\\mathrm{clip}(g - \\bar g, -3\\sigma, 3\\sigma) + 3\\sigma}{6\\sigma} $$", ""]
+    figs.add(lines, qdir, "patches_rgb.png", "200 random 16×16 RGB patches", used)
+    figs.add(lines, qdir, "patches_preprocessed.png", "the same 200 patches after preprocessing", used)
+    lines += ["### b) Training", "",
+              "The autoencoder (tied weights: the decoder uses $W^\\top$) encodes $h = \\sigma(x W + b_1)$ and "
+              "decodes $o = \\sigma(h W^\\top + b_2)$; its cost (AE8) adds Tikhonov decay and a KL sparsity penalty on "
+              "the mean activation $\\hat\\rho_b$ of each hidden unit ([cost](../docs/autoencoder.md#cost)); the "
+              "backward pass (AE10, AE12, AE13, AE16; [step by step](../docs/autoencoder.md#backward-step-by-step)) "
+              "enters the sparsity term into every example's $\\delta_h$ as $s / N$, since $\\hat\\rho_b$ is a mean "
+              "over the N examples:", "",
+              "$$ J = \\frac{1}{2N} \\sum_n \\lVert x_n - o_n \\rVert^2 + \\lambda \\lVert W \\rVert_F^2 + "
+              "\\beta \\sum_b \\mathrm{KL}(\\rho \\parallel \\hat\\rho_b) $$", "",
+              "$$ \\delta_o = \\frac{o - x}{N} \\odot o \\odot (1 - o), \\qquad "
+              "s_b = \\beta \\left( -\\frac{\\rho}{\\hat\\rho_b} + \\frac{1 - \\rho}{1 - \\hat\\rho_b} \\right), \\qquad "
+              "\\delta_h = \\left( \\delta_o W + \\frac{s}{N} \\right) \\odot h \\odot (1 - h) $$", "",
+              "$$ \\frac{\\partial J}{\\partial W} = x^\\top \\delta_h + \\left( h^\\top \\delta_o \\right)^\\top + "
+              "2 \\lambda W $$", ""]
     if m.get("optimizers"):
-        lines += ["| optimizer | final cost | reconstruction | weight decay | sparsity | mean ρ̂ | held-out MSE / mean-patch MSE | duplicate units | time |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| optimizer | final cost | reconstruction | weight decay | sparsity | mean ρ̂ | held-out MSE / "
+                  "mean-patch MSE | noise units | dead units | duplicate units | time |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for k, r in m["optimizers"].items():
             t = r.get("cost_terms", {})
             lines.append(f"| {k} | {_fmt(r.get('final_cost'))} | {_fmt(t.get('reconstruction'))} | "
                          f"{_fmt(t.get('weight_decay'))} | {_fmt(t.get('sparsity'))} | "
                          f"{_fmt(r.get('mean_hidden_activation'))} (ρ = {_fmt(r.get('rho', m.get('rho')))}) | "
-                         f"{_fmt(r.get('heldout_mse_ratio'))} | {r.get('duplicate_units', '?')} | "
+                         f"{_fmt(r.get('heldout_mse_ratio'))} | {r.get('noise_units', '?')} | "
+                         f"{r.get('dead_units', '?')} | {r.get('duplicate_units', '?')} | "
                          f"{_trained(r.get('seconds'), r.get('loaded', False))} |")
         lines.append("")
-    for key in ("final_cost", "heldout_reconstruction_mse", "mean_hidden_activation", "rho"):
-        if key in m:
-            lines.append(f"- `{key}`: {_fmt(m[key])}")
-    if main:
-        lines.append(f"- default run: {json.dumps({k: v for k, v in main.items() if not isinstance(v, (dict, list))})}")
-    lines.append("")
-    _fig(lines, qdir, "optimizer_curves.png", "Training cost of the two optimizers", used)
-    _fig(lines, qdir, "reconstructions.png", "Held-out patches and their reconstructions", used)
-    lines += ["### c) Hidden features", ""]
-    _fig(lines, qdir, "features.png", "Figure 3: hidden-unit weights of the default model", used)
-    _fig(lines, qdir, "features_optimizers.png", "Features learned by each optimizer", used)
-    _fig(lines, qdir, "features_beta_rho.png", "Figure 4: features for the report's five (β, ρ)", used)
+    figs.add(lines, qdir, "optimizer_curves.png", "training cost J of the two optimizers", used)
+    figs.add(lines, qdir, "reconstructions.png", "held-out patches (top) and the default model's reconstructions", used)
+    _findings(lines, findings.q1_training(m))
+    lines += ["### c) Hidden features and the sparsity parameters (β, ρ)", "",
+              "Each panel shows every hidden unit's weights $W_{:,j}$ as a 16×16 image. ρ sets the target mean "
+              "activation of a unit and β how hard the KL term pulls $\\hat\\rho_j$ towards it; a *noise* unit's "
+              "image has no spatial structure, a *dead* unit never responds, a *duplicate* repeats another unit.", ""]
+    figs.add(lines, qdir, "features.png", "hidden-unit weights of the default model", used)
+    figs.add(lines, qdir, "features_optimizers.png", "the same model trained by each optimizer", used)
+    figs.add(lines, qdir, "features_beta_rho.png", "hidden-unit weights for five (β, ρ)", used)
     if m.get("beta_rho"):
-        lines += ["| β | ρ | mean ρ̂ | held-out MSE ratio | duplicate units |", "|---|---|---|---|---|"]
+        lines += ["| β | ρ | mean ρ̂ | held-out MSE ratio | noise units | dead units | duplicate units |",
+                  "|---|---|---|---|---|---|---|"]
         for r in m["beta_rho"]:
             lines.append(f"| {_fmt(r.get('beta'))} | {_fmt(r.get('rho'))} | {_fmt(r.get('mean_hidden_activation'))} | "
-                         f"{_fmt(r.get('heldout_mse_ratio'))} | {r.get('duplicate_units', '?')} |")
+                         f"{_fmt(r.get('heldout_mse_ratio'))} | {r.get('noise_units', '?')} | "
+                         f"{r.get('dead_units', '?')} | {r.get('duplicate_units', '?')} |")
         lines.append("")
-    lines += ["### d) L_hid × λ sweep", ""]
-    _fig(lines, qdir, "features_sweep.png", "Figure 5: features for each (L_hid, λ)", used)
+    _findings(lines, findings.q1_beta_rho(m))
+    lines += ["### d) L_hid × λ sweep", "",
+              "More hidden units can represent more distinct features; a larger λ shrinks the weights, trading "
+              "noisy, high-variance features for smooth ones that reconstruct less well (the λ term's gradient "
+              "$\\lambda W$ pulls every weight towards 0).", ""]
+    figs.add(lines, qdir, "features_sweep.png", "hidden-unit weights for each (L_hid, λ): rows L_hid, columns λ", used)
     if m.get("sweep"):
-        lines += ["| L_hid | λ | final cost | held-out MSE ratio | duplicate units |", "|---|---|---|---|---|"]
+        lines += ["| L_hid | λ | final cost | held-out MSE ratio | noise units | dead units | duplicate units |",
+                  "|---|---|---|---|---|---|---|"]
         for r in m["sweep"]:
             lines.append(f"| {r.get('hidden')} | {_fmt(r.get('lam'))} | {_fmt(r.get('final_cost'))} | "
-                         f"{_fmt(r.get('heldout_mse_ratio'))} | {r.get('duplicate_units', '?')} |")
+                         f"{_fmt(r.get('heldout_mse_ratio'))} | {r.get('noise_units', '?')} | "
+                         f"{r.get('dead_units', '?')} | {r.get('duplicate_units', '?')} |")
         lines.append("")
-    _rest(lines, qdir, used)
+    _findings(lines, findings.q1_sweep(m))
+    _rest(lines, qdir, used, figs)
     return lines
 
 
 # ----------------------------------------------------------------------------- Q2
-def q2_section(qdir: Path) -> list:
+def q2_section(qdir: Path, figs: Figures) -> list:
     m = _load(qdir)
     lines = ["## Q2 — Neural language model", ""]
     if m is None:
         return lines + ["*Not run yet (`python -m experiments --only q2`).*", ""]
     used: set = set()
-    lines += ["### a) Training the three (D, P) settings", ""]
-    for name in sorted(p.name for p in qdir.glob("loss_*.png")):
-        _fig(lines, qdir, name, f"Training and validation cross-entropy, {name[5:-4].replace('_', ', ')}", used)
+    lines += ["### a) Training the three (D, P) settings", "",
+              "Three words $w_1, w_2, w_3$ are looked up in the embedding $R \\in \\mathbb{R}^{250 \\times D}$ and "
+              "concatenated into $e$; a sigmoid layer of $P$ units and a softmax over the 250 words give the "
+              "fourth word's distribution ([docs/language_model.md](../docs/language_model.md#forward)):", "",
+              "$$ h = \\sigma(e W_1 + b_1), \\qquad p = \\mathrm{softmax}(h W_2 + b_2), \\qquad "
+              "L = -\\frac{1}{N} \\sum_n \\log p_{n, y_n} $$", "",
+              "The backward pass ([docs/language_model.md](../docs/language_model.md#backward)) runs "
+              "$\\delta_s = (p - \\mathrm{onehot}(y)) / N$, $\\delta_h = \\delta_s W_2^\\top \\odot h (1 - h)$, "
+              "$\\delta_e = \\delta_h W_1^\\top$, and adds each of the three slices of $\\delta_e$ into the row of "
+              "$R$ of its word (a scatter-add: a word twice in one trigram receives both).", ""]
+    for name in findings.q2_settings(m):
+        d, p = name[2:].split(",P=")
+        figs.add(lines, qdir, f"loss_D{d}_P{p}.png", f"training and validation cross-entropy per epoch, (D, P) = "
+                 f"({d}, {p})", used)
     _text(lines, qdir, "table.txt", used, "Test set: cross-entropy, perplexity, accuracy (with the Kneser-Ney baseline)")
+    _findings(lines, findings.q2_training(m))
     lines += ["### b) Predictions", ""]
+    _text(lines, qdir, "anchors.txt", used, "The course's trigrams (or trigrams that play their roles)")
     _text(lines, qdir, "samples.txt", used, "Five random test trigrams: top-10 fourth words")
-    _fig(lines, qdir, "samples.png", "Top-10 predictions for five test trigrams", used)
-    _text(lines, qdir, "anchors.txt", used, "The report's trigrams")
+    figs.add(lines, qdir, "samples.png", "top-10 predictions of the chosen model for five random test trigrams", used)
     _text(lines, qdir, "neighbours.txt", used, "Nearest words in embedding space")
-    _rest(lines, qdir, used)
+    _findings(lines, findings.q2_predictions(m))
+    _rest(lines, qdir, used, figs)
     return lines
 
 
@@ -186,30 +239,72 @@ def _confusion_table(names, cm) -> list:
     return out + [""]
 
 
-def q3_section(qdir: Path) -> list:
+CELL_TABLE = [
+    "| cell | forward (one step) | the path the gradient takes back through time |",
+    "|---|---|---|",
+    "| RNN | $h_t = \\tanh(x_t W_x + h_{t-1} W_h + b)$ | $\\partial h_t / \\partial h_{t-1} = "
+    "\\mathrm{diag}(1 - h_t^2) W_h^\\top$: a product of 150 such factors shrinks or grows geometrically |",
+    "| LSTM | $i, f, o = \\sigma(\\cdot)$, $g = \\tanh(\\cdot)$ of $x_t W_x + h_{t-1} W_h + b$; "
+    "$c_t = f \\odot c_{t-1} + i \\odot g$, $h_t = o \\odot \\tanh(c_t)$ | $\\partial c_t / \\partial c_{t-1} = "
+    "\\mathrm{diag}(f_t)$: the cell state carries the gradient back scaled only by the forget gate |",
+    "| GRU | $z, r = \\sigma(\\cdot)$, $n = \\tanh(x_t W_{xn} + r \\odot (h_{t-1} W_{hn} + b_{hn}) + b_{xn})$; "
+    "$h_t = (1 - z) \\odot n + z \\odot h_{t-1}$ | the direct term $\\mathrm{diag}(z_t)$ of "
+    "$\\partial h_t / \\partial h_{t-1}$ passes the gradient through unchanged where $z \\approx 1$ |",
+]
+
+
+def q3_section(qdir: Path, figs: Figures) -> list:
     m = _load(qdir)
     lines = ["## Q3 — RNN, LSTM and GRU for activity recognition", ""]
     if m is None:
         return lines + ["*Not run yet (`python -m experiments --only q3`).*", ""]
     used: set = set()
-    lines += ["### Accuracy, training time", ""]
+    data = m.get("data") or {}
+    names = data.get("class_names") or []
+    desc = data.get("class_descriptions") or {}
+    if names:
+        lines += ["Classes: " + "; ".join(f"{n} = {desc.get(n, n)}" for n in names) + ".", ""]
+    proto = m.get("protocol") or {}
+    if proto:
+        lines += ["Protocol ([docs/training.md](../docs/training.md#q3s-protocol)):", ""]
+        lines += [f"- {k}: {v}" for k, v in proto.items()] + [""]
+    lines += ["### a) The three cells and backpropagation through time", "",
+              "Each cell reads the 150 steps of a window; an MLP head (ReLU layer, softmax) classifies $h_T$. "
+              "Backpropagation through time carries $\\partial L / \\partial h_t$ backwards from $t = T$ "
+              "([docs/recurrent.md](../docs/recurrent.md#through-time)):", "",
+              "$$ \\frac{\\partial L}{\\partial h_{t-1}} = \\frac{\\partial L}{\\partial h_t} "
+              "\\frac{\\partial h_t}{\\partial h_{t-1}}, \\qquad "
+              "\\frac{\\partial L}{\\partial W} = \\sum_{t=1}^{T} \\frac{\\partial L}{\\partial h_t} "
+              "\\frac{\\partial h_t}{\\partial W}\\Big|_{\\text{step } t} $$", "",
+              "so the gradient that reaches step 1 is a product of T − 1 Jacobians; the cells differ in what that "
+              "product looks like ([RNN](../docs/recurrent.md#why-gradients-vanish-or-explode), "
+              "[LSTM cell-state path](../docs/recurrent.md#the-cell-state-path), [GRU](../docs/recurrent.md#gru)):",
+              "", *CELL_TABLE, ""]
+    figs.add(lines, qdir, "gradient_flow.png", "mean ‖∂ℓ/∂h_t‖ against t for the three cells, at initialisation "
+             "and after training (manual BPTT)", used)
+    _findings(lines, findings.q3_gradients(m))
+    lines += ["### b) Accuracy, loss and training time", ""]
     _text(lines, qdir, "comparison.md", used)
-    names = m.get("class_names") or (m.get("data") or {}).get("class_names")
+    figs.add(lines, qdir, "loss_all.png", "training (dashed) and validation loss per epoch of the three validation "
+             "runs", used)
+    for cell in ("rnn", "lstm", "gru"):
+        if m.get(cell):
+            figs.add(lines, qdir, f"{cell}_loss.png", f"{cell.upper()}: loss per epoch of the validation run and of "
+                     f"the refit", used)
+    _findings(lines, findings.q3_results(m))
+    lines += ["### c) Confusion matrices", ""]
     for cell in ("rnn", "lstm", "gru"):
         r = m.get(cell)
         if not r:
             continue
-        lines += [f"### {cell.upper()}", "",
-                  f"Test accuracy {100 * r['test_accuracy']:.1f} %, training accuracy {100 * r['train_accuracy']:.1f} %, "
-                  f"{r['epochs_run']} epochs, {r['seconds_per_epoch']:.2f} s per epoch after compile, "
-                  f"learning rate {r['learning_rate']}.", ""]
-        _fig(lines, qdir, f"{cell}_loss.png", f"{cell.upper()}: training and validation loss per epoch", used)
-        _fig(lines, qdir, f"{cell}_confusion.png", f"{cell.upper()}: training and test confusion matrices", used)
+        figs.add(lines, qdir, f"{cell}_confusion.png", f"{cell.upper()}: training and test confusion matrices "
+                 "(counts and row-normalized)", used)
         if names and r.get("confusion_test"):
             lines += [f"{cell.upper()} test confusion matrix (counts):", ""] + _confusion_table(names, r["confusion_test"])
-    _fig(lines, qdir, "loss_all.png", "Loss curves of the three models", used)
-    _fig(lines, qdir, "baseline_confusion.png", "Baseline (logistic regression on window statistics)", used)
-    _rest(lines, qdir, used)
+    figs.add(lines, qdir, "baseline_confusion.png", "the baseline (logistic regression on window statistics): "
+             "confusion matrices", used)
+    _findings(lines, findings.q3_confusions(m))
+    _rest(lines, qdir, used, figs)
     return lines
 
 
@@ -238,8 +333,9 @@ def write_report(results_dir: os.PathLike, *, sources: Optional[dict] = None, ti
         lines += ["", "Wall time of the call that wrote this report: "
                   + ", ".join(f"{q} {s:.0f} s" for q, s in timings.items()) + "."]
     lines.append("")
+    figs = Figures()
     for section in (q1_section, q2_section, q3_section):
-        lines += section(results_dir / section.__name__[:2])
+        lines += section(results_dir / section.__name__[:2], figs)
     path = results_dir / "REPORT.md"
     if distributed.is_writer():  # atomically: a reader sees the old report or the new one
         atomic.write_text(path, "\n".join(lines) + "\n")

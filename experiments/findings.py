@@ -1,0 +1,283 @@
+"""The findings paragraphs of REPORT.md, written from a run's own numbers.
+
+Each function takes one question's ``metrics.json`` (a dict) and returns sentences. Every
+comparison a sentence makes ("higher", "within the spread", "six times ρ") is computed
+from the numbers it quotes, so another data set or seed gives other words, never a false
+claim; a number a run did not record gives no sentence. ``tests/test_report.py`` builds
+the paragraphs from two different runs and checks each claim against its numbers.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+
+def _num(x, nd: int = 3) -> str:
+    """A number in prose: 3 significant digits (``nd``), no exponent for ordinary sizes."""
+    if x is None or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return "?"
+    if x != 0 and (abs(x) < 1e-3 or abs(x) >= 1e5):
+        return f"{x:.{max(nd - 1, 1)}e}"
+    return f"{x:.{nd}g}"
+
+
+def _pct(x) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def compare(a: float, b: float, more: str = "higher", less: str = "lower", rel: float = 1e-9) -> str:
+    """The word for ``a`` against ``b``: ``more``, ``less`` or "the same as"."""
+    if abs(a - b) <= rel * max(abs(a), abs(b), 1e-300):
+        return "the same as"
+    return more if a > b else less
+
+
+def times(ratio: float) -> str:
+    """ "6.2 times", "about the same as" or "0.3 times" for a ratio."""
+    return f"{ratio:.1f} times" if ratio >= 0.1 else f"{ratio:.2g} times"
+
+
+# ----------------------------------------------------------------------------- Q1
+def q1_training(m: dict) -> list:
+    """Part (b): the two optimisers' final costs and the default model's reconstruction."""
+    out = []
+    opts = m.get("optimizers") or {}
+    if {"lbfgs", "sgd"} <= set(opts):
+        a, b = opts["lbfgs"].get("final_cost"), opts["sgd"].get("final_cost")
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            out.append(f"Full-batch L-BFGS ends at J = {_num(a)}, {compare(a, b)} than minibatch SGD with momentum "
+                       f"({_num(b)}).")
+    ratio = m.get("heldout_mse_ratio")
+    if isinstance(ratio, (int, float)):
+        better = "better" if ratio < 1 else "no better"
+        out.append(f"On held-out patches the default model's reconstruction error is {_num(ratio)} of the error of "
+                   f"predicting the mean patch: {better} than that trivial reconstruction.")
+    rho, rho_hat = m.get("rho"), m.get("mean_hidden_activation")
+    if isinstance(rho, (int, float)) and isinstance(rho_hat, (int, float)) and rho > 0:
+        out.append(f"Its mean hidden activation is ρ̂ = {_num(rho_hat)}, {times(rho_hat / rho)} the target "
+                   f"ρ = {_num(rho)}.")
+    return out
+
+
+def _units(r: dict) -> str:
+    """ "3 noise units, 2 dead, 1 duplicate pair-member of 64" from a Q1 record."""
+    h = r.get("hidden")
+    parts = [f"{r[k]} {w}" for k, w in (("noise_units", "noise"), ("dead_units", "dead"),
+                                         ("duplicate_units", "duplicate")) if isinstance(r.get(k), int)]
+    return (", ".join(parts) + f" units of {h}") if parts and h else ""
+
+
+def sparsity_phrase(rho_hat: float, rho: float) -> str:
+    """What ρ̂ against ρ says about the code: a ratio above 2 is "not sparse", below 0.5
+    "sparser than asked", else "close to the target"."""
+    ratio = rho_hat / rho
+    if ratio > 2:
+        return f"ρ̂ = {_num(rho_hat)} is {times(ratio)} ρ: the code is not sparse"
+    if ratio < 0.5:
+        return f"ρ̂ = {_num(rho_hat)} is {times(ratio)} ρ: sparser than asked"
+    return f"ρ̂ = {_num(rho_hat)} is {times(ratio)} ρ: close to the target"
+
+
+def q1_beta_rho(m: dict) -> list:
+    """Part (c): each (β, ρ) setting's sparsity and units, and the choice."""
+    out = []
+    for r in m.get("beta_rho") or []:
+        beta, rho, rho_hat = r.get("beta"), r.get("rho"), r.get("mean_hidden_activation")
+        if not all(isinstance(v, (int, float)) for v in (beta, rho, rho_hat)) or rho <= 0:
+            continue
+        units = _units(r)
+        out.append(f"β = {_num(beta)}, ρ = {_num(rho)}: {sparsity_phrase(rho_hat, rho)}"
+                   + (f"; {units}" if units else "") + ".")
+    choice = m.get("beta_rho_choice")
+    if isinstance(choice, dict) and choice.get("rule"):
+        out.append(f"Chosen: {_choice(choice)}.")
+    return out
+
+
+def _choice(choice: dict) -> str:
+    setting = choice.get("setting") or choice.get("chosen") or {}
+    what = ", ".join(f"{k} = {_num(v) if isinstance(v, float) else v}" for k, v in setting.items()) \
+        if isinstance(setting, dict) else str(setting)
+    return f"{what} ({choice.get('rule')})"
+
+
+def q1_sweep(m: dict) -> list:
+    """Part (d): how λ changes each L_hid's reconstruction and units, and the choice."""
+    out = []
+    rows = m.get("sweep") or []
+    for h in sorted({r.get("hidden") for r in rows if isinstance(r.get("hidden"), int)}):
+        rs = sorted((r for r in rows if r.get("hidden") == h), key=lambda r: r.get("lam", 0))
+        if len(rs) < 2:
+            continue
+        lo, hi = rs[0], rs[-1]
+        a, b = lo.get("heldout_mse_ratio"), hi.get("heldout_mse_ratio")
+        if not all(isinstance(v, (int, float)) for v in (a, b)):
+            continue
+        text = (f"L_hid = {h}: raising λ from {_num(lo['lam'])} to {_num(hi['lam'])} "
+                f"{'raises' if b > a else 'lowers' if b < a else 'keeps'} the held-out error ratio "
+                f"({_num(a)} → {_num(b)})")
+        if isinstance(lo.get("noise_units"), int) and isinstance(hi.get("noise_units"), int):
+            text += f" and takes the noise units from {lo['noise_units']} to {hi['noise_units']} of {h}"
+        out.append(text + ".")
+    choice = m.get("sweep_choice")
+    if isinstance(choice, dict) and choice.get("rule"):
+        out.append(f"Chosen: {_choice(choice)}.")
+    return out
+
+
+# ----------------------------------------------------------------------------- Q2
+Q2_ORDER = ((32, 256), (16, 128), (8, 64))
+
+
+def q2_settings(m: dict) -> list:
+    """The (D, P) keys of Q2's metrics in the course's order (32, 256), (16, 128), (8, 64),
+    then any others as recorded."""
+    names = [k for k in m if k.startswith("D=") and isinstance(m[k], dict)]
+    order = [f"D={d},P={p}" for d, p in (m.get("settings", {}).get("settings") or Q2_ORDER)]
+    first = [k for k in order if k in names]
+    return first + [k for k in names if k not in first]
+
+
+def q2_chosen(m: dict) -> Optional[str]:
+    """The (D, P) with the lowest validation cross-entropy (the model-selection rule)."""
+    names = [k for k in q2_settings(m) if isinstance(m[k].get("val_cross_entropy"), (int, float))]
+    return min(names, key=lambda k: m[k]["val_cross_entropy"]) if names else None
+
+
+def q2_training(m: dict) -> list:
+    """Part (a): the validation cross-entropies that chose the model, overfitting, the baseline."""
+    out = []
+    names = q2_settings(m)
+    best = q2_chosen(m)
+    if best:
+        vals = ", ".join(f"({k[2:].replace(',P=', ', ')}) {_num(m[k]['val_cross_entropy'], 4)}" for k in names
+                         if isinstance(m[k].get("val_cross_entropy"), (int, float)))
+        out.append(f"Validation cross-entropy (nats) at each setting's best epoch: {vals}. The rule keeps the lowest: "
+                   f"({best[2:].replace(',P=', ', ')}).")
+    for k in names:
+        h = m[k].get("history") or {}
+        tr, va = h.get("train_loss"), h.get("val_loss")
+        e = m[k].get("best_epoch")
+        if tr and va and isinstance(e, int) and 1 <= e <= len(tr) and e <= len(va):
+            gap = va[e - 1] - tr[e - 1]
+            out.append(f"({k[2:].replace(',P=', ', ')}): best epoch {e} of {m[k].get('epochs_run', len(tr))}; "
+                       f"validation {'above' if gap > 0 else 'below'} training by {_num(abs(gap))} nats there.")
+    kn = m.get("kneser_ney") or {}
+    if best and isinstance(kn.get("test_cross_entropy"), (int, float)):
+        a, b = m[best]["test_cross_entropy"], kn["test_cross_entropy"]
+        out.append(f"On the test trigrams the chosen network's cross-entropy is {_num(a, 4)} (perplexity "
+                   f"{_num(math.exp(a))}), {compare(a, b)} than the Kneser-Ney trigram baseline's {_num(b, 4)} "
+                   f"(perplexity {_num(math.exp(b))}).")
+    return out
+
+
+def q2_predictions(m: dict) -> list:
+    """Part (b): the top prediction after each anchor trigram, beside Kneser-Ney's."""
+    out = []
+    for tri, a in (m.get("anchors") or {}).items():
+        if not isinstance(a, dict) or not a.get("neural"):
+            continue
+        w, p = a["neural"][0]
+        used = a.get("trigram", tri)
+        role = a.get("role")
+        sub = a.get("substitute_for") if a.get("substitute") or a.get("is_substitute") else None
+        lead = f"“{used}”" + (f" ({role}" + (f", standing in for “{sub}”" if sub else "") + ")" if role else "")
+        text = f"After {lead} the network's top word is “{w}” (p = {_num(p)})"
+        kn = a.get("kneser_ney")
+        if kn:
+            text += (", as Kneser-Ney's" if kn[0][0] == w else f"; Kneser-Ney's is “{kn[0][0]}”")
+        out.append(text + ".")
+    ranks = [s.get("rank_true") for s in m.get("samples") or [] if isinstance(s.get("rank_true"), int)]
+    if ranks:
+        top10 = sum(r < 10 for r in ranks)
+        out.append(f"Of the {len(ranks)} random test trigrams, the true fourth word is among the network's top 10 "
+                   f"in {top10}.")
+    return out
+
+
+# ----------------------------------------------------------------------------- Q3
+def label(name: str) -> str:
+    return "the logistic baseline" if name == "baseline" else name.upper()
+
+
+def q3_gradients(m: dict) -> list:
+    """Part (a): how much of the gradient reaches the first step, at initialisation and trained."""
+    out = []
+    flows = {k: m[k]["gradient_flow"] for k in ("rnn", "lstm", "gru") if isinstance(m.get(k), dict)
+             and m[k].get("gradient_flow")}
+    for when, word in (("init", "At initialisation"), ("trained", "After training")):
+        decay = {k: f[when][0] / f[when][-1] for k, f in flows.items() if f.get(when) and f[when][-1] > 0}
+        if not decay:
+            continue
+        t = len(next(iter(flows.values()))[when])
+        parts = ", ".join(f"{k.upper()} 10^{np.log10(v):.1f}" if v > 0 else f"{k.upper()} 0" for k, v in decay.items())
+        most = max(decay, key=decay.get)
+        out.append(f"{word}, the gradient reaching step 1 is, relative to the one at step {t}: {parts}; "
+                   f"{most.upper()} carries the most of it back through the {t} steps.")
+    return out
+
+
+def q3_results(m: dict) -> list:
+    """Part (b): the ranking, each gap against the spread over seeds, the gated cells against
+    the baseline, and how validation tracked test."""
+    from experiments import tables
+
+    models = [k for k in ("rnn", "lstm", "gru", "baseline") if isinstance(m.get(k), dict)
+              and "test_accuracy_per_seed" in m[k]]
+    if not models:
+        return []
+    out = []
+    seeds = m[models[0]].get("seeds", [])
+    ranked = sorted(models, key=lambda k: -m[k]["test_accuracy"])
+    ranking = label(ranked[0]) + f" {_pct(m[ranked[0]]['test_accuracy'])}"
+    for prev, k in zip(ranked, ranked[1:]):
+        same = _pct(m[prev]["test_accuracy"]) == _pct(m[k]["test_accuracy"])
+        ranking += (" = " if same else " > ") + f"{label(k)} {_pct(m[k]['test_accuracy'])}"
+    out.append("Mean test accuracy over " + (f"{len(seeds)} seeds" if len(seeds) != 1 else "one seed") + ": "
+               + ranking + ".")
+    if len(seeds) > 1:
+        for a, b, g in tables.seed_gaps({k: m[k] for k in ranked}):
+            out.append(f"{label(a)} exceeds {label(b)} by {100 * g['gap']:.1f} points, "
+                       + ("more than" if g["exceeds"] else "within") + f" the spread of {100 * g['spread']:.1f} "
+                       "over seeds (the sum of the two standard deviations).")
+    else:
+        out.append("With one seed there is no spread to tell a gap from noise.")
+    for k in ("rnn", "lstm", "gru"):
+        r = m.get(k)
+        if not isinstance(r, dict) or "members" not in r or not r["members"]:
+            continue
+        v, t = r.get("val_accuracy"), r["members"][0].get("test_accuracy")
+        if isinstance(v, (int, float)) and isinstance(t, (int, float)):
+            out.append(f"{k.upper()}: validation accuracy (training part, seed {r['members'][0].get('seed')}) "
+                       f"{_pct(v)}, test accuracy after the refit {_pct(t)}.")
+    return out
+
+
+def q3_confusions(m: dict) -> list:
+    """Part (c): each model's most confused pair of classes (seed S, test windows) and the time per epoch."""
+    out = []
+    names = (m.get("data") or {}).get("class_names") or []
+    desc = (m.get("data") or {}).get("class_descriptions") or {}
+    for k in ("rnn", "lstm", "gru", "baseline"):
+        r = m.get(k)
+        if not isinstance(r, dict) or not r.get("confusion_test") or not names:
+            continue
+        cm = np.asarray(r["confusion_test"], dtype=float)
+        off = cm.copy()
+        np.fill_diagonal(off, 0)
+        i, j = np.unravel_index(int(np.argmax(off)), off.shape)
+        if off[i, j] == 0:
+            out.append(f"{label(k)}: no test window is misclassified.")
+            continue
+        share = off[i, j] / max(cm[i].sum(), 1)
+        out.append(f"{label(k)}: the most frequent error puts {int(off[i, j])} {names[i]} windows "
+                   f"({desc.get(names[i], names[i])}; {_pct(share)} of them) into {names[j]} "
+                   f"({desc.get(names[j], names[j])}).")
+    secs = {k: m[k].get("seconds_per_epoch") for k in ("rnn", "lstm", "gru") if isinstance(m.get(k), dict)}
+    if secs.get("rnn") and all(isinstance(v, (int, float)) for v in secs.values()):
+        out.append("Time per epoch of the refits: " + ", ".join(f"{k.upper()} {v:.2f} s" for k, v in secs.items())
+                   + "; " + ", ".join(f"{k.upper()} {secs[k] / secs['rnn']:.1f} × the RNN" for k in secs if k != "rnn")
+                   + ".")
+    return out
