@@ -182,7 +182,7 @@ def q2_predictions(m: dict) -> list:
         w, p = a["neural"][0]
         used = a.get("trigram", tri)
         role = a.get("role")
-        sub = a.get("substitute_for") if a.get("substitute") or a.get("is_substitute") else None
+        sub = a.get("stands_for", tri) if a.get("source") == "substitute" else None
         lead = f"“{used}”" + (f" ({role}" + (f", standing in for “{sub}”" if sub else "") + ")" if role else "")
         text = f"After {lead} the network's top word is “{w}” (p = {_num(p)})"
         kn = a.get("kneser_ney")

@@ -8,6 +8,12 @@
 (c) each hidden unit's weights as an image, for that model and for the report's five (β, ρ).
 (d) a 3 × 3 sweep over L_hid × λ, one figure of nine feature grids.
 
+Each model's units are counted as duplicates, noise (a weight image with no spatial
+structure), dead (no response to held-out patches) and distinct structured features;
+``metrics.json`` names the setting of (c) and of (d) with the most distinct structured units,
+ties broken by the lower held-out MSE ratio (``beta_rho_choice``, ``sweep_choice``;
+:func:`mp_jax.models.autoencoder_measures.choose_setting`).
+
 The default model is trained once and reused by (c) and (d); their other members train one
 after another on a CPU, as one ``jax.vmap`` program per L_hid on an accelerator (``--vmap``
 / ``--no-vmap``). Measures: :mod:`mp_jax.models.autoencoder_measures`, on 10 % held out.
@@ -31,7 +37,7 @@ from experiments import common, plotting, runner
 from mp_jax import cli, distributed, lbfgs, sweep, train
 from mp_jax.data import load_patches, splits
 from mp_jax.models import autoencoder as ae
-from mp_jax.models.autoencoder_measures import evaluate
+from mp_jax.models import autoencoder_measures as measures
 
 log = logging.getLogger("experiments.q1")
 OPTIMIZERS = ("lbfgs", "sgd")
@@ -58,7 +64,10 @@ class Q1Config(common.RunOptions):
     sweep_lam: tuple = (1e-5, 5e-4, 1e-3)
     heldout_fraction: float = 0.1
     n_patches: Optional[int] = None  # None: every patch of the file
-    duplicate_threshold: float = 0.95
+    duplicate_threshold: float = measures.DUPLICATE_THRESHOLD
+    sparse_code_max: float = 0.1  # (c)'s choice considers codes with mean activation ρ̂ at most this
+    smoothness_threshold: float = measures.SMOOTHNESS_THRESHOLD  # below it, a unit's image is noise
+    dead_spread: float = measures.DEAD_SPREAD  # a unit whose held-out activation varies less is dead
 
     @classmethod
     def quick(cls, **changes) -> "Q1Config":
@@ -120,11 +129,15 @@ class Trainer:
     def _record(self, optimizer, hidden, hp, params, steps: dict, seconds: float, loaded: bool) -> tuple:
         rec = {"name": self.name(optimizer, hidden, hp), "optimizer": optimizer, "hidden": hidden,
                "lam": float(hp.lam), "beta": float(hp.beta),
-               **evaluate(params, hp, self.d.x_train, self.d.x_held, self.c.duplicate_threshold), **steps,
+               **measures.evaluate(params, hp, self.d.x_train, self.d.x_held, self.c.duplicate_threshold,
+                                   smoothness_threshold=self.c.smoothness_threshold, dead_spread=self.c.dead_spread),
+               **steps,
                "seconds": seconds, "loaded": loaded}
-        log.info("%s: J %.4f, held-out MSE %.5f (mean patch %.5f), ρ̂ %.4f (ρ %g), duplicates %d/%d, %s", rec["name"],
-                 rec["final_cost"], rec["heldout_reconstruction_mse"], rec["heldout_mean_patch_mse"],
-                 rec["mean_hidden_activation"], hp.rho, rec["duplicate_units"], hidden, plotting.time_label(seconds, loaded))
+        log.info("%s: J %.4f, held-out MSE %.5f (mean patch %.5f), ρ̂ %.4f (ρ %g), of %d units: %d duplicates, "
+                 "%d noise, %d dead, %d distinct structured; %s", rec["name"], rec["final_cost"],
+                 rec["heldout_reconstruction_mse"], rec["heldout_mean_patch_mse"], rec["mean_hidden_activation"],
+                 hp.rho, hidden, rec["duplicate_units"], rec["noise_units"], rec["dead_units"],
+                 rec["distinct_structured_units"], plotting.time_label(seconds, loaded))
         self.done[rec["name"]] = (params, rec)
         return params, rec
 
@@ -217,7 +230,12 @@ def run(config: Q1Config) -> dict:
     t_beta_rho, t = time.perf_counter() - t, time.perf_counter()
     grid = [trainer.study(h, [c.hp._replace(lam=lam) for lam in c.sweep_lam]) for h in c.sweep_hidden]
     t_sweep = time.perf_counter() - t
-    plotting.q1_study_figures(beta_rho, grid, LABEL[c.optimizer], out)
+    # (c) and (d): the setting each study points to, by measures.choose_setting's rule
+    choices = {"beta_rho_choice": measures.choose_setting([r for _, r in beta_rho], ("beta", "rho"),
+                                                          max_mean_activation=c.sparse_code_max),
+               "sweep_choice": measures.choose_setting([r for row in grid for _, r in row], ("hidden", "lam"))}
+    plotting.q1_study_figures(beta_rho, grid, LABEL[c.optimizer], out,
+                              chosen=tuple(v["name"] for v in choices.values()))
     mode = "vmap" if common.use_vmap(c.vmap) else "sequential"
     metrics = {
         **_strip(rec),
@@ -228,6 +246,12 @@ def run(config: Q1Config) -> dict:
         "optimizers": {k: r for k, (_, r) in comparison.items()},
         "beta_rho": [_strip(r) for _, r in beta_rho],
         "sweep": [_strip(r) for row in grid for _, r in row],
+        **choices,
+        "unit_census": {"noise": f"mean lag-1 spatial autocorrelation of the unit's standardised weight image below "
+                                 f"{c.smoothness_threshold:g} (i.i.d. pixels: 0 ± 0.046)",
+                        "dead": f"activation varies by less than {c.dead_spread:g} over the held-out patches",
+                        "distinct_structured": f"units neither noise nor dead, grouped by weight-image correlation "
+                                               f"above {c.duplicate_threshold:g}, one per group"},
         "sweep_timing": {"mode": mode, "optimizer": c.optimizer, "beta_rho_seconds": t_beta_rho,
                          "sweep_seconds": t_sweep, "note": "the default run is trained once and reused by both"},
         "training": runner.training_summary(),
@@ -236,9 +260,13 @@ def run(config: Q1Config) -> dict:
     common.write_json(out / "metrics.json", metrics)
     print(f"q1: {LABEL[c.optimizer]} J {rec['final_cost']:.4f}, held-out MSE {rec['heldout_reconstruction_mse']:.5f} "
           f"(mean patch {rec['heldout_mean_patch_mse']:.5f}), ρ̂ {rec['mean_hidden_activation']:.4f} (ρ {rec['rho']:g}), "
-          f"duplicates {rec['duplicate_units']}/{rec['hidden']}; " + "; ".join(
+          f"of {rec['hidden']} units {rec['duplicate_units']} duplicates, {rec['noise_units']} noise, "
+          f"{rec['dead_units']} dead, {rec['distinct_structured_units']} distinct structured; " + "; ".join(
               f"{k} J {r['final_cost']:.4f}, {plotting.time_label(r['seconds'], r['loaded'])}"
               for k, (_, r) in comparison.items()))
+    print("q1: chosen by the most distinct structured units: (c) " + ", ".join(
+        f"{k}={v:g}" for k, v in metrics["beta_rho_choice"]["setting"].items()) + "; (d) " + ", ".join(
+        f"{k}={v:g}" for k, v in metrics["sweep_choice"]["setting"].items()))
     print(f"q1: (β, ρ) study {t_beta_rho:.1f}s, L_hid × λ sweep {t_sweep:.1f}s ({mode}); done in "
           f"{metrics['total_seconds']:.0f}s -> {out}")
     return metrics

@@ -4,7 +4,8 @@ Trains (D, P) ∈ {(32, 256), (16, 128), (8, 64)} by SGD (learning rate 0.15, mo
 batch 200, at most 50 epochs, N(0, 0.01²) init, early stopping on the validation
 cross-entropy with patience 5, keeping the best epoch's parameters; docs/language_model.md
 and docs/training.md); fits an interpolated modified Kneser-Ney 4-gram model on the same
-training split; mixes the (32, 256) network with it, the weight chosen on the validation split.
+training split; picks the network of lowest validation cross-entropy (``model_selection`` in
+``metrics.json``) and mixes it with the count model, the weight chosen on the validation split.
 ``--impl fast`` (the default) trains on :mod:`mp_jax.models.language_model_fast`'s
 gradients, ``--impl reference`` on :mod:`mp_jax.models.language_model`'s: the same function.
 
@@ -12,7 +13,9 @@ Writes to ``<results-dir>/q2/``: ``metrics.json``, ``table.txt`` (test cross-ent
 perplexity, top-1 / top-10 accuracy per model), ``loss_D32_P256.png`` … (training and
 validation cross-entropy per epoch), ``samples.txt`` and ``samples.png`` (five random test
 trigrams: the network's top-10 fourth words beside the true one), ``neighbours.txt`` (the 10
-nearest words in embedding space) and ``anchors.txt`` (the report's trigrams).
+nearest words in embedding space) and ``anchors.txt``: the course report's six sample trigrams,
+each where its words are in the vocabulary, otherwise a test trigram playing the same role
+(:func:`mp_jax.models.language_model_scoring.anchor_trigrams`).
 """
 from __future__ import annotations
 
@@ -55,7 +58,8 @@ class Q2Config(common.RunOptions):
     top_k: int = 10
     query_words: tuple = ("he", "could", "day", "money", "three", "good", "said", "king", "house", "god")
     n_queries: int = 5
-    anchors: tuple = ("what does new", "but it 's", "nt get it")
+    anchors: tuple = scoring.COURSE_TRIGRAMS  # (trigram, role, the report's top word) each
+    anchor_min_count: int = 5  # a substitute is seen at least this often in training (where any is)
 
     @classmethod
     def quick(cls, **changes) -> "Q2Config":
@@ -68,6 +72,34 @@ class Q2Config(common.RunOptions):
 
 
 Config = Q2Config
+COURSE_ORDER = ((32, 256), (16, 128), (8, 64))  # the (D, P) settings in the order of the course's figures
+SELECTION_RULE = "lowest validation cross-entropy"
+
+
+def model_selection(records: dict, settings) -> dict:
+    """The network the rule picks, and the numbers it used.
+
+    Args:
+      records: name ("D=32,P=256") -> record with ``val_cross_entropy``.
+      settings: the trained (D, P), in training order (the names' order).
+    Returns:
+      ``rule`` ("lowest validation cross-entropy"; a tie goes to the first in ``settings``),
+      ``val_cross_entropy`` per name, ``chosen`` (its name) and ``chosen_setting`` {D, P}.
+    """
+    names = [f"D={d},P={p}" for d, p in settings]
+    val = {n: float(records[n]["val_cross_entropy"]) for n in names}
+    i = min(range(len(names)), key=lambda j: (val[names[j]], j))
+    return {"rule": SELECTION_RULE, "val_cross_entropy": val, "chosen": names[i],
+            "chosen_setting": {"D": int(settings[i][0]), "P": int(settings[i][1])}}
+
+
+def course_order(settings) -> list:
+    """The trained (D, P) in the course's order (:data:`COURSE_ORDER`; others after, as trained):
+    ``[{"D", "P", "name", "loss_figure"}]``, for laying out the loss figures."""
+    rank = {dp: i for i, dp in enumerate(COURSE_ORDER)}
+    ordered = sorted(settings, key=lambda dp: (rank.get(tuple(dp), len(rank)), list(settings).index(dp)))
+    return [{"D": int(d), "P": int(p), "name": f"D={d},P={p}", "loss_figure": f"loss_D{d}_P{p}.png"}
+            for d, p in ordered]
 
 
 def loss_and_grad(impl: str):
@@ -92,24 +124,47 @@ def train_setting(c: Q2Config, i: int, d: int, p: int, vocab: int, data_id: str,
                           per_example_mean=True)
 
 
-def anchors_text(c: Q2Config, words: list, best, kn, weight: float) -> tuple[dict, str]:
-    """The report's anchor trigrams, where their words are in the vocabulary: the network's
-    top 10, Kneser-Ney's and the mixture's top 5."""
-    anchors, lines = {}, []
-    for tri in c.anchors:
-        missing = [t for t in tri.split() if t not in words]
-        if missing:
-            lines.append(f"“{tri}”: not in this vocabulary (missing {missing})")
-            continue
-        ctx = np.array([[words.index(t) for t in tri.split()]])
-        p_nn, p_kn = scoring.probabilities(best, ctx)[0], kneser_ney.predict_proba(kn, ctx)[0]
-        p_mix = weight * p_nn + (1 - weight) * p_kn
-        anchors[tri] = {"neural": scoring.top_words(p_nn, words, c.top_k), "kneser_ney": scoring.top_words(p_kn, words, 5),
-                        "interpolated": scoring.top_words(p_mix, words, 5)}
-        lines.append(f"“{tri}”")
-        lines += [f"  {label:<13}" + ", ".join(f"{w} {pr:.3f}" for w, pr in anchors[tri][k])
-                  for label, k in (("network", "neural"), ("Kneser-Ney", "kneser_ney"), ("interpolated", "interpolated"))]
-    return anchors, "\n".join(lines) + "\n"
+def _numbers(why: dict) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} {v:.3f}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+                     for k, v in why.items() if k != "rule")
+
+
+def anchors_text(c: Q2Config, words: list, best, kn, weight: float, split: dict) -> tuple[dict, str]:
+    """The course report's sample trigrams, or a test trigram in the role of each one whose words
+    are not all in the vocabulary (:func:`mp_jax.models.language_model_scoring.anchor_trigrams`,
+    on the training counts of ``split``): the network's top 10, Kneser-Ney's and the mixture's
+    top 5. Returns ({course trigram: entry}, the text of ``anchors.txt``)."""
+    picks = scoring.anchor_trigrams(words, *split["train"], split["test"][0], c.anchors, c.anchor_min_count)
+    anchors = {}
+    lines = ["The course report's sample trigrams (Q2 b), in its order. One whose words are all in this vocabulary",
+             "is shown as it is; otherwise a test trigram that plays the same role stands in for it, picked by the",
+             "rule given from the training counts.", ""]
+    for a in picks:
+        entry, course = dict(a), f"“{a['stands_for']}”"
+        missing = ", ".join(f"“{w}”" for w in a["missing"])
+        reported = "the course report's network: {} {:.3f}".format(*a["course_report_top"])
+        if a["source"] == "course":
+            lines += [f"“{a['trigram']}” — the course's own trigram, seen {a['why']['training_count']} times in the "
+                      f"training data; {reported}", f"  role: {a['role_description']}"]
+        elif a["source"] == "substitute":
+            lines += [f"“{a['trigram']}” — a substitute for the course's {course} (not in this vocabulary: "
+                      f"{missing}); {reported}",
+                      f"  role: {a['role_description']}",
+                      f"  picked as {a['why']['rule']}: {_numbers(a['why'])}"]
+        else:
+            lines += [f"{course}: not in this vocabulary (missing {missing}), and no test trigram plays its role",
+                      f"  role: {a['role_description']}", f"  rule: {a['why']['rule']}", ""]
+        if a["ids"] is not None:
+            ctx = np.array([a["ids"]])
+            p_nn, p_kn = scoring.probabilities(best, ctx)[0], kneser_ney.predict_proba(kn, ctx)[0]
+            p_mix = weight * p_nn + (1 - weight) * p_kn
+            entry.update(neural=scoring.top_words(p_nn, words, c.top_k), kneser_ney=scoring.top_words(p_kn, words, 5),
+                         interpolated=scoring.top_words(p_mix, words, 5))
+            lines += [f"  {label:<13}" + ", ".join(f"{w} {pr:.3f}" for w, pr in entry[k])
+                      for label, k in (("network", "neural"), ("Kneser-Ney", "kneser_ney"),
+                                       ("interpolated", "interpolated"))] + [""]
+        anchors[a["stands_for"]] = entry
+    return anchors, "\n".join(lines)
 
 
 def load(c: Q2Config):
@@ -158,7 +213,8 @@ def run(config: Q2Config) -> dict:
                              "val_cross_entropy": scoring.score(kn_val, va_y)["test_cross_entropy"],
                              "discounts": {f"order{k + 1}": kn.discounts[k, 1:].tolist() for k in range(4)},
                              "seconds": time.perf_counter() - t}
-    main_name = next(iter(nets))
+    selection = model_selection(metrics, c.settings)
+    main_name = selection["chosen"]
     best = nets[main_name]
     nn_val, nn_test = scoring.probabilities(best, va_x), scoring.probabilities(best, te_x)
     rows = np.arange(len(va_y))
@@ -167,7 +223,7 @@ def run(config: Q2Config) -> dict:
                                "val_cross_entropy": mix_val_ce, "components": [main_name, "kneser_ney"]}
     table = tables.q2_table(dict(metrics))
     common.write_text(out / "table.txt", table)
-    # five random test trigrams (a fixed seed), the nearest words, the report's anchor trigrams
+    # five random test trigrams (a fixed seed), the nearest words, the course's sample trigrams
     idx = np.sort(np.random.default_rng(c.seed).choice(len(te_y), size=min(c.n_samples, len(te_y)), replace=False))
     samples = [{"index": int(j), "trigram": " ".join(words[w] for w in te_x[j]), "true": words[te_y[j]],
                 "p_true": float(nn_test[j, te_y[j]]), "rank_true": int(r),
@@ -181,10 +237,11 @@ def run(config: Q2Config) -> dict:
     common.write_text(out / "neighbours.txt", f"10 nearest words by cosine similarity of the {main_name} embedding\n"
                       + "".join(f"{q:<8} " + ", ".join(f"{w} ({s:.2f})" for w, s in nb) + "\n"
                                 for q, nb in neighbours.items()))
-    anchors, anchor_text = anchors_text(c, words, best, kn, weight)
+    anchors, anchor_text = anchors_text(c, words, best, kn, weight, split)
     common.write_text(out / "anchors.txt", anchor_text)
     metrics.update({
         "samples": samples, "neighbours": neighbours, "anchors": anchors,
+        "model_selection": selection, "settings_course_order": course_order(c.settings),
         "settings": {**dataclasses.asdict(c), "max_epochs": c.epochs,
                      "early_stopping": "validation cross-entropy, best epoch's parameters kept"},
         "data": {"path": str(path), "digest": data_id, "source": common.describe_source(attrs),

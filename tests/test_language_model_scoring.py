@@ -46,3 +46,79 @@ def test_probabilities_match_the_model_in_chunks():
     assert p.shape == (11, 12) and p.dtype == np.float64
     np.testing.assert_allclose(p, np.asarray(lm.predict_proba(params, ids)), rtol=1e-5)
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- the course's trigrams, or substitutes
+WORDS = ["the", "new", "york", "city", "not", "is", "it", ".", "he", "said", "in", "was", "and", "big", "dog"]
+TRAIN = [("in the new", "york", 9), ("in the new", "city", 1),  # new → york: peaked, 9 / (10 + 1)
+         ("he was big", "dog", 2),  # big → dog every time, but seen twice: 2 / (2 + 1)
+         ("he said it", ".", 5), ("it is it", ".", 1),  # it → "." : most peaked of all, but punctuation
+         ("was not the", "dog", 7), ("is not the", "city", 4),  # a negation as word 2
+         ("the dog is", "not", 4), ("the dog is", "big", 1), ("it was he", "not", 1)]  # followed by a negation
+TEST = ["and the city", "it was he", "is not the", "he said it", "in the new", "the dog is", "it is it",
+        "was not the", "he was big", "in the new"]
+
+
+def _ids(trigram):
+    return [WORDS.index(w) for w in trigram.split()]
+
+
+def _data():
+    x = np.array([_ids(t) for t, _, n in TRAIN for _ in range(n)])
+    y = np.array([WORDS.index(w) for _, w, n in TRAIN for _ in range(n)])
+    return x, y, np.array([_ids(t) for t in TEST])
+
+
+def _course(trigram, role):
+    return scoring.CourseTrigram(trigram, role, ("x", 0.5))
+
+
+def test_a_course_trigram_in_the_vocabulary_is_used_as_it_is():
+    x, y, test = _data()
+    [a] = scoring.anchor_trigrams(WORDS, x, y, test, [_course("the dog is", "negation")])
+    assert a["source"] == "course" and a["trigram"] == a["stands_for"] == "the dog is"
+    assert a["ids"] == _ids("the dog is") and a["missing"] == [] and a["why"]["training_count"] == 5
+    assert a["role"] == "negation" and a["course_report_top"] == ["x", 0.5]
+
+
+def test_substitutes_play_each_role():
+    x, y, test = _data()
+    course = [_course("what does new", "collocation"), _course("do nt like", "negation"),
+              _course("does nt get", "negation"), _course("but it 's", "negation"),
+              _course("nt get it", "sentence_end"), _course("said , how", "question")]
+    picks = scoring.anchor_trigrams(WORDS, x, y, test, course)
+    got = {a["stands_for"]: a for a in picks}
+    assert [a["stands_for"] for a in picks] == [c.trigram for c in course]
+    # the last word with the most peaked next word ("it" → "." is punctuation, not a collocation)
+    col = got["what does new"]
+    assert col["source"] == "substitute" and col["trigram"] == "in the new" and col["missing"] == ["what", "does"]
+    assert col["why"]["top_next_word"] == "york" and col["why"]["peak"] == pytest.approx(9 / 11)
+    # a negation as word 2, as in "do nt like": the most frequent first, then the next one (none twice)
+    assert got["do nt like"]["trigram"] == "was not the" and got["do nt like"]["why"]["position"] == 2
+    assert got["does nt get"]["trigram"] == "is not the"
+    assert got["does nt get"]["why"]["min_count"] == 1  # nothing left seen 5 times: the floor drops to once
+    # "but it 's" holds no negation: the trigram most often followed by one
+    neg = got["but it 's"]
+    assert neg["trigram"] == "the dog is" and neg["why"]["score"] == pytest.approx(4 / 6)
+    assert got["nt get it"]["trigram"] == "he said it" and got["nt get it"]["why"]["followed_by_class"] == 5
+    # no question word in this vocabulary: nothing stands in, and it says why
+    q = got["said , how"]
+    assert q["source"] == "none" and q["trigram"] is None and q["ids"] is None and "no word of" in q["why"]["rule"]
+    for a in picks:
+        if a["source"] == "substitute":
+            assert a["ids"] == _ids(a["trigram"]) and a["trigram"] in TEST and a["why"]["rule"]
+
+
+def test_the_pseudo_count_and_the_course_trigrams_already_used():
+    x, y, test = _data()
+    # with every trigram allowed, "big" (2 of 2) would beat "new" (9 of 10) on the raw share
+    [col] = scoring.anchor_trigrams(WORDS, x, y, test, [_course("what does new", "collocation")], min_count=1)
+    assert col["trigram"] == "in the new"
+    # a course trigram used as it is is not picked again as another one's substitute
+    picks = scoring.anchor_trigrams(WORDS, x, y, test, [_course("he said it", "sentence_end"),
+                                                        _course("nt get it", "sentence_end")])
+    assert [a["source"] for a in picks] == ["course", "substitute"] and picks[1]["trigram"] == "it is it"
+    # the role of the course's own trigrams
+    roles = {c.trigram: c.role for c in scoring.COURSE_TRIGRAMS}
+    assert roles == {"but it 's": "negation", "what does new": "collocation", "do nt like": "negation",
+                     "said , how": "question", "does nt get": "negation", "nt get it": "sentence_end"}

@@ -85,7 +85,8 @@ def test_vmapped_and_sequential_members_agree(quick_run, quick_run_vmapped):
             assert a["final_cost"] == pytest.approx(b["final_cost"], rel=5e-3), a["name"]
             for k in ("heldout_reconstruction_mse", "mean_hidden_activation"):
                 assert a[k] == pytest.approx(b[k], rel=3e-2), (a["name"], k)
-            assert abs(a["duplicate_units"] - b["duplicate_units"]) <= 1
+            for k in ("duplicate_units", "noise_units", "dead_units", "distinct_structured_units"):
+                assert abs(a[k] - b[k]) <= 1, (a["name"], k)
     # vmapped too, the default run is reused (trained alone once): 12 members in 4 programs
     assert v["beta_rho"][0]["final_cost"] == v["final_cost"] and v["training"]["trained"] == 2 + 4
 
@@ -121,6 +122,33 @@ def test_quick_run_metrics(quick_run):
     # the sparsity target is honoured where β is large
     big_beta = next(r for r in m["beta_rho"] if r["beta"] == 10.0)
     assert big_beta["mean_hidden_activation"] == pytest.approx(big_beta["rho"], abs=0.01)
+
+
+def test_quick_run_counts_units_and_chooses_settings(quick_run):
+    from mp_jax.models import autoencoder_measures as measures
+
+    _, m = quick_run
+    for r in [m, *m["sweep"], *m["beta_rho"], *m["optimizers"].values()]:
+        h = r["hidden"]
+        assert 0 <= r["noise_units"] <= h and 0 <= r["dead_units"] <= h and -1 <= r["mean_smoothness"] <= 1
+        assert r["structured_units"] == h - r["noise_units"]
+        useful = r["distinct_structured_units"] + r["structured_duplicate_units"]  # structured and alive
+        assert h - r["noise_units"] - r["dead_units"] <= useful <= h - max(r["noise_units"], r["dead_units"])
+    # ρ = 0.001 leaves most units never responding; the default setting keeps most of them
+    tiny_rho = next(r for r in m["beta_rho"] if r["rho"] == 0.001)
+    assert tiny_rho["dead_units"] >= tiny_rho["hidden"] / 2
+    assert m["distinct_structured_units"] >= m["hidden"] / 2 and m["dead_units"] < m["hidden"] / 2
+    # each choice is the rule applied to its study's records, and names one of them
+    for key, study, keys, limit in (("beta_rho_choice", "beta_rho", ("beta", "rho"), m["settings"]["sparse_code_max"]),
+                                    ("sweep_choice", "sweep", ("hidden", "lam"), None)):
+        choice = m[key]
+        assert choice == measures.choose_setting(m[study], keys, max_mean_activation=limit)
+        sparse = [r for r in m[study] if limit is None or r["mean_hidden_activation"] <= limit] or m[study]
+        best = max(r["distinct_structured_units"] for r in sparse)
+        chosen = next(r for r in m[study] if r["name"] == choice["name"])
+        assert chosen["distinct_structured_units"] == best and {k: chosen[k] for k in keys} == choice["setting"]
+        assert len(choice["candidates"]) == len(m[study]) and choice["rule"]
+    assert set(m["unit_census"]) == {"noise", "dead", "distinct_structured"}
 
 
 def test_quick_run_figures(quick_run):

@@ -53,14 +53,36 @@ def test_quick_run_writes_every_output(tmp_path, capsys):
     # The grammar is nearly deterministic: the count model must be far below the uniform log V.
     assert kn["test_cross_entropy"] < 0.6 * math.log(v) and kn["top10_accuracy"] > 0.9
     assert 0.0 <= mix["weight"] <= 1.0
+    # the network of lowest validation cross-entropy is the one used, and the rule says so
+    sel = m["model_selection"]
+    names = [f"D={d},P={p}" for d, p in q2.Q2Config().settings]
+    assert sel["rule"] == "lowest validation cross-entropy" and list(sel["val_cross_entropy"]) == names
+    assert sel["val_cross_entropy"] == {n: m[n]["val_cross_entropy"] for n in names}
+    assert sel["chosen"] == min(names, key=lambda n: m[n]["val_cross_entropy"]) == mix["components"][0]
+    assert f"D={sel['chosen_setting']['D']},P={sel['chosen_setting']['P']}" == sel["chosen"]
+    assert [(s["D"], s["P"]) for s in m["settings_course_order"]] == [(32, 256), (16, 128), (8, 64)]
+    assert all((out / s["loss_figure"]).is_file() for s in m["settings_course_order"])
     # The weight is chosen on validation, so the mixture is no worse there than either part.
-    assert mix["val_cross_entropy"] <= min(kn["val_cross_entropy"], m["D=32,P=256"]["val_cross_entropy"]) + 1e-9
+    assert mix["val_cross_entropy"] <= min(kn["val_cross_entropy"], m[sel["chosen"]]["val_cross_entropy"]) + 1e-9
     assert len(m["samples"]) == 5
     for s in m["samples"]:
         probs = [pr for _, pr in s["top10"]]
         assert len(probs) == 10 and probs == sorted(probs, reverse=True) and 0 < s["p_true"] <= 1
-    assert set(m["anchors"]) == {"what does new", "but it 's"}  # "nt get it" is not in this vocabulary
-    assert m["anchors"]["what does new"]["kneser_ney"][0][0] == "york"
+    # the course's six trigrams in its order: two in this vocabulary, three substitutes, one with no stand-in
+    a = m["anchors"]
+    assert list(a) == ["but it 's", "what does new", "do nt like", "said , how", "does nt get", "nt get it"]
+    assert [a[t]["source"] for t in a] == ["course", "course", "substitute", "none", "substitute", "substitute"]
+    assert a["what does new"]["kneser_ney"][0][0] == "york" and a["what does new"]["trigram"] == "what does new"
+    assert len(a["but it 's"]["neural"]) == 10 and a["but it 's"]["role"] == "negation"
+    # "do nt like" and "does nt get": a negation as word 2, two different test trigrams
+    negations = [a[t]["trigram"] for t in ("do nt like", "does nt get")]
+    assert len(set(negations)) == 2 and all(t.split()[1] == "not" for t in negations)
+    # "nt get it": a trigram that ends sentences in the training data, and the count model agrees
+    end = a["nt get it"]
+    assert end["role"] == "sentence_end" and end["why"]["score"] > 0.5 and end["kneser_ney"][0][0] in (".", "?")
+    assert end["missing"] == ["nt", "get"] and end["stands_for"] == "nt get it" and end["why"]["rule"]
+    # no question word at the end of any trigram here: "said , how" has no stand-in, and no predictions
+    assert a["said , how"]["trigram"] is None and "neural" not in a["said , how"]
     assert len(m["neighbours"]) >= 3 and all(len(nb) == 10 for nb in m["neighbours"].values())
     assert m["settings"]["patience"] == q2.Q2Config().patience == 5 and m["settings"]["impl"] == "fast"
     for name in ("table.txt", "samples.txt", "neighbours.txt", "anchors.txt"):
@@ -68,9 +90,25 @@ def test_quick_run_writes_every_output(tmp_path, capsys):
     assert (out / "samples.png").stat().st_size > 20_000
     table = (out / "table.txt").read_text()
     assert "kneser_ney" in table and "interpolated" in table
-    assert "nt get it" in (out / "anchors.txt").read_text()
+    text = (out / "anchors.txt").read_text()
+    assert f"“{end['trigram']}” — a substitute for the course's “nt get it”" in text
+    assert "“what does new” — the course's own trigram" in text
+    assert "“said , how”: not in this vocabulary" in text
     out = capsys.readouterr().out
     assert "kneser_ney" in out and out.count("q2 data:") == 1
+
+
+def test_model_selection_is_the_lowest_validation_cross_entropy():
+    records = {"D=32,P=256": {"val_cross_entropy": 3.1}, "D=16,P=128": {"val_cross_entropy": 2.9},
+               "D=8,P=64": {"val_cross_entropy": 2.9}}
+    sel = q2.model_selection(records, ((32, 256), (16, 128), (8, 64)))
+    assert sel["chosen"] == "D=16,P=128" and sel["chosen_setting"] == {"D": 16, "P": 128}  # a tie: the first
+    assert sel["val_cross_entropy"]["D=32,P=256"] == 3.1 and sel["rule"] == "lowest validation cross-entropy"
+    records["D=32,P=256"]["val_cross_entropy"] = 2.0
+    assert q2.model_selection(records, ((32, 256), (16, 128), (8, 64)))["chosen"] == "D=32,P=256"
+    order = q2.course_order([(8, 64), (4, 16), (32, 256)])
+    assert [(s["D"], s["P"]) for s in order] == [(32, 256), (8, 64), (4, 16)]
+    assert order[0] == {"D": 32, "P": 256, "name": "D=32,P=256", "loss_figure": "loss_D32_P256.png"}
 
 
 def test_impl_names_the_gradients_and_keys_the_checkpoint():

@@ -74,7 +74,7 @@ def test_flags_and_config():
     assert c.is_quick and c.hidden == 16 and c.models == ("lstm",) and c.seeds == 3 and c.lr("gru") == 0.2
     assert c.epochs == q3.Q3Config.quick().epochs  # not given: the quick value
     d = q3.Q3Config()
-    assert d.lr("rnn") == 0.003 and d.seeds == 3 and d.augment and d.keep == "last" and d.patience is None
+    assert d.lr("rnn") == 0.01 and d.seeds == 3 and d.augment and d.keep == "last" and d.patience is None
     assert (d.n_epochs("rnn"), d.n_epochs("lstm"), d.n_epochs("gru")) == (30, 60, 30)
     full = q3.Q3Config.from_args(argparse.Namespace(quick=False, epochs=5, augment=False))
     assert {full.n_epochs(m) for m in q3.MODELS} == {5} and not full.augment  # --epochs N: every model's

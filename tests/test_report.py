@@ -26,7 +26,10 @@ def _q1(lbfgs_cost, sgd_cost, rho_hats, ratios_by_lam, noise=(5, 59)):
 
 def _q2(vals, tests, kn_test):
     m = {"settings": {"settings": [[32, 256], [16, 128], [8, 64]]}, "kneser_ney": {"test_cross_entropy": kn_test},
-         "anchors": {"but it 's": {"neural": [["not", 0.4]], "kneser_ney": [["a", 0.1]]}},
+         "anchors": {"but it 's": {"neural": [["not", 0.4]], "kneser_ney": [["a", 0.1]]},
+                     "what does new": {"trigram": "of the children", "source": "substitute", "role": "collocation",
+                                       "stands_for": "what does new", "neural": [["of", 0.3]],
+                                       "kneser_ney": [["of", 0.5]]}},
          "samples": [{"rank_true": r} for r in (0, 3, 12, 40, 9)]}
     # recorded in another order than the course's: the report puts them back
     for (d, p), v, t in sorted(zip(((32, 256), (16, 128), (8, 64)), vals, tests), key=lambda z: z[0][0]):
@@ -103,6 +106,8 @@ def test_q2_claims_match_the_numbers(run):
     assert f"{'lower' if a < b else 'higher'} than the Kneser-Ney trigram baseline" in text
     preds = " ".join(findings.q2_predictions(m))
     assert "top word is “not” (p = 0.4); Kneser-Ney's is “a”" in preds and "top 10 in 3." in preds
+    assert "After “of the children” (collocation, standing in for “what does new”) the network's top word is “of” " \
+           "(p = 0.3), as Kneser-Ney's." in preds
 
 
 @pytest.mark.parametrize("run", [RUN_A, RUN_B], ids=["run A", "run B"])

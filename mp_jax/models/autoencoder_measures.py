@@ -3,19 +3,37 @@
 * :func:`unit_images` — each hidden unit's incoming weights as a 16×16 image.
 * :func:`duplicate_fraction` — the share of hidden units whose weight image correlates
   above a threshold with another unit's: units that learned the same feature.
+* :func:`smoothness`, :func:`noise_mask` — the mean lag-1 spatial autocorrelation of each
+  unit's image, and the units below a threshold of it: images with no spatial structure.
+* :func:`dead_mask` — units whose activation hardly varies over held-out patches.
+* :func:`unit_census` — those counts together, and the distinct structured features.
 * :func:`evaluate` — every number reported for one model: J and its three terms on the
-  training set, the mean hidden activation ρ̂ against the target ρ, and the reconstruction
-  error on held-out patches against predicting the mean training patch.
+  training set, the mean hidden activation ρ̂ against the target ρ, the reconstruction
+  error on held-out patches against predicting the mean training patch, and the census.
+* :func:`choose_setting` — the setting of a study with the most distinct structured units.
 
 The maths of J, ρ̂ and the terms is in ``docs/autoencoder.md``.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import jax
 import jax.numpy as jnp
+
 import numpy as np
 
 from mp_jax.models import autoencoder as ae
+
+# i.i.d. pixels give a smoothness of mean −1/255 and standard deviation 1/sqrt(480) ≈ 0.046
+# on a 16×16 image (the mean of 2·240 neighbour products, uncorrelated with each other), so
+# 0.2 is 4.4 standard deviations above noise (about 1e-5 of noise images reach it), while a
+# Gabor of wavelength ≥ 4 pixels at any orientation scores ≥ 0.44 and a blob ≥ 0.8.
+SMOOTHNESS_THRESHOLD = 0.2
+# a unit whose activation moves by less than this over the held-out patches tells the decoder
+# nothing about them: stuck off (largest activation below 0.05), or stuck at any constant
+DEAD_SPREAD = 0.05
+DUPLICATE_THRESHOLD = 0.95
 
 
 def unit_images(w_enc) -> np.ndarray:
@@ -28,43 +46,130 @@ def unit_images(w_enc) -> np.ndarray:
     return w.T.reshape(w.shape[1], side, side)
 
 
-def duplicate_fraction(w_enc, threshold: float = 0.95) -> float:
+def _correlations(w_enc) -> np.ndarray:
+    """<float64>[L_hid, L_hid] Pearson correlations between the units' weight images."""
+    w = np.asarray(w_enc, dtype=np.float64).T
+    w = w - w.mean(axis=1, keepdims=True)
+    w = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
+    return w @ w.T
+
+
+def duplicate_fraction(w_enc, threshold: float = DUPLICATE_THRESHOLD) -> float:
     """Fraction of hidden units whose weight image correlates (Pearson) above ``threshold``
     with some other unit's. A copy with another contrast or offset is a duplicate; an
     inverted copy (correlation −1) is a different detector."""
-    w = np.asarray(w_enc, dtype=np.float64).T
-    if w.shape[0] < 2:
+    if np.shape(w_enc)[1] < 2:
         return 0.0
-    w = w - w.mean(axis=1, keepdims=True)
-    w = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
-    c = w @ w.T
+    c = _correlations(w_enc)
     np.fill_diagonal(c, -np.inf)
     return float(np.mean(c.max(axis=1) > threshold))
 
 
+def smoothness(w_enc) -> np.ndarray:
+    """<float64>[L_hid]: each unit's mean lag-1 spatial autocorrelation, from W1 <float>[256, L_hid].
+
+    The unit's 16×16 image is standardised (mean 0, standard deviation 1 over its pixels),
+    then s = ½ (mean of z[i, j] z[i, j+1] over the 16·15 horizontal neighbour pairs + mean of
+    z[i, j] z[i+1, j] over the 16·15 vertical pairs). About 0 for i.i.d. noise, near 1 for a
+    smooth blob, cos(2π/λ)-like for a grating of wavelength λ across the direction of the
+    shift. A constant image (no variation at all) scores 0.
+    """
+    imgs = unit_images(w_enc)
+    z = imgs - imgs.mean(axis=(1, 2), keepdims=True)
+    sd = z.std(axis=(1, 2), keepdims=True)
+    z = np.where(sd > 1e-12, z / np.maximum(sd, 1e-12), 0.0)
+    horizontal = np.mean(z[:, :, 1:] * z[:, :, :-1], axis=(1, 2))
+    vertical = np.mean(z[:, 1:, :] * z[:, :-1, :], axis=(1, 2))
+    return (horizontal + vertical) / 2
+
+
+def noise_mask(w_enc, threshold: float = SMOOTHNESS_THRESHOLD) -> np.ndarray:
+    """<bool>[L_hid]: units whose weight image has no spatial structure, :func:`smoothness`
+    below ``threshold`` (0.2 by default: 4.4 standard deviations above what i.i.d. pixels
+    give, and below every Gabor of wavelength ≥ 4 pixels; see ``SMOOTHNESS_THRESHOLD``)."""
+    return smoothness(w_enc) < threshold
+
+
+def dead_mask(h_max, h_min, spread: float = DEAD_SPREAD) -> np.ndarray:
+    """<bool>[L_hid]: units that never respond to the input, from each unit's largest and
+    smallest activation over the held-out patches (``h_max``, ``h_min`` <float>[L_hid]).
+
+    Dead means max − min < ``spread`` (0.05 by default): a unit stuck off (its largest
+    activation below 0.05, the usual dead unit), or one stuck at any constant (such as
+    σ(b1) = ρ with no weight that matters), tells the decoder nothing about the patch.
+    """
+    return np.asarray(h_max, np.float64) - np.asarray(h_min, np.float64) < spread
+
+
+def _groups(c: np.ndarray, members: np.ndarray, threshold: float) -> int:
+    """How many groups the ``members`` (indices into ``c`` <float>[L_hid, L_hid]) form when
+    two units whose correlation exceeds ``threshold`` share a group (connected components,
+    so a chain of near-copies is one group)."""
+    link = c[np.ix_(members, members)] > threshold
+    np.fill_diagonal(link, True)
+    label = np.arange(len(members))
+    while True:  # each unit takes the smallest label among its neighbours until nothing changes
+        new = np.where(link, label[None, :], len(members)).min(axis=1)
+        if np.array_equal(new, label):
+            return int(len(np.unique(label)))
+        label = new
+
+
+def unit_census(w_enc, h_max, h_min, *, smoothness_threshold: float = SMOOTHNESS_THRESHOLD,
+                dead_spread: float = DEAD_SPREAD, duplicate_threshold: float = DUPLICATE_THRESHOLD) -> dict:
+    """Counts of noise, dead and distinct structured hidden units of one model.
+
+    Args:
+      w_enc: W1 <float>[256, L_hid].
+      h_max, h_min: each unit's largest and smallest activation over held-out patches <float>[L_hid].
+    Returns:
+      ``noise_units`` (:func:`noise_mask`), ``dead_units`` (:func:`dead_mask`; a unit can be
+      both), ``structured_units`` (L_hid − noise), ``structured_duplicate_units`` and
+      ``distinct_structured_units``, and ``mean_smoothness`` (over all units). The useful units
+      are the structured ones that are not dead; grouping them by weight-image correlation above
+      ``duplicate_threshold`` (a chain of copies is one group), ``distinct_structured_units`` is
+      the number of groups and ``structured_duplicate_units`` the useful units beyond one per
+      group, so L_hid = distinct + structured duplicates + (noise or dead), each unit counted once.
+    """
+    s = smoothness(w_enc)
+    noise = s < smoothness_threshold
+    dead = dead_mask(h_max, h_min, dead_spread)
+    useful = np.flatnonzero(~noise & ~dead)
+    distinct = _groups(_correlations(w_enc), useful, duplicate_threshold) if len(useful) else 0
+    return {"noise_units": int(noise.sum()), "dead_units": int(dead.sum()), "structured_units": int((~noise).sum()),
+            "structured_duplicate_units": int(len(useful) - distinct), "distinct_structured_units": int(distinct),
+            "mean_smoothness": float(s.mean())}
+
+
 @jax.jit
 def _measures(params: ae.AEParams, hp: ae.AEHyper, x_train, x_held) -> dict:
+    h_held = ae.encode(params, x_held)
     return {
         "terms": ae.cost_terms(params, x_train, hp),
         "rho_hat": ae.mean_hidden_activation(params, x_train),
-        "rho_hat_held": ae.mean_hidden_activation(params, x_held),
+        "rho_hat_held": jnp.mean(h_held, axis=0),
+        "h_max_held": jnp.max(h_held, axis=0),
+        "h_min_held": jnp.min(h_held, axis=0),
         "mse": jnp.mean(jnp.square(ae.reconstruct(params, x_held) - x_held)),
         "baseline": jnp.mean(jnp.square(x_held - jnp.mean(x_train, axis=0))),
     }
 
 
-def evaluate(params: ae.AEParams, hp: ae.AEHyper, x_train, x_held, threshold: float = 0.95) -> dict:
+def evaluate(params: ae.AEParams, hp: ae.AEHyper, x_train, x_held, threshold: float = DUPLICATE_THRESHOLD, *,
+             smoothness_threshold: float = SMOOTHNESS_THRESHOLD, dead_spread: float = DEAD_SPREAD) -> dict:
     """Every number reported for one trained model (J and ρ̂ over the whole training set).
 
     Args:
       x_train, x_held: preprocessed patches <float>[N, 256], the training set and the
         held-out patches (never trained on).
-      threshold: for :func:`duplicate_fraction`.
+      threshold: for :func:`duplicate_fraction` and the grouping of :func:`unit_census`.
+      smoothness_threshold, dead_spread: for :func:`noise_mask` and :func:`dead_mask`.
     Returns:
       JSON-ready floats: ``final_cost`` (J) and ``cost_terms``, ``rho``, the mean hidden
       activation (and its range over units, and on the held-out patches), the held-out
       reconstruction MSE per pixel, the same for predicting the mean training patch, their
-      ratio, and the duplicate units (fraction and count).
+      ratio, the duplicate units (fraction and count), and :func:`unit_census`'s counts
+      (the dead units judged on the held-out patches).
     """
     m = jax.device_get(_measures(params, hp, x_train, x_held))
     terms = {k: float(v) for k, v in m["terms"].items()}
@@ -84,4 +189,47 @@ def evaluate(params: ae.AEParams, hp: ae.AEHyper, x_train, x_held, threshold: fl
         "heldout_mse_ratio": mse / baseline,
         "duplicate_fraction": dup,
         "duplicate_units": int(round(dup * n_hidden)),
+        **unit_census(params.w_enc, m["h_max_held"], m["h_min_held"], smoothness_threshold=smoothness_threshold,
+                      dead_spread=dead_spread, duplicate_threshold=threshold),
     }
+
+
+def choose_setting(records: list, keys: tuple, max_mean_activation: Optional[float] = None) -> dict:
+    """The setting of a study chosen by a rule computed from its records.
+
+    Rule: among the records whose code is sparse (``mean_hidden_activation`` at most
+    ``max_mean_activation``, when given; all records if none is), the most
+    ``distinct_structured_units``; ties broken by the lower ``heldout_mse_ratio``
+    (held-out reconstruction MSE over the mean patch's), then by the first in ``records``'
+    order. A dense code (ρ̂ near 0.9) can reconstruct well with many distinct units, but it
+    is not the sparse autoencoder the question asks for: hence the condition for (β, ρ).
+
+    Args:
+      records: the study's records (dicts with ``keys``, ``distinct_structured_units``,
+        ``heldout_mse_ratio`` and ``name``).
+      keys: the record fields that name a setting, e.g. ``("beta", "rho")``.
+    Returns:
+      ``setting`` ({key: value}), ``name``, ``rule`` (in words), ``tied_on_units`` (the
+      settings that shared the most distinct units, so the MSE ratio decided) and
+      ``candidates``: each setting's deciding numbers, in ``records``' order.
+    """
+    if not records:
+        raise ValueError("choose_setting: no records to choose from")
+    eligible = [i for i, r in enumerate(records) if max_mean_activation is None
+                or r.get("mean_hidden_activation", 0.0) <= max_mean_activation] or list(range(len(records)))
+    best = min(eligible, key=lambda i: (-records[i]["distinct_structured_units"], records[i]["heldout_mse_ratio"], i))
+    top = records[best]["distinct_structured_units"]
+    sparse = (f"among the settings with a sparse code (mean activation ρ̂ ≤ {max_mean_activation:g}), "
+              if max_mean_activation is not None else "")
+
+    def setting(r):
+        return {k: r[k] for k in keys}
+
+    return {"setting": setting(records[best]), "name": records[best]["name"],
+            "rule": sparse + "the setting with the most distinct structured units (neither noise nor dead, copies "
+                    "counted once); ties broken by the lower held-out MSE ratio (reconstruction over the mean patch's)",
+            "tied_on_units": [setting(records[i]) for i in eligible if records[i]["distinct_structured_units"] == top],
+            "candidates": [{**setting(r), "distinct_structured_units": r["distinct_structured_units"],
+                            "heldout_mse_ratio": r["heldout_mse_ratio"], "eligible": i in eligible,
+                            **({"mean_hidden_activation": r["mean_hidden_activation"]}
+                               if "mean_hidden_activation" in r else {})} for i, r in enumerate(records)]}
