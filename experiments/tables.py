@@ -34,12 +34,12 @@ def q3_comparison(results: dict, chance: float) -> str:
     the training accuracy, the time; then every pair's gap against the spread over seeds."""
     seeds = next(iter(results.values()))["seeds"]
     per = f"test acc. per seed ({', '.join(map(str, seeds))})"
-    head = (f"| model | peak learning rate | epochs | val. acc. (seed {seeds[0]}) | test acc. (mean ± std) | "
+    head = (f"| model | peak learning rate | epochs (best val.) | val. acc. (seed {seeds[0]}) | test acc. (mean ± std) | "
             f"test loss (mean ± std) | {per} | train acc. | s / epoch | seconds |")
     rows = [head, "|---" * head.count(" | ") + "|---|"]
     for name, r in results.items():
         rows.append(
-            f"| {label(name)} | {r['learning_rate']:g} | {r['epochs']} | {r['val_accuracy']:.1%} | "
+            f"| {label(name)} | {r['learning_rate']:g} | {r['epochs']}{best_epoch(r)} | {r['val_accuracy']:.1%} | "
             f"{100 * r['test_accuracy']:.1f} ± {100 * r['test_accuracy_std']:.1f} % | "
             f"{r['test_loss']:.3f} ± {r['test_loss_std']:.3f} | "
             + ", ".join(f"{100 * v:.1f}" for v in r["test_accuracy_per_seed"]) + " % | "
@@ -53,6 +53,12 @@ def q3_comparison(results: dict, chance: float) -> str:
         lines.append(f"- {label(a)} − {label(b)}: {100 * cmp['gap']:+.1f} points, spread {100 * cmp['spread']:.1f}: "
                      + ("larger than the spread" if cmp["exceeds"] else "within the spread"))
     return "\n".join(rows + lines) + "\n"
+
+
+def best_epoch(r: dict) -> str:
+    """ " (43)": the validation run's epoch of lowest validation loss, when recorded."""
+    e = (r.get("validation") or {}).get("best_epoch")
+    return f" ({e})" if isinstance(e, int) else ""
 
 
 def label(name: str) -> str:

@@ -227,3 +227,8 @@ def test_selection_scores_on_validation_and_never_touches_the_test_windows(tmp_p
     assert seen == [sel["validation"]["n_val"]] * 2  # scored on the validation subjects only
     assert not (res / "q3" / "metrics.json").exists()  # no refit, no test score
     assert "| RNN | 0.1 |" in (res / "q3" / "selection.md").read_text()
+
+
+def test_comparison_shows_the_validation_runs_best_epoch():
+    r = {**_record([0.8, 0.82], [0.5, 0.4]), "validation": {"best_epoch": 43}}
+    assert "| GRU | 0.05 | 30 (43) | 80.0% |" in tables.q3_comparison({"gru": r}, 1 / 6)
