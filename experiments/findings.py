@@ -69,15 +69,19 @@ def _units(r: dict) -> str:
     return (", ".join(parts) + f" units of {h}") if parts and h else ""
 
 
+SPARSE_CODE = 0.1  # a mean activation at most this is a sparse code; above DENSE_CODE a dense one
+DENSE_CODE = 0.5
+
+
 def sparsity_phrase(rho_hat: float, rho: float) -> str:
-    """What ρ̂ against ρ says about the code: a ratio above 2 is "not sparse", below 0.5
-    "sparser than asked", else "close to the target"."""
+    """What ρ̂ says: against its target ρ ("close to" within a factor 2, else "above" or
+    "below"), and as a code (ρ̂ ≤ 0.1 "a sparse code", ρ̂ > 0.5 "a dense code", else "not a
+    sparse code")."""
     ratio = rho_hat / rho
-    if ratio > 2:
-        return f"ρ̂ = {_num(rho_hat)} is {times(ratio)} ρ: the code is not sparse"
-    if ratio < 0.5:
-        return f"ρ̂ = {_num(rho_hat)} is {times(ratio)} ρ: sparser than asked"
-    return f"ρ̂ = {_num(rho_hat)} is {times(ratio)} ρ: close to the target"
+    where = "close to the target" if 0.5 <= ratio <= 2 else "above the target" if ratio > 2 else "below the target"
+    code = ("a sparse code" if rho_hat <= SPARSE_CODE else "a dense code" if rho_hat > DENSE_CODE
+            else "not a sparse code")
+    return f"ρ̂ = {_num(rho_hat)} is {times(ratio)} ρ, {where}: {code}"
 
 
 def q1_beta_rho(m: dict) -> list:
@@ -118,8 +122,13 @@ def q1_sweep(m: dict) -> list:
         text = (f"L_hid = {h}: raising λ from {_num(lo['lam'])} to {_num(hi['lam'])} "
                 f"{'raises' if b > a else 'lowers' if b < a else 'keeps'} the held-out error ratio "
                 f"({_num(a)} → {_num(b)})")
-        if isinstance(lo.get("noise_units"), int) and isinstance(hi.get("noise_units"), int):
-            text += f" and takes the noise units from {lo['noise_units']} to {hi['noise_units']} of {h}"
+        sm_a, sm_b = lo.get("mean_smoothness"), hi.get("mean_smoothness")
+        if isinstance(sm_a, (int, float)) and isinstance(sm_b, (int, float)):
+            text += (f", and {'raises' if sm_b > sm_a else 'lowers' if sm_b < sm_a else 'keeps'} the units' mean "
+                     f"smoothness ({_num(sm_a)} → {_num(sm_b)}; 1 is a perfectly smooth image, 0 pure noise)")
+        n_a, n_b = lo.get("noise_units"), hi.get("noise_units")
+        if isinstance(n_a, int) and isinstance(n_b, int) and (n_a or n_b):
+            text += f"; noise units {n_a} → {n_b} of {h}"
         out.append(text + ".")
     choice = m.get("sweep_choice")
     if isinstance(choice, dict) and choice.get("rule"):
@@ -202,6 +211,11 @@ def label(name: str) -> str:
     return "the logistic baseline" if name == "baseline" else name.upper()
 
 
+def cap(text: str) -> str:
+    """``text`` with its first letter upper-case (a label opening a sentence)."""
+    return text[:1].upper() + text[1:]
+
+
 def q3_gradients(m: dict) -> list:
     """Part (a): how much of the gradient reaches the first step, at initialisation and trained."""
     out = []
@@ -212,7 +226,8 @@ def q3_gradients(m: dict) -> list:
         if not decay:
             continue
         t = len(next(iter(flows.values()))[when])
-        parts = ", ".join(f"{k.upper()} 10^{np.log10(v):.1f}" if v > 0 else f"{k.upper()} 0" for k, v in decay.items())
+        parts = ", ".join(f"{k.upper()} 10^{np.log10(v):.1f}" if v > 0 else f"{k.upper()} 0 (below float32's range)"
+                          for k, v in decay.items())
         most = max(decay, key=decay.get)
         out.append(f"{word}, the gradient reaching step 1 is, relative to the one at step {t}: {parts}; "
                    f"{most.upper()} carries the most of it back through the {t} steps.")
@@ -238,10 +253,11 @@ def q3_results(m: dict) -> list:
     out.append("Mean test accuracy over " + (f"{len(seeds)} seeds" if len(seeds) != 1 else "one seed") + ": "
                + ranking + ".")
     if len(seeds) > 1:
+        out.append("A gap counts as larger than the seeds explain when it exceeds the spread, the sum of the two "
+                   "models' standard deviations over seeds.")
         for a, b, g in tables.seed_gaps({k: m[k] for k in ranked}):
-            out.append(f"{label(a)} exceeds {label(b)} by {100 * g['gap']:.1f} points, "
-                       + ("more than" if g["exceeds"] else "within") + f" the spread of {100 * g['spread']:.1f} "
-                       "over seeds (the sum of the two standard deviations).")
+            out.append(f"{cap(label(a))} exceeds {label(b)} by {100 * g['gap']:.1f} points, "
+                       + ("more than" if g["exceeds"] else "within") + f" the spread of {100 * g['spread']:.1f}.")
     else:
         out.append("With one seed there is no spread to tell a gap from noise.")
     for k in ("rnn", "lstm", "gru"):
@@ -269,10 +285,10 @@ def q3_confusions(m: dict) -> list:
         np.fill_diagonal(off, 0)
         i, j = np.unravel_index(int(np.argmax(off)), off.shape)
         if off[i, j] == 0:
-            out.append(f"{label(k)}: no test window is misclassified.")
+            out.append(f"{cap(label(k))}: no test window is misclassified.")
             continue
         share = off[i, j] / max(cm[i].sum(), 1)
-        out.append(f"{label(k)}: the most frequent error puts {int(off[i, j])} {names[i]} windows "
+        out.append(f"{cap(label(k))}: the most frequent error puts {int(off[i, j])} {names[i]} windows "
                    f"({desc.get(names[i], names[i])}; {_pct(share)} of them) into {names[j]} "
                    f"({desc.get(names[j], names[j])}).")
     secs = {k: m[k].get("seconds_per_epoch") for k in ("rnn", "lstm", "gru") if isinstance(m.get(k), dict)}
