@@ -244,18 +244,21 @@ def q1_default_figures(comparison: dict, labels: dict, default: str, x_show: np.
 
 def q1_study_figures(beta_rho: list, grid: list, label: str, out: Path, chosen: tuple = ()) -> None:
     """Q1 (c) ``features_beta_rho.png`` (one panel per (β, ρ)) and (d) ``features_sweep.png``
-    (rows L_hid, columns λ); each entry a (parameters, record). Panels whose record's name is
-    in ``chosen`` (the settings each study's rule picks) say so in their title."""
-    def title(r):
-        return feature_title(r) + (" — chosen" if r["name"] in chosen else "")
+    (rows L_hid, columns λ); each entry a (parameters, record). ``chosen``: the names of the
+    settings (c)'s and (d)'s rules pick, in that order; the picked panel of each figure says
+    so in its title (one setting can sit in both studies: it is marked only where chosen)."""
+    pick_c, pick_d = (tuple(chosen) + (None, None))[:2]
+
+    def title(r, pick):
+        return feature_title(r) + (" — chosen" if r["name"] == pick else "")
 
     first = beta_rho[0][1]
-    feature_figure([(p.w_enc, title(r)) for p, r in beta_rho], out / "features_beta_rho.png",
+    feature_figure([(p.w_enc, title(r, pick_c)) for p, r in beta_rho], out / "features_beta_rho.png",
                    f"(c) hidden-unit weights for five (β, ρ): {label}, $L_{{hid}}$={first['hidden']}, "
                    f"λ={first['lam']:g}", cols=len(beta_rho))
     rows, cols = [row[0][1]["hidden"] for row in grid], [r["lam"] for _, r in grid[0]]
     mid = grid[0][0][1]
-    feature_figure([(p.w_enc, title(r)) for row in grid for p, r in row], out / "features_sweep.png",
+    feature_figure([(p.w_enc, title(r, pick_d)) for row in grid for p, r in row], out / "features_sweep.png",
                    f"(d) hidden-unit weights, rows $L_{{hid}}$ ∈ {{{', '.join(map(str, rows))}}}, columns λ ∈ "
                    f"{{{', '.join(f'{v:g}' for v in cols)}}}: "
                    f"{label}, β={mid['beta']:g}, ρ={mid['rho']:g}", cols=len(cols))

@@ -11,8 +11,9 @@
 Each model's units are counted as duplicates, noise (a weight image with no spatial
 structure), dead (no response to held-out patches) and distinct structured features;
 ``metrics.json`` names the setting of (c) and of (d) with the most distinct structured units,
-ties broken by the lower held-out MSE ratio (``beta_rho_choice``, ``sweep_choice``;
-:func:`mp_jax.models.autoencoder_measures.choose_setting`).
+among sparse codes for (c) (ρ̂ ≤ ``sparse_code_max``) and smooth units for (d) (mean
+smoothness ≥ ``smooth_units_min``), ties broken by the lower held-out MSE ratio
+(``beta_rho_choice``, ``sweep_choice``; :func:`mp_jax.models.autoencoder_measures.choose_setting`).
 
 The default model is trained once and reused by (c) and (d); their other members train one
 after another on a CPU, as one ``jax.vmap`` program per L_hid on an accelerator (``--vmap``
@@ -66,6 +67,7 @@ class Q1Config(common.RunOptions):
     n_patches: Optional[int] = None  # None: every patch of the file
     duplicate_threshold: float = measures.DUPLICATE_THRESHOLD
     sparse_code_max: float = 0.1  # (c)'s choice considers codes with mean activation ρ̂ at most this
+    smooth_units_min: float = 0.9  # (d)'s choice considers settings whose units' mean smoothness is at least this
     smoothness_threshold: float = measures.SMOOTHNESS_THRESHOLD  # below it, a unit's image is noise
     dead_spread: float = measures.DEAD_SPREAD  # a unit whose held-out activation varies less is dead
 
@@ -233,7 +235,8 @@ def run(config: Q1Config) -> dict:
     # (c) and (d): the setting each study points to, by measures.choose_setting's rule
     choices = {"beta_rho_choice": measures.choose_setting([r for _, r in beta_rho], ("beta", "rho"),
                                                           max_mean_activation=c.sparse_code_max),
-               "sweep_choice": measures.choose_setting([r for row in grid for _, r in row], ("hidden", "lam"))}
+               "sweep_choice": measures.choose_setting([r for row in grid for _, r in row], ("hidden", "lam"),
+                                                       min_smoothness=c.smooth_units_min)}
     plotting.q1_study_figures(beta_rho, grid, LABEL[c.optimizer], out,
                               chosen=tuple(v["name"] for v in choices.values()))
     mode = "vmap" if common.use_vmap(c.vmap) else "sequential"

@@ -165,3 +165,9 @@ def test_choose_setting_most_distinct_units_then_lower_mse_ratio():
     picked = measures.choose_setting(dense, ("beta", "rho"), max_mean_activation=0.1)
     assert picked["name"] == "sparse" and "sparse code" in picked["rule"]
     assert [c["eligible"] for c in picked["candidates"]] == [False, True]
+    # with a smoothness condition, grainy units do not win on their number
+    grainy = [{**_record("grainy", 2.2, 0.026, 100, 0.24), "mean_smoothness": 0.79},
+              {**_record("smooth", 2.2, 0.026, 96, 0.37), "mean_smoothness": 0.94}]
+    assert measures.choose_setting(grainy, ("beta",))["name"] == "grainy"
+    smooth = measures.choose_setting(grainy, ("beta",), min_smoothness=0.9)
+    assert smooth["name"] == "smooth" and "smooth units (mean smoothness ≥ 0.9)" in smooth["rule"]

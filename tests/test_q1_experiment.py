@@ -139,11 +139,13 @@ def test_quick_run_counts_units_and_chooses_settings(quick_run):
     assert tiny_rho["dead_units"] >= tiny_rho["hidden"] / 2
     assert m["distinct_structured_units"] >= m["hidden"] / 2 and m["dead_units"] < m["hidden"] / 2
     # each choice is the rule applied to its study's records, and names one of them
-    for key, study, keys, limit in (("beta_rho_choice", "beta_rho", ("beta", "rho"), m["settings"]["sparse_code_max"]),
-                                    ("sweep_choice", "sweep", ("hidden", "lam"), None)):
+    st = m["settings"]
+    for key, study, keys, limit, smooth in (("beta_rho_choice", "beta_rho", ("beta", "rho"), st["sparse_code_max"], None),
+                                            ("sweep_choice", "sweep", ("hidden", "lam"), None, st["smooth_units_min"])):
         choice = m[key]
-        assert choice == measures.choose_setting(m[study], keys, max_mean_activation=limit)
-        sparse = [r for r in m[study] if limit is None or r["mean_hidden_activation"] <= limit] or m[study]
+        assert choice == measures.choose_setting(m[study], keys, max_mean_activation=limit, min_smoothness=smooth)
+        sparse = [r for r in m[study] if (limit is None or r["mean_hidden_activation"] <= limit)
+                  and (smooth is None or r["mean_smoothness"] >= smooth)] or m[study]
         best = max(r["distinct_structured_units"] for r in sparse)
         chosen = next(r for r in m[study] if r["name"] == choice["name"])
         assert chosen["distinct_structured_units"] == best and {k: chosen[k] for k in keys} == choice["setting"]
