@@ -44,13 +44,27 @@ def raw_sentences(shared_dir) -> Path:
     return p
 
 
-@pytest.fixture
-def fast_compile():
-    """For tests that run tiny programs once: XLA's optimization passes cost more than they
-    save, so they are switched off for the test (numerics are unchanged) and restored."""
+def _without_xla_optimizations():
     import jax
 
     before = jax.config.read("jax_disable_most_optimizations")
     jax.config.update("jax_disable_most_optimizations", True)
     yield
     jax.config.update("jax_disable_most_optimizations", before)
+
+
+@pytest.fixture
+def fast_compile():
+    """For tests that run tiny programs once: XLA's optimization passes cost more than they
+    save, so they are switched off for the test (numerics are unchanged) and restored."""
+    yield from _without_xla_optimizations()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fast_compile_module(request):
+    """The same for a whole module that sets ``FAST_COMPILE = True`` (the quick end-to-end
+    runs of the experiments: tiny programs, each compiled once, dominated by compile time)."""
+    if getattr(request.module, "FAST_COMPILE", False):
+        yield from _without_xla_optimizations()
+    else:
+        yield

@@ -9,6 +9,8 @@ import pytest
 
 from benchmarks import epochs as benchmark
 
+FAST_COMPILE = True  # tiny programs compiled once: XLA's optimizations cost more than they save (conftest)
+
 TINY = {
     "ae": dict(benchmark.FULL["ae"], hidden=8),
     "lm": dict(benchmark.FULL["lm"], dim=4, hidden=16),

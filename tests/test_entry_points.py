@@ -17,6 +17,8 @@ from experiments import common, q1_autoencoder, q3_activity, smoke
 from mp_jax import atomic, cli
 from mp_jax.lock import FolderLock
 
+FAST_COMPILE = True  # tiny programs compiled once: XLA's optimizations cost more than they save (conftest)
+
 REPO = Path(__file__).resolve().parents[1]
 
 # (argument, the flag the message names, the value it quotes)

@@ -7,6 +7,8 @@ import pytest
 
 from experiments import __main__ as main_job
 
+FAST_COMPILE = True  # tiny programs compiled once: XLA's optimizations cost more than they save (conftest)
+
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):

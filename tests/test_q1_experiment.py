@@ -17,6 +17,8 @@ from experiments import q1_autoencoder as q1
 from mp_jax import lbfgs, train
 from mp_jax.models import autoencoder as ae
 
+FAST_COMPILE = True  # tiny programs compiled once: XLA's optimizations cost more than they save (conftest)
+
 PNG = b"\x89PNG\r\n\x1a\n"
 FIGURES = ("patches_rgb.png", "patches_preprocessed.png", "features.png", "features_optimizers.png",
            "optimizer_curves.png", "features_beta_rho.png", "features_sweep.png", "reconstructions.png")

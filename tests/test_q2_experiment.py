@@ -9,6 +9,8 @@ import pytest
 from experiments import q2_language_model as q2
 from mp_jax.data import build_q2
 
+FAST_COMPILE = True  # tiny programs compiled once: XLA's optimizations cost more than they save (conftest)
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from experiments import q3_activity as q3, tables
 
+FAST_COMPILE = True  # tiny programs compiled once: XLA's optimizations cost more than they save (conftest)
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

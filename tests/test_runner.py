@@ -8,6 +8,8 @@ from experiments import runner
 from mp_jax import checkpoint, train
 from mp_jax.models import mlp
 
+FAST_COMPILE = True  # tiny programs compiled once: XLA's optimizations cost more than they save (conftest)
+
 
 def blobs(n, key=0):
     k1, k2 = jax.random.split(jax.random.PRNGKey(key))

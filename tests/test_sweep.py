@@ -10,6 +10,8 @@ import pytest
 from mp_jax import sweep, train
 from mp_jax.models import mlp
 
+FAST_COMPILE = True  # tiny programs compiled once: XLA's optimizations cost more than they save (conftest)
+
 
 class HP(NamedTuple):
     lam: jax.Array
