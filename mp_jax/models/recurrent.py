@@ -23,9 +23,9 @@ is a ``lax.scan(reverse=True)`` whose carry holds the state gradient and the wei
 summed so far (BPTT2).
 
 Verbs, as every model module: :func:`init_params`, :func:`forward` → (logits, cache),
-:func:`backward`, :func:`loss` (the reference for ``jax.grad``, written independently with
-one matrix per gate), :func:`loss_and_grad` (manual), :func:`metrics`, :func:`predict`; and
-:func:`hidden_state_grads`, the gradient reaching every h_t.
+:func:`backward`, :func:`loss` (the reference for ``jax.grad``, from
+:mod:`mp_jax.models.recurrent_autodiff`), :func:`loss_and_grad` (manual), :func:`metrics`,
+:func:`predict`; and :func:`hidden_state_grads`, the gradient reaching every h_t.
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from mp_jax import layers
+from mp_jax.models.recurrent_autodiff import loss  # noqa: F401  (the reference for jax.grad, its own module)
 
 Array = jax.Array
 
@@ -358,41 +359,3 @@ def metrics(params: ClassifierParams, batch) -> dict:
     s = logits(params, x)
     value, _ = layers.softmax_cross_entropy_forward(s, y)
     return {"loss": value, "accuracy": jnp.mean((jnp.argmax(s, -1) == y).astype(s.dtype))}
-
-
-# ============================================================================= reference loss
-def _reference_last_state(cell: CellParams, x: Array) -> Array:
-    """h_T written plainly, one matrix per gate and no code shared with the manual path."""
-    kind = cell_name(cell)
-    g = N_BLOCKS[kind]
-    wx, wh, bs = jnp.split(cell.w_x, g, axis=1), jnp.split(cell.w_h, g, axis=1), jnp.split(cell.b, g)
-    sig = jax.nn.sigmoid
-
-    def pre(k, x_t, h):
-        return x_t @ wx[k] + h @ wh[k] + bs[k]
-
-    def rnn(h, x_t):
-        return jnp.tanh(pre(0, x_t, h)), None
-
-    def lstm(hc, x_t):
-        h, c = hc
-        c = sig(pre(1, x_t, h)) * c + sig(pre(0, x_t, h)) * jnp.tanh(pre(2, x_t, h))
-        return (sig(pre(3, x_t, h)) * jnp.tanh(c), c), None
-
-    def gru(h, x_t):
-        z, r = sig(pre(0, x_t, h)), sig(pre(1, x_t, h))
-        return z * h + (1.0 - z) * jnp.tanh(x_t @ wx[2] + (r * h) @ wh[2] + bs[2]), None
-
-    h0 = jnp.zeros((x.shape[0], cell.w_h.shape[0]), x.dtype)
-    step = {"rnn": rnn, "lstm": lstm, "gru": gru}[kind]
-    state, _ = jax.lax.scan(step, (h0, h0) if kind == "lstm" else h0, jnp.swapaxes(x, 0, 1))
-    return state[0] if kind == "lstm" else state
-
-
-def loss(params: ClassifierParams, batch) -> Array:
-    """Reference mean cross-entropy for ``jax.grad`` (jax.nn / jnp only)."""
-    x, y = batch
-    a = jax.nn.relu(_reference_last_state(params.cell, x) @ params.w_mlp + params.b_mlp)
-    z = a @ params.w_out + params.b_out
-    logp = jax.nn.log_softmax(z, axis=-1)
-    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
