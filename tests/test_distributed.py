@@ -29,7 +29,8 @@ REACTION_SLACK_S = 120
 def _env(cpu_devices=None):
     env = {k: v for k, v in os.environ.items()
            if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES") and not k.startswith("MP_JAX_")}
-    env.update(JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+    # XLA's optimizations off: tiny programs compiled once each (see conftest FAST_COMPILE)
+    env.update(JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
     return env
 
 

@@ -24,8 +24,9 @@ def test_quick_end_to_end(tmp_path, capsys):
     check_quick_metrics(out, json.loads((out / "metrics.json").read_text()))
 
 
-def check_quick_metrics(out, m):
-    """What a quick Q3 run writes, whatever the data: the protocol, every model's record, the figures."""
+def check_quick_metrics(out, m, models=q3.MODELS):
+    """What a quick Q3 run of ``models`` writes, whatever the data: the protocol, every
+    model's record (and the baseline's), the figures."""
     names = m["data"]["class_names"]
     assert len(names) == 6 and set(m["data"]["class_descriptions"]) == set(names)
     how = m["data"]["validation"]
@@ -33,7 +34,7 @@ def check_quick_metrics(out, m):
     assert m["data"]["n_train"] >= m["data"]["n_train_part"] + m["data"]["n_val"] - 32  # quick: whole batches
     for key in ("validation", "selection", "training", "augmentation", "refit"):
         assert m["protocol"][key]
-    for model in ("rnn", "lstm", "gru", "baseline"):
+    for model in (*models, "baseline"):
         r = m[model]
         for key in ("test_accuracy", "test_loss", "train_accuracy", "confusion_test", "seconds_per_epoch",
                     "epochs_run", "learning_rate", "val_accuracy", "seconds", "members", "seeds"):
@@ -46,7 +47,7 @@ def check_quick_metrics(out, m):
         assert r["seconds_per_epoch"] > 0 and r["seconds"] > 0
         png = (out / f"{model}_confusion.png").read_bytes()
         assert png[:8] == PNG and len(png) > 20000
-    for model in ("rnn", "lstm", "gru"):
+    for model in models:
         r = m[model]
         assert r["learning_rate"] == q3.Q3Config().lr(model)
         assert r["members"][0]["loaded"] is False and r["epochs"] == r["epochs_run"]
@@ -200,10 +201,12 @@ def test_wisdm_file_end_to_end(tmp_path):
     data = tmp_path / "data"
     assert data_cli.main(["build", "--only", "q3", "--wisdm", str(raw), "--out", str(data)]) == 0
     res = tmp_path / "results"
-    assert q3.main(["--quick", "--data-dir", str(data), "--results-dir", str(res), "--no-progress"]) == 0
+    # one recurrent model is enough here: the three are checked end to end on the default stand-in
+    assert q3.main(["--quick", "--models", "gru", "--data-dir", str(data), "--results-dir", str(res),
+                    "--no-progress"]) == 0
     m = json.loads((res / "q3" / "metrics.json").read_text())
     assert m["data"]["source"].startswith("stand-in: WISDM v1.1") and m["data"]["class_names"][0] == "downstairs"
-    check_quick_metrics(res / "q3", m)
+    check_quick_metrics(res / "q3", m, models=("gru",))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("seglearn") is None,

@@ -16,7 +16,9 @@ HANG_GUARD_S = 1800
 @pytest.fixture(scope="module")
 def result():
     """The script's two halves as two processes side by side (each compiles on one core)."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    # XLA's optimizations off: the script compiles many tiny programs once each (see conftest FAST_COMPILE)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
+               JAX_DISABLE_MOST_OPTIMIZATIONS="1")
     procs = {part: subprocess.Popen([sys.executable, str(SCRIPT), part], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True, env=env)
              for part in ("main", "reuse")}
