@@ -36,6 +36,14 @@ def test_each_question_prints_its_data_source_once_in_one_short_line(first_call)
         assert "licence" not in lines[0]  # the full credits are in REPORT.md
 
 
+def test_the_quick_q3_run_writes_every_models_record_and_figures(quick_run, first_call):
+    from q3_checks import check_quick_metrics
+
+    root, _ = quick_run
+    out = root / "results" / "q3"
+    check_quick_metrics(out, json.loads((out / "metrics.json").read_text()))  # RNN, LSTM and GRU
+
+
 def test_report_links_only_existing_figures(quick_run, first_call):
     root, _ = quick_run
     report = (root / "results" / "REPORT.md").read_text()

@@ -8,60 +8,22 @@ import numpy as np
 import pytest
 
 from experiments import q3_activity as q3, tables
+from q3_checks import PNG, check_quick_metrics
 
 FAST_COMPILE = True  # tiny programs compiled once: XLA's optimizations cost more than they save (conftest)
 
-PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("seglearn") is None,
                     reason="seglearn is not installed: the quick run builds the default Q3 stand-in from it")
 def test_quick_end_to_end(tmp_path, capsys):
+    # one recurrent model here; the main job's quick run (tests/test_main_job.py) checks all three
     res = tmp_path / "results"
-    assert q3.main(["--quick", "--data-dir", str(tmp_path / "data"), "--results-dir", str(res), "--no-progress"]) == 0
+    assert q3.main(["--quick", "--models", "rnn", "--data-dir", str(tmp_path / "data"), "--results-dir", str(res),
+                    "--no-progress"]) == 0
     assert capsys.readouterr().out.count("q3 data:") == 1
     out = res / "q3"
-    check_quick_metrics(out, json.loads((out / "metrics.json").read_text()))
-
-
-def check_quick_metrics(out, m, models=q3.MODELS):
-    """What a quick Q3 run of ``models`` writes, whatever the data: the protocol, every
-    model's record (and the baseline's), the figures."""
-    names = m["data"]["class_names"]
-    assert len(names) == 6 and set(m["data"]["class_descriptions"]) == set(names)
-    how = m["data"]["validation"]
-    assert how["kind"] == "subject" and how["subjects"] and m["data"]["n_val"] == how["n_val"]
-    assert m["data"]["n_train"] >= m["data"]["n_train_part"] + m["data"]["n_val"] - 32  # quick: whole batches
-    for key in ("validation", "selection", "training", "augmentation", "refit"):
-        assert m["protocol"][key]
-    for model in (*models, "baseline"):
-        r = m[model]
-        for key in ("test_accuracy", "test_loss", "train_accuracy", "confusion_test", "seconds_per_epoch",
-                    "epochs_run", "learning_rate", "val_accuracy", "seconds", "members", "seeds"):
-            assert key in r, (model, key)
-        cm = np.array(r["confusion_test"])
-        assert cm.shape == (6, 6) and cm.sum() == m["data"]["n_test"]
-        assert abs(np.trace(cm) / cm.sum() - r["members"][0]["test_accuracy"]) < 1e-6
-        assert r["test_accuracy"] == pytest.approx(np.mean(r["test_accuracy_per_seed"]))
-        assert 0.0 <= r["train_accuracy"] <= 1.0 and r["epochs_run"] >= 1 and r["test_loss"] > 0
-        assert r["seconds_per_epoch"] > 0 and r["seconds"] > 0
-        png = (out / f"{model}_confusion.png").read_bytes()
-        assert png[:8] == PNG and len(png) > 20000
-    for model in models:
-        r = m[model]
-        assert r["learning_rate"] == q3.Q3Config().lr(model)
-        assert r["members"][0]["loaded"] is False and r["epochs"] == r["epochs_run"]
-        assert len(r["history"]["train_loss"]) == r["epochs_run"]
-        v = r["validation"]
-        assert v["subjects"] == how["subjects"] and v["n_windows"] == how["n_val"]
-        assert len(v["history"]["val_loss"]) == v["epochs_run"] and 1 <= v["best_epoch"] <= v["epochs_run"]
-        assert (out / f"{model}_loss.png").read_bytes()[:8] == PNG
-    # the baseline learns something even in the quick run; the cells at least run
-    assert m["baseline"]["test_accuracy"] > 2 * m["chance_accuracy"]
-    assert (out / "loss_all.png").read_bytes()[:8] == PNG
-    table = (out / "comparison.md").read_text()
-    assert "GRU" in table and "logistic baseline" in table
-    assert m["settings"]["impl"] == "fast"
+    check_quick_metrics(out, json.loads((out / "metrics.json").read_text()), models=("rnn",))
 
 
 def test_flags_and_config():
