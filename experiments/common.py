@@ -89,12 +89,7 @@ def use_vmap(flag: Optional[bool] = None) -> bool:
     return jax.default_backend() != "cpu"
 
 
-class Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose usage errors are one line, ``prog: error: message (see
-    prog --help)``, exit status 2, instead of the whole usage text and then the message."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())} (see {self.prog} --help)\n")
+Parser = cli.Parser  # one-line usage errors (mp_jax.cli.Parser)
 
 
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:

@@ -245,3 +245,12 @@ def run_main(main: Callable[[list], Optional[int]], argv: Optional[Sequence[str]
 def _print_error(message: str) -> None:
     sys.stdout.flush()
     print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line, ``prog: error: message (see
+    prog --help)``, exit status 2, instead of the whole usage text and then the message
+    (subcommands made with ``add_subparsers`` inherit it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())} (see {self.prog} --help)\n")

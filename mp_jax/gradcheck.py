@@ -214,7 +214,7 @@ def report(model: str, dtype_name: str, result: dict) -> tuple[str, bool]:
 
 # ----------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mp_jax.gradcheck",
+    p = cli.Parser(prog="python -m mp_jax.gradcheck",
                                 description="Compare a model's manual gradients with jax.grad on a small instance.")
     p.add_argument("model", metavar="MODEL", choices=MODELS, help=f"one of {', '.join(MODELS)}")
     p.add_argument("--dtype", choices=tuple(DTYPES), default="float64", help="default float64")

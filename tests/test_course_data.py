@@ -250,8 +250,8 @@ def usage_error(argv, capsys) -> str:
         data_cli(argv)
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[0].startswith("usage: python -m mp_jax.data")
-    return err[-1]
+    assert len(err) == 1 and err[0].startswith("python -m mp_jax.data") and err[0].endswith(" --help)")
+    return err[0].rsplit(" (see ", 1)[0]
 
 
 def test_check_cli_bad_folders_are_usage_errors(tmp_path, capsys):

@@ -143,7 +143,7 @@ def test_bad_arguments_exit_2_with_one_error_line(argv, words, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error:" in line]
-    assert len(errors) == 1, err
+    assert len(errors) == 1 and err.strip() == errors[0], err  # the error line alone, no usage block
     assert all(w in errors[0] for w in words), errors[0]
     assert "Traceback" not in err
 

@@ -96,7 +96,7 @@ def _check_data_dir(parser: argparse.ArgumentParser, args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mp_jax.data", description=__doc__,
+    p = cli.Parser(prog="python -m mp_jax.data", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="{build,check}")
     b = sub.add_parser("build", help="build stand-in data files in the course schema")
