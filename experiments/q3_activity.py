@@ -238,9 +238,15 @@ def train_seeds(cell: str, seeds: list, train_data, val_data, c: Q3Config, n_cla
         metrics_fn=recurrent.metrics, progress=c.progress, split_over_cpu_cores=True)
 
 
+@functools.lru_cache(maxsize=None)
+def _eval_fn(metrics_fn):
+    """One jitted evaluation per metrics function, so its compiled programs serve every seed."""
+    return train.make_eval_fn(metrics_fn, 1024)
+
+
 def evaluate(metrics_fn, params, data) -> dict:
     """``{"loss", "accuracy"}`` of ``params`` on a split ``data`` = (x, y), as Python floats."""
-    return {k: float(v) for k, v in train.make_eval_fn(metrics_fn, 1024)(params, data).items()}
+    return {k: float(v) for k, v in _eval_fn(metrics_fn)(params, data).items()}
 
 
 def timing(m: runner.Member) -> dict:
@@ -269,16 +275,8 @@ def run_model(cell: str, d: Activity, c: Q3Config, out) -> dict:
     members = train_seeds(cell, seeds, as_jax(s.train_all), None, c, n_classes, vmap=vmap, data_seed=c.seed,
                           data_id=d.data_id, augmentation=c.augmentation(s.mean_all, s.std_all), stage="refit")
     predict = jax.jit(recurrent.predict)
-    rows = []
-    for seed, m in zip(seeds, members):
-        te, tr = evaluate(recurrent.metrics, m.params, as_jax(s.test_all)), evaluate(recurrent.metrics, m.params,
-                                                                                    as_jax(s.train_all))
-        cm = {split: metrics.confusion(xy[1], metrics.chunked(predict, m.params, xy[0], 1024), n_classes)
-              for split, xy in (("train", s.train_all), ("test", s.test_all))}
-        rows.append({"seed": seed, "test_accuracy": te["accuracy"], "test_loss": te["loss"],
-                     "train_accuracy": tr["accuracy"], "train_loss": tr["loss"], "epochs_run": int(m.epochs_run),
-                     "loaded": bool(m.loaded), "diverged": m.diverged, "confusion_test": cm["test"].tolist(),
-                     "confusion_train": cm["train"].tolist(), "history": m.history, **timing(m)})
+    rows = [member_row(seed, m, recurrent.metrics, predict, as_jax(s.train_all), as_jax(s.test_all), n_classes)
+            for seed, m in zip(seeds, members)]
     res = seed_summary(rows)
     res.update(learning_rate=c.lr(cell), epochs=c.n_epochs(cell), validation=validation, val_accuracy=val["accuracy"],
                val_loss=val["loss"], seconds=float(sum(r["seconds"] for r in rows) + validation["seconds"]),
@@ -312,6 +310,17 @@ def gradient_flow(params, data, n_windows: int = 256) -> list:
     x, y = jnp.asarray(x[:n_windows]), jnp.asarray(y[:n_windows])
     dh = jax.jit(recurrent.hidden_state_grads)(params, (x, y))  # [T, N, H] of the batch-mean loss
     return (jnp.linalg.norm(dh, axis=-1).mean(axis=1) * x.shape[0]).tolist()  # × N: per-window losses
+
+
+def member_row(seed: int, m: runner.Member, metrics_fn, predict, train_xy, test_xy, n_classes: int) -> dict:
+    """One refit member's numbers for ``metrics.json``: test and training accuracy and loss,
+    both confusion matrices, epochs, time, history. ``predict``: the model's jitted predict."""
+    te, tr = evaluate(metrics_fn, m.params, test_xy), evaluate(metrics_fn, m.params, train_xy)
+    cm = {split: metrics.confusion(np.asarray(xy[1]), metrics.chunked(predict, m.params, np.asarray(xy[0]), 1024),
+                                   n_classes).tolist() for split, xy in (("train", train_xy), ("test", test_xy))}
+    return {"seed": seed, "test_accuracy": te["accuracy"], "test_loss": te["loss"], "train_accuracy": tr["accuracy"],
+            "train_loss": tr["loss"], "epochs_run": int(m.epochs_run), "loaded": bool(m.loaded), "diverged": m.diverged,
+            "confusion_test": cm["test"], "confusion_train": cm["train"], "history": m.history, **timing(m)}
 
 
 def seed_summary(rows: list) -> dict:
@@ -363,13 +372,7 @@ def run_baseline(d: Activity, c: Q3Config, key, out) -> dict:
         k = key if j == 0 else jax.random.fold_in(key, j)
         m = fit("q3_baseline_logistic" + (f"_seed{c.seed + j}" if j else ""),
                 {**base_config, "seed": c.seed + j, "stage": "refit", "epochs": epochs}, all_tr, epochs, k, patience=None)
-        t, trm = evaluate(logistic.metrics, m.params, te), evaluate(logistic.metrics, m.params, all_tr)
-        cm = {split: metrics.confusion(np.asarray(xy[1]), metrics.chunked(predict, m.params, np.asarray(xy[0]), 1024),
-                                       len(d.names)) for split, xy in (("train", all_tr), ("test", te))}
-        rows.append({"seed": c.seed + j, "test_accuracy": t["accuracy"], "test_loss": t["loss"],
-                     "train_accuracy": trm["accuracy"], "train_loss": trm["loss"], "epochs_run": int(m.epochs_run),
-                     "loaded": bool(m.loaded), "diverged": m.diverged, "confusion_test": cm["test"].tolist(),
-                     "confusion_train": cm["train"].tolist(), "history": m.history, **timing(m)})
+        rows.append(member_row(c.seed + j, m, logistic.metrics, predict, all_tr, te, len(d.names)))
     res = seed_summary(rows)
     res.update(model="multinomial logistic regression on standardized per-axis mean, std, min, max, energy",
                learning_rate=c.baseline_lr, epochs=epochs, val_accuracy=val["accuracy"], val_loss=val["loss"],

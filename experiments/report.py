@@ -118,6 +118,20 @@ def environment() -> list:
 
 
 # ----------------------------------------------------------------------------- Q1
+def _unit_table(lines: list, records, columns: tuple) -> None:
+    """A Q1 study's table: ``columns`` ((header, record key) pairs), then the held-out MSE
+    ratio and the unit census of each record."""
+    if not records:
+        return
+    heads = [h for h, _ in columns] + ["held-out MSE ratio", "noise units", "dead units", "duplicate units"]
+    lines += ["| " + " | ".join(heads) + " |", "|---" * len(heads) + "|"]
+    for r in records:
+        cells = [_fmt(r.get(k)) for _, k in columns] + [_fmt(r.get("heldout_mse_ratio"))]
+        cells += [str(r.get(k, "?")) for k in ("noise_units", "dead_units", "duplicate_units")]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+
+
 def q1_section(qdir: Path, figs: Figures) -> list:
     m = _load(qdir)
     lines = ["## Q1 — Sparse autoencoder on natural-image patches", ""]
@@ -170,28 +184,14 @@ def q1_section(qdir: Path, figs: Figures) -> list:
     figs.add(lines, qdir, "features.png", "hidden-unit weights of the default model", used)
     figs.add(lines, qdir, "features_optimizers.png", "the same model trained by each optimizer", used)
     figs.add(lines, qdir, "features_beta_rho.png", "hidden-unit weights for five (β, ρ)", used)
-    if m.get("beta_rho"):
-        lines += ["| β | ρ | mean ρ̂ | held-out MSE ratio | noise units | dead units | duplicate units |",
-                  "|---|---|---|---|---|---|---|"]
-        for r in m["beta_rho"]:
-            lines.append(f"| {_fmt(r.get('beta'))} | {_fmt(r.get('rho'))} | {_fmt(r.get('mean_hidden_activation'))} | "
-                         f"{_fmt(r.get('heldout_mse_ratio'))} | {r.get('noise_units', '?')} | "
-                         f"{r.get('dead_units', '?')} | {r.get('duplicate_units', '?')} |")
-        lines.append("")
+    _unit_table(lines, m.get("beta_rho"), (("β", "beta"), ("ρ", "rho"), ("mean ρ̂", "mean_hidden_activation")))
     _findings(lines, findings.q1_beta_rho(m))
     lines += ["### d) L_hid × λ sweep", "",
               "More hidden units can represent more distinct features; a larger λ shrinks the weights, trading "
               "noisy, high-variance features for smooth ones that reconstruct less well (the λ term's gradient "
               "$\\lambda W$ pulls every weight towards 0).", ""]
     figs.add(lines, qdir, "features_sweep.png", "hidden-unit weights for each (L_hid, λ): rows L_hid, columns λ", used)
-    if m.get("sweep"):
-        lines += ["| L_hid | λ | final cost | held-out MSE ratio | noise units | dead units | duplicate units |",
-                  "|---|---|---|---|---|---|---|"]
-        for r in m["sweep"]:
-            lines.append(f"| {r.get('hidden')} | {_fmt(r.get('lam'))} | {_fmt(r.get('final_cost'))} | "
-                         f"{_fmt(r.get('heldout_mse_ratio'))} | {r.get('noise_units', '?')} | "
-                         f"{r.get('dead_units', '?')} | {r.get('duplicate_units', '?')} |")
-        lines.append("")
+    _unit_table(lines, m.get("sweep"), (("L_hid", "hidden"), ("λ", "lam"), ("final cost", "final_cost")))
     _findings(lines, findings.q1_sweep(m))
     _rest(lines, qdir, used, figs)
     return lines
