@@ -1,5 +1,6 @@
-"""The command-line gradient check: passes on the models as they are, fails a wrong gradient,
-prints one row per parameter and one per time step, and rejects bad arguments cleanly."""
+"""The command-line gradient check: every registry model and implementation passes, the three
+oracles and the intermediate table print, a wrong gradient fails its row and is named, and bad
+arguments are refused cleanly."""
 from __future__ import annotations
 
 import contextlib
@@ -8,31 +9,15 @@ import re
 import runpy
 import sys
 
-import numpy as np
+import jax
 import pytest
 
-from mp_jax import gradcheck
-from mp_jax.models import autoencoder, recurrent
+from mp_jax import gradcheck, registry
+from mp_jax.models import autoencoder, recurrent_fast
 
 SMALL = ["--T", "4", "--hidden", "3", "--batch", "3"]
-H, D, M, C = 3, gradcheck.SEQ_INPUTS, gradcheck.SEQ_MLP, gradcheck.SEQ_CLASSES
-L, V, E = gradcheck.AE_INPUTS, gradcheck.LM_VOCAB, gradcheck.LM_EMBED
-
-
-def _seq_shapes(blocks: int) -> dict:
-    return {"cell.w_x": [D, blocks * H], "cell.w_h": [H, blocks * H], "cell.b": [blocks * H],
-            "w_mlp": [H, M], "b_mlp": [M], "w_out": [M, C], "b_out": [C]}
-
-
-SHAPES = {  # parameter leaf → shape, for --hidden 3
-    "ae": {"w_enc": [L, H], "b_hid": [H], "b_out": [L]},
-    "ae-untied": {"w_enc": [L, H], "b_hid": [H], "b_out": [L], "w_dec": [H, L]},
-    "lm": {"emb": [V, E], "w_hid": [3 * E, H], "b_hid": [H], "w_out": [H, V], "b_out": [V]},
-    "rnn": _seq_shapes(1), "lstm": _seq_shapes(4), "gru": _seq_shapes(3),
-}
-LEAF_ROW = re.compile(r"^(\S+)\s+\[([\d, ]*)\]\s+(\S+)\s+(\S+)\s+(PASS|FAIL)$")
-STEP_ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(PASS|FAIL)$")
-_CACHE: dict = {}
+LEAF_ROW = re.compile(r"^(\S+)\s+\[([\d, ]*)\]\s+(\S+)\s+(\S+)(\s+\S+)?\s+(PASS|FAIL)$")
+INTER_ROW = re.compile(r"^(\S+)\s+(\d*)\s+\[([\d, ]*)\]\s+(\S+)\s+(\S+)\s+(PASS|FAIL)$")
 
 
 def _run(*argv: str) -> tuple[int, str]:
@@ -43,88 +28,83 @@ def _run(*argv: str) -> tuple[int, str]:
     return rc, out.getvalue()
 
 
-def _run_cached(*argv: str) -> tuple[int, str]:
-    """:func:`_run`, once per argument list in this module (each run compiles its programs)."""
-    if argv not in _CACHE:
-        _CACHE[argv] = _run(*argv)
-    return _CACHE[argv]
+def _sections(text: str) -> list[str]:
+    return text.split("gradient check: ")[1:]
 
 
-def _leaf_rows(text: str) -> dict:
+def _leaf_rows(section: str) -> dict:
     rows = {}
-    for line in text.splitlines():
+    for line in section.split("intermediate gradients")[0].splitlines():
         m = LEAF_ROW.match(line)
         if m:
             shape = [int(s) for s in m[2].split(",")] if m[2] else []
-            rows[m[1]] = (shape, float(m[3]), float(m[4]), m[5])
+            rows[m[1]] = (shape, float(m[4]), m[5], m[6])
     return rows
 
 
-def _step_rows(text: str) -> list:
-    table = text.split("‖∂L/∂h_t‖", 1)[1] if "‖∂L/∂h_t‖" in text else ""
-    return [(int(m[1]), float(m[2]), float(m[3]), float(m[4]), m[5])
-            for m in map(STEP_ROW.match, table.splitlines()) if m]
+@pytest.mark.parametrize("model", list(registry.MODELS))
+def test_every_model_and_implementation_passes_with_a_row_per_parameter(model, fast_compile):
+    spec = registry.get(model)
+    rc, text = _run(model, *SMALL)
+    assert rc == 0, text
+    sections = _sections(text)
+    assert [s.split(",")[1].split()[-1] for s in sections] == list(spec.impls)  # --impl all by default
+    with jax.enable_x64(True):
+        params, _ = spec.instance(registry.Size(batch=3, hidden=3, T=4))
+    want = {jax.tree_util.keystr(p).lstrip("."): list(a.shape) for p, a in jax.tree_util.tree_flatten_with_path(params)[0]}
+    for section in sections:
+        rows = _leaf_rows(section)
+        assert {k: v[0] for k, v in rows.items()} == want
+        assert all(v[3] == "PASS" and v[1] <= 1e-10 for v in rows.values())
+        assert "tolerance: float64" in section and "all rows PASS" in section
 
 
-@pytest.mark.parametrize("model", gradcheck.MODELS)
-def test_every_model_passes_in_float64_with_a_row_per_parameter(model):
-    rc, text = _run_cached(model, *SMALL)
+def test_fd_adds_a_finite_difference_column_and_intermediates_use_the_docs_symbols(fast_compile):
+    rc, text = _run("lstm", "--impl", "fast", "--fd", "--intermediates", *SMALL)
     assert rc == 0, text
     rows = _leaf_rows(text)
-    assert {name: row[0] for name, row in rows.items()} == SHAPES[model]
-    for name, (_, abs_err, rel_err, verdict) in rows.items():
-        assert verdict == "PASS" and rel_err <= 1e-8 and abs_err <= 1e-8, name
-    assert "all rows PASS" in text and "FAIL" not in text
-    loss_rows = [line for line in text.splitlines() if line.startswith(("loss_and_grad", "loss (reference)"))]
-    assert len(loss_rows) == 2 and all(line.endswith("PASS") for line in loss_rows)
-    if model in recurrent.CELLS:  # the independent forward reproduces recurrent.loss
-        assert any(line.startswith("independent forward") and line.endswith("PASS") for line in text.splitlines())
+    assert all(v[2] is not None and float(v[2]) <= 1e-6 for v in rows.values())
+    assert "step h = 1e-05" in text
+    inter = [INTER_ROW.match(line) for line in text.split("intermediate gradients")[1].splitlines()]
+    inter = [(m[1], m[2]) for m in inter if m]
+    assert inter[:2] == [("ds", ""), ("da", "")]
+    assert inter[2:8] == [(n, "4") for n in ("dh_t", "δ_o", "dc_t", "δ_i", "δ_f", "δ_g")]
+    assert len(inter) == 2 + 6 * 4
+    rc, text = _run("lm", "--intermediates", "--impl", "reference", "--case", "repeat")
+    names = [m[1] for m in map(INTER_ROW.match, text.split("intermediate gradients")[1].splitlines()) if m]
+    assert names[:3] == ["δ_z", "δ_h", "de"] and all(n.startswith("dR[") for n in names[3:]) and names[3:]
 
 
-def test_float32_passes_at_its_own_tolerance():
-    rc, text = _run("ae-untied", "--dtype", "float32", *SMALL)
+def test_float32_passes_at_its_own_tolerance(fast_compile):
+    rc, text = _run("gru", "--dtype", "float32", *SMALL)
     assert rc == 0, text
-    assert "float32, tolerance 1e-04" in text
-    rows = _leaf_rows(text)
-    assert set(rows) == set(SHAPES["ae-untied"]) and all(r[3] == "PASS" for r in rows.values())
-    assert max(r[2] for r in rows.values()) > 1e-12  # really computed in float32, not float64
+    assert "tolerance: float32" in text and "1e-04" in text
 
 
-def test_lstm_per_step_table_has_T_rows_where_manual_matches_autodiff():
-    rc, text = _run_cached("lstm", *SMALL)
-    assert rc == 0, text
-    steps = _step_rows(text)
-    assert [s[0] for s in steps] == [1, 2, 3, 4]
-    for t, manual, autodiff, rel, verdict in steps:
-        assert manual > 0.0 and np.isclose(manual, autodiff, rtol=1e-8, atol=0.0), t
-        assert rel <= 1e-8 and verdict == "PASS", t
-    assert len({s[1] for s in steps}) == 4  # a norm per step, not one value repeated
+def test_a_wrong_parameter_gradient_fails_its_row_and_the_exit_status(monkeypatch, fast_compile):
+    real = autoencoder.backward_with_intermediates
 
+    def wrong(params, cache, hp):
+        grads, named = real(params, cache, hp)
+        return grads._replace(b_hid=grads.b_hid * 1.001), named
 
-def test_a_wrong_parameter_gradient_fails_its_row_and_the_exit_status(monkeypatch):
-    real = autoencoder.loss_and_grad
-
-    def wrong(params, batch, *rest):
-        value, grads = real(params, batch, *rest)
-        return value, grads._replace(b_hid=grads.b_hid * 1.001)
-
-    monkeypatch.setattr(autoencoder, "loss_and_grad", wrong)
+    monkeypatch.setattr(autoencoder, "backward_with_intermediates", wrong)
     rc, text = _run("ae", *SMALL)
     assert rc == 1, text
     rows = _leaf_rows(text)
-    assert rows["b_hid"][3] == "FAIL" and rows["b_hid"][2] > 1e-8
+    assert rows["b_hid"][3] == "FAIL" and rows["b_hid"][1] > 1e-8
     assert all(rows[k][3] == "PASS" for k in rows if k != "b_hid")
-    assert "some rows FAIL" in text
+    assert "the first wrong tensor is b_hid" in text
 
 
-def test_a_wrong_hidden_state_gradient_fails_its_step(monkeypatch):
-    real = recurrent.hidden_state_grads
-    monkeypatch.setattr(recurrent, "hidden_state_grads", lambda p, b: real(p, b).at[1].multiply(1.01))
+def test_a_wrong_fast_step_fails_only_the_fast_implementation(monkeypatch, fast_compile):
+    real = recurrent_fast.rnn_step_backward
+    monkeypatch.setattr(recurrent_fast, "rnn_step_backward",
+                        lambda dh, h, w: (lambda d, p: (d * 1.01, p))(*real(dh, h, w)))
     rc, text = _run("rnn", *SMALL)
-    assert rc == 1, text
-    verdicts = [s[4] for s in _step_rows(text)]
-    assert verdicts == ["PASS", "FAIL", "PASS", "PASS"]
-    assert all(r[3] == "PASS" for r in _leaf_rows(text).values())  # loss_and_grad itself untouched
+    assert rc == 1
+    reference, fast = _sections(text)
+    assert "all rows PASS" in reference and "the first wrong tensor is δ_t at t = 4" in fast
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -133,9 +113,14 @@ def test_a_wrong_hidden_state_gradient_fails_its_step(monkeypatch):
     (["gru", "--T", "2.5"], ["--T", "2.5"]),
     (["ae", "--hidden", "0"], ["--hidden", "0", "positive integer"]),
     (["lm", "--batch", "0"], ["--batch", "0", "positive integer"]),
-    (["rnn", "--seed", "-1"], ["--seed", "-1", "non-negative integer"]),
+    (["rnn", "--seed", "-1"], ["--seed", "-1"]),
     (["cnn"], ["MODEL", "cnn", "lstm"]),
+    ([], ["MODEL", "required"]),
     (["ae", "--dtype", "float16"], ["--dtype", "float16", "float32"]),
+    (["ae", "--impl", "fast"], ["--impl", "ae", "reference"]),
+    (["lstm", "--case", "repeat"], ["--case", "repeat", "lm"]),
+    (["lstm", "--bug", "nope"], ["--bug", "nope", "--bug list"]),
+    (["rnn", "--bug", "lstm-no-forget-carry"], ["--bug", "lstm-no-forget-carry", "lstm"]),
 ])
 def test_bad_arguments_exit_2_with_one_error_line(argv, words, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -101,8 +101,27 @@ def _terms(params: AEParams, x: Array, h: Array, o: Array, hp: AEHyper, h_c: Arr
     }
 
 
-def backward(params: AEParams, cache: AECache, hp: AEHyper = DEFAULT_HYPER) -> AEParams:
-    """dJ/dparams from the forward cache.
+def output_delta(o: Array, x: Array) -> Array:
+    """δ_o = (o − x)/N ⊙ o(1 − o) <float>[N, L_in] (AE10): the reconstruction term's
+    gradient at the output's pre-activation z."""
+    return layers.sigmoid_backward((o - x) / x.shape[0], o)
+
+
+def sparsity_delta(rho_hat: Array, rho_hat_c: Array, hp: AEHyper) -> Array:
+    """s = ∂(β Σ_b KL(ρ‖ρ̂_b))/∂ρ̂ = β(−ρ/ρ̂ + (1−ρ)/(1−ρ̂)) <float>[L_hid] (AE12), with
+    1 − ρ̂ given as ``rho_hat_c`` (the batch mean of σ(−a), AE17)."""
+    return hp.beta * (-hp.rho / rho_hat + (1.0 - hp.rho) / rho_hat_c)
+
+
+def tied_weight_grad(dw_enc: Array, dw_dec: Array, w: Array, lam) -> Array:
+    """dJ/dW of the tied matrix (AE16): W appears as W1 and as W2ᵀ, so both paths and
+    both decay terms: dW1 + dW2ᵀ + 2λW <float>[L_in, L_hid]."""
+    return dw_enc + dw_dec.T + 2.0 * lam * w
+
+
+def backward_with_intermediates(params: AEParams, cache: AECache, hp: AEHyper = DEFAULT_HYPER):
+    """dJ/dparams from the forward cache, and the named intermediate gradients
+    {"δ_o" <[N, L_in]>, "s" <[L_hid]>, "δ_h" <[N, L_hid]>} in the order computed.
 
     δ_o = (o − x) ⊙ o(1 − o) / N (AE10); δ_h = (δ_o W2ᵀ + s/N) ⊙ h(1 − h) (AE13) with
     s_b = β(−ρ/ρ̂_b + (1−ρ)/(1−ρ̂_b)) (AE12); dW1 = xᵀ δ_h + λ W1, dW2 = hᵀ δ_o + λ W2
@@ -110,26 +129,38 @@ def backward(params: AEParams, cache: AECache, hp: AEHyper = DEFAULT_HYPER) -> A
     """
     x, h, o = cache.enc.x, cache.h, cache.o
     n = x.shape[0]
-    dz = layers.sigmoid_backward((o - x) / n, o)  # δ_o (AE10)
+    dz = output_delta(o, x)  # δ_o (AE10)
     dh, dw_dec, db_out = layers.linear_backward(dz, cache.dec)  # (AE11)
     # 1 − ρ̂ and σ'(a) = h(1 − h) from h_c = σ(−a), not by subtraction: where the hidden units
     # saturate (ρ̂ → 1) the subtraction keeps only the rounding of ρ̂ and h, and s/N, which grows
     # as 1/(1 − ρ̂), multiplies that error (pre-activations near 20: dW1 off by 5e-8 relative in
     # float64; in float32 1 − ρ̂ rounds to 0 and the gradient is NaN)
     rho_hat, rho_hat_c = jnp.mean(h, axis=0), jnp.mean(cache.h_c, axis=0)  # (AE7), (AE17)
-    s = hp.beta * (-hp.rho / rho_hat + (1.0 - hp.rho) / rho_hat_c)  # (AE12)
+    s = sparsity_delta(rho_hat, rho_hat_c, hp)  # (AE12)
     da = (dh + s / n) * h * cache.h_c  # δ_h (AE13), 1 − h as σ(−a) (AE17)
     _, dw_enc, db_hid = layers.linear_backward(da, cache.enc)  # (AE14)
+    named = {"δ_o": dz, "s": s, "δ_h": da}
     if params.tied:  # W appears as W1 and as W2ᵀ: both paths and both decay terms (2λW): (AE16)
-        return AEParams(dw_enc + dw_dec.T + 2.0 * hp.lam * params.w_enc, db_hid, db_out, None)
-    return AEParams(dw_enc + hp.lam * params.w_enc, db_hid, db_out, dw_dec + hp.lam * params.w_dec)  # (AE15)
+        return AEParams(tied_weight_grad(dw_enc, dw_dec, params.w_enc, hp.lam), db_hid, db_out, None), named
+    return AEParams(dw_enc + hp.lam * params.w_enc, db_hid, db_out, dw_dec + hp.lam * params.w_dec), named  # (AE15)
+
+
+def backward(params: AEParams, cache: AECache, hp: AEHyper = DEFAULT_HYPER) -> AEParams:
+    """dJ/dparams from the forward cache (:func:`backward_with_intermediates`)."""
+    return backward_with_intermediates(params, cache, hp)[0]
+
+
+def loss_grad_and_intermediates(params: AEParams, batch: Array, hp: AEHyper = DEFAULT_HYPER):
+    """(J, gradients, named intermediate gradients) of the manual backward."""
+    o, cache = forward(params, batch)
+    value = sum(_terms(params, cache.enc.x, cache.h, o, hp, cache.h_c).values())  # x in the weights' dtype
+    grads, named = backward_with_intermediates(params, cache, hp)
+    return value, grads, named
 
 
 def loss_and_grad(params: AEParams, batch: Array, hp: AEHyper = DEFAULT_HYPER) -> tuple[Array, AEParams]:
     """Manual forward and backward: (J, :class:`AEParams` of gradients)."""
-    o, cache = forward(params, batch)
-    value = sum(_terms(params, cache.enc.x, cache.h, o, hp, cache.h_c).values())  # x in the weights' dtype
-    return value, backward(params, cache, hp)
+    return loss_grad_and_intermediates(params, batch, hp)[:2]
 
 
 # ----------------------------------------------------------------------------- reference

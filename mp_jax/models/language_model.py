@@ -55,14 +55,21 @@ def forward(params: LMParams, ids: jax.Array) -> tuple[jax.Array, LMCache]:
     return z, LMCache(c_emb, c_hid, c_sig, c_out)
 
 
-def backward(cache: LMCache, dz: jax.Array) -> LMParams:
-    """Gradients of the loss given dL/dz <float>[N, V]; dR = scatter-add of the D-blocks of δ_h W1ᵀ."""
+def backward_with_intermediates(cache: LMCache, dz: jax.Array):
+    """Gradients of the loss given dL/dz <float>[N, V], and the named intermediate
+    gradients {"δ_h" <[N, P]> (LM7), "de" <[N, 3D]> (LM8)}; dR = scatter-add of the D-blocks
+    of de (LM9-LM10)."""
     dh, dw_out, db_out = layers.linear_backward(dz, cache.out)  # (LM6)
     da = layers.sigmoid_backward(dh, cache.sig)  # (LM7)
     de, dw_hid, db_hid = layers.linear_backward(da, cache.hid)  # (LM8)
     n = de.shape[0]
     demb = layers.embedding_backward(de.reshape(n, 3, -1), cache.emb)  # (LM9), (LM10)
-    return LMParams(demb, dw_hid, db_hid, dw_out, db_out)
+    return LMParams(demb, dw_hid, db_hid, dw_out, db_out), {"δ_h": da, "de": de}
+
+
+def backward(cache: LMCache, dz: jax.Array) -> LMParams:
+    """Gradients of the loss given dL/dz <float>[N, V] (:func:`backward_with_intermediates`)."""
+    return backward_with_intermediates(cache, dz)[0]
 
 
 def loss(params: LMParams, batch) -> jax.Array:
@@ -77,13 +84,19 @@ def loss(params: LMParams, batch) -> jax.Array:
     return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
 
 
-def loss_and_grad(params: LMParams, batch) -> tuple[jax.Array, LMParams]:
-    """Manual forward and backward: (mean cross-entropy, LMParams of gradients)."""
+def loss_grad_and_intermediates(params: LMParams, batch):
+    """(mean cross-entropy, LMParams of gradients, {"δ_z", "δ_h", "de"}) of the manual backward."""
     ids, y = batch
     z, cache = forward(params, ids)
     value, ce_cache = layers.softmax_cross_entropy_forward(z, y)  # (LM4)
-    dz = layers.softmax_cross_entropy_backward(jnp.ones((), z.dtype), ce_cache)  # (LM5)
-    return value, backward(cache, dz)
+    dz = layers.softmax_cross_entropy_backward(jnp.ones((), z.dtype), ce_cache)  # δ_z (LM5)
+    grads, named = backward_with_intermediates(cache, dz)
+    return value, grads, {"δ_z": dz, **named}
+
+
+def loss_and_grad(params: LMParams, batch) -> tuple[jax.Array, LMParams]:
+    """Manual forward and backward: (mean cross-entropy, LMParams of gradients)."""
+    return loss_grad_and_intermediates(params, batch)[:2]
 
 
 def predict_proba(params: LMParams, ids: jax.Array) -> jax.Array:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from mp_jax import layers
 from mp_jax.models.language_model import (  # noqa: F401  (re-exported: same parameters, same reference)
-    LMCache, LMParams, backward, init_params, loss, metrics, predict_proba)
+    LMCache, LMParams, backward, backward_with_intermediates, init_params, loss, metrics, predict_proba)
 
 
 def forward(params: LMParams, ids: jax.Array) -> tuple[jax.Array, LMCache]:
@@ -30,10 +30,17 @@ def forward(params: LMParams, ids: jax.Array) -> tuple[jax.Array, LMCache]:
     return z, LMCache(c_emb, c_hid, h, c_out)
 
 
-def loss_and_grad(params: LMParams, batch) -> tuple[jax.Array, LMParams]:
-    """Manual forward and backward: (mean cross-entropy, LMParams of gradients)."""
+def loss_grad_and_intermediates(params: LMParams, batch):
+    """(mean cross-entropy, LMParams of gradients, {"δ_z", "δ_h", "de"}): this forward, the
+    reference's backward."""
     ids, y = batch
     z, cache = forward(params, ids)
     value, ce_cache = layers.softmax_cross_entropy_forward(z, y)
     dz = layers.softmax_cross_entropy_backward(jnp.ones((), z.dtype), ce_cache)
-    return value, backward(cache, dz)
+    grads, named = backward_with_intermediates(cache, dz)
+    return value, grads, {"δ_z": dz, **named}
+
+
+def loss_and_grad(params: LMParams, batch) -> tuple[jax.Array, LMParams]:
+    """Manual forward and backward: (mean cross-entropy, LMParams of gradients)."""
+    return loss_grad_and_intermediates(params, batch)[:2]

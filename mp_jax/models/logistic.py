@@ -81,13 +81,18 @@ def loss(params: LogisticParams, batch, hp: LogisticHP = LogisticHP()) -> Array:
     return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1)) + 0.5 * hp.l2 * jnp.sum(params.w ** 2)
 
 
-def loss_and_grad(params: LogisticParams, batch, hp: LogisticHP = LogisticHP()):
-    """Manual (loss, LogisticParams of gradients); batch = (f <float>[N, F], y <int>[N])."""
+def loss_grad_and_intermediates(params: LogisticParams, batch, hp: LogisticHP = LogisticHP()):
+    """(loss, LogisticParams of gradients, {"δ_z": dL/dz <[N, C]>})."""
     f, y = batch
     z, cache = forward(params, f)
     ce, ce_cache = layers.softmax_cross_entropy_forward(z, y)
     dz = layers.softmax_cross_entropy_backward(jnp.ones((), z.dtype), ce_cache)
-    return ce + 0.5 * hp.l2 * jnp.sum(params.w ** 2), backward(params, cache, dz, hp)
+    return ce + 0.5 * hp.l2 * jnp.sum(params.w ** 2), backward(params, cache, dz, hp), {"δ_z": dz}
+
+
+def loss_and_grad(params: LogisticParams, batch, hp: LogisticHP = LogisticHP()):
+    """Manual (loss, LogisticParams of gradients); batch = (f <float>[N, F], y <int>[N])."""
+    return loss_grad_and_intermediates(params, batch, hp)[:2]
 
 
 def predict(params: LogisticParams, f: Array) -> Array:

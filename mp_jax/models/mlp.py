@@ -41,13 +41,19 @@ def forward(params: MLPParams, x: jax.Array):
     return z, (c1, c2, c3)
 
 
-def backward(cache, dz: jax.Array) -> MLPParams:
-    """Gradients of the loss given dL/dz <float>[N, C]."""
+def backward_with_intermediates(cache, dz: jax.Array):
+    """Gradients of the loss given dL/dz <float>[N, C], and {"δ_a": the hidden layer's
+    pre-activation gradient <[N, H]>}."""
     c1, c2, c3 = cache
     dh, dw_out, db_out = layers.linear_backward(dz, c3)  # (P2), (P3), (P4)
     da = layers.tanh_backward(dh, c2)  # (P12)
     _, dw_in, db_in = layers.linear_backward(da, c1)  # (P3), (P4)
-    return MLPParams(dw_in, db_in, dw_out, db_out)
+    return MLPParams(dw_in, db_in, dw_out, db_out), {"δ_a": da}
+
+
+def backward(cache, dz: jax.Array) -> MLPParams:
+    """Gradients of the loss given dL/dz <float>[N, C]."""
+    return backward_with_intermediates(cache, dz)[0]
 
 
 def loss(params: MLPParams, batch) -> jax.Array:
@@ -58,13 +64,19 @@ def loss(params: MLPParams, batch) -> jax.Array:
     return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
 
 
-def loss_and_grad(params: MLPParams, batch):
-    """Manual forward and backward: (mean cross-entropy, MLPParams of gradients)."""
+def loss_grad_and_intermediates(params: MLPParams, batch):
+    """(mean cross-entropy, MLPParams of gradients, {"δ_z" <[N, C]>, "δ_a" <[N, H]>})."""
     x, y = batch
     z, cache = forward(params, x)
     value, ce_cache = layers.softmax_cross_entropy_forward(z, y)
     dz = layers.softmax_cross_entropy_backward(jnp.ones((), z.dtype), ce_cache)  # (P17)
-    return value, backward(cache, dz)
+    grads, named = backward_with_intermediates(cache, dz)
+    return value, grads, {"δ_z": dz, **named}
+
+
+def loss_and_grad(params: MLPParams, batch):
+    """Manual forward and backward: (mean cross-entropy, MLPParams of gradients)."""
+    return loss_grad_and_intermediates(params, batch)[:2]
 
 
 def metrics(params: MLPParams, batch) -> dict:

@@ -127,13 +127,14 @@ def rnn_step_forward(p: RNNParams, h_prev: Array, x_t: Array) -> tuple[Array, RN
     return h, RNNStepCache(x_t, h_prev, h)
 
 
-def rnn_step_backward(p: RNNParams, dh: Array, cache: RNNStepCache) -> tuple[Array, RNNParams]:
-    """(dh_{t−1}, this step's gradients) from dh_t; key derivative tanh' = 1 − h_t²."""
+def rnn_step_backward(p: RNNParams, dh: Array, cache: RNNStepCache) -> tuple[Array, RNNParams, dict]:
+    """(dh_{t−1}, this step's gradients, {"δ_t": δ_t}) from dh_t; key derivative
+    tanh' = 1 − h_t²."""
     x, h_prev, h = cache
     da = dh * (1.0 - h * h)  # (RNN3) through the tanh
     grads = RNNParams(w_x=x.T @ da, w_h=h_prev.T @ da, b=da.sum(0))  # (RNN4)
     dh_prev = da @ p.w_h.T  # (RNN5)
-    return dh_prev, grads
+    return dh_prev, grads, {"δ_t": da}
 
 
 # ============================================================================= LSTM step
@@ -159,10 +160,11 @@ def lstm_step_forward(p: LSTMParams, state: tuple[Array, Array], x_t: Array):
 
 
 def lstm_step_backward(p: LSTMParams, dstate: tuple[Array, Array], cache: LSTMStepCache):
-    """((dh_{t−1}, dc_{t−1}), this step's gradients) from (dh_t, dc_t).
+    """((dh_{t−1}, dc_{t−1}), this step's gradients, its named deltas) from (dh_t, dc_t).
 
     dc_t enters as the gradient from step t + 1 (zero at t = T) and collects the path
-    through h_t first (LSTM6); σ' = σ(1 − σ), tanh' = 1 − tanh².
+    through h_t first (LSTM6); σ' = σ(1 − σ), tanh' = 1 − tanh². The named deltas are
+    δ_o, dc_t (the whole ∂L/∂c_t, after LSTM6), δ_i, δ_f, δ_g, each <float>[N, H].
     """
     dh, dc = dstate
     x, h_prev, c_prev, i, f, g, o, c = cache
@@ -176,7 +178,7 @@ def lstm_step_backward(p: LSTMParams, dstate: tuple[Array, Array], cache: LSTMSt
     grads = LSTMParams(w_x=x.T @ da, w_h=h_prev.T @ da, b=da.sum(0))  # (LSTM10)
     dh_prev = da @ p.w_h.T  # (LSTM11)
     dc_prev = dc * f  # (LSTM12) the cell-state path
-    return (dh_prev, dc_prev), grads
+    return (dh_prev, dc_prev), grads, {"δ_o": d_o, "dc_t": dc, "δ_i": d_i, "δ_f": d_f, "δ_g": d_g}
 
 
 # ============================================================================= GRU step
@@ -206,9 +208,9 @@ def gru_step_forward(p: GRUParams, h_prev: Array, x_t: Array) -> tuple[Array, GR
     return h, GRUStepCache(x_t, h_prev, z, r, n)
 
 
-def gru_step_backward(p: GRUParams, dh: Array, cache: GRUStepCache) -> tuple[Array, GRUParams]:
-    """(dh_{t−1}, this step's gradients) from dh_t; the reset gate sits inside the
-    candidate's matmul, so its gradient passes back through U_n first (GRU8)."""
+def gru_step_backward(p: GRUParams, dh: Array, cache: GRUStepCache) -> tuple[Array, GRUParams, dict]:
+    """(dh_{t−1}, this step's gradients, {δ_n, δ_z, δ_r}) from dh_t; the reset gate sits
+    inside the candidate's matmul, so its gradient passes back through U_n first (GRU8)."""
     x, h_prev, z, r, n = cache
     _, (u_zr, u_n), _ = _gru_blocks(p)
     d_n = dh * (1.0 - z) * (1.0 - n * n)  # (GRU6)
@@ -221,15 +223,19 @@ def gru_step_backward(p: GRUParams, dh: Array, cache: GRUStepCache) -> tuple[Arr
                       w_h=jnp.concatenate([h_prev.T @ d_zr, (r * h_prev).T @ d_n], axis=-1),
                       b=da.sum(0))
     dh_prev = dh * z + d_rh * r + d_zr @ u_zr.T  # (GRU11)
-    return dh_prev, grads
+    return dh_prev, grads, {"δ_n": d_n, "δ_z": d_z, "δ_r": d_r}
 
 
 # ============================================================================= sequences
-STEPS = {
-    "rnn": (rnn_step_forward, rnn_step_backward),
-    "lstm": (lstm_step_forward, lstm_step_backward),
-    "gru": (gru_step_forward, gru_step_backward),
-}
+#: The named deltas each cell's step backward returns, in the order the backward computes them.
+STEP_DELTAS = {"rnn": ("δ_t",), "lstm": ("δ_o", "dc_t", "δ_i", "δ_f", "δ_g"), "gru": ("δ_n", "δ_z", "δ_r")}
+
+
+def step_functions(kind: str):
+    """(step forward, step backward) of a cell, looked up when called: a learner's or a
+    bug zoo's replacement of ``lstm_step_backward`` (a module attribute) is the one used."""
+    return {"rnn": (rnn_step_forward, rnn_step_backward), "lstm": (lstm_step_forward, lstm_step_backward),
+            "gru": (gru_step_forward, gru_step_backward)}[kind]
 
 
 def _hidden(state):
@@ -250,7 +256,7 @@ def encode_forward(cell: CellParams, x: Array):
     field stacked over time (time-major, [T, N, ·]).
     """
     kind = cell_name(cell)
-    step_forward, _ = STEPS[kind]
+    step_forward, _ = step_functions(kind)
     xs = jnp.swapaxes(x, 0, 1).astype(cell.w_h.dtype)  # [T, N, D]: the scan runs over axis 0
     state0 = _zero_state(kind, jnp.zeros((x.shape[0], cell.w_h.shape[0]), cell.w_h.dtype))
 
@@ -264,52 +270,56 @@ def encode_forward(cell: CellParams, x: Array):
 def encode_backward(cell: CellParams, caches, dh_last: Array):
     """Backpropagation through time from dL/dh_T <float>[N, H].
 
-    Returns the cell's gradients and dL/dh_t for every step <float>[T, N, H] (t = 1 … T).
+    Returns the cell's gradients and the named gradients of every step, each stacked over
+    time <float>[T, N, ·] (t = 1 … T): "dh_t" (dL/dh_t) and the cell's deltas
+    (:data:`STEP_DELTAS`).
     """
     kind = cell_name(cell)
-    _, step_backward = STEPS[kind]
+    _, step_backward = step_functions(kind)
     dstate = (dh_last, jnp.zeros_like(dh_last)) if kind == "lstm" else dh_last  # (BPTT1)
 
     def step(carry, cache):
         dstate, total = carry
-        dstate_prev, grads = step_backward(cell, dstate, cache)
+        dstate_prev, grads, deltas = step_backward(cell, dstate, cache)
         total = jax.tree.map(jnp.add, total, grads)  # (BPTT2) weights shared over time
-        return (dstate_prev, total), _hidden(dstate)
+        return (dstate_prev, total), {"dh_t": _hidden(dstate), **deltas}
 
     zero_grads = jax.tree.map(jnp.zeros_like, cell)
-    (_, grads), dhs = jax.lax.scan(step, (dstate, zero_grads), caches, reverse=True)
-    return grads, dhs
+    (_, grads), per_step = jax.lax.scan(step, (dstate, zero_grads), caches, reverse=True)
+    return grads, per_step
 
 
 # ============================================================================= classifier
-def _head_forward(params: ClassifierParams, h_last: Array):
+def head_forward(params: ClassifierParams, h_last: Array):
+    """Logits s <float>[N, C] from h_T <float>[N, H] (HEAD1-HEAD2), and the cache."""
     a, c1 = layers.linear_forward(h_last, params.w_mlp, params.b_mlp)
     u, c2 = layers.relu_forward(a)  # (HEAD1)
     s, c3 = layers.linear_forward(u, params.w_out, params.b_out)  # (HEAD2)
     return s, (c1, c2, c3)
 
 
-def _head_backward(head_cache, ds: Array):
-    """(dL/dh_T, (dW_mlp, db_mlp, dW_out, db_out)) from dL/ds."""
+def head_backward(head_cache, ds: Array):
+    """(dL/dh_T, (dW_mlp, db_mlp, dW_out, db_out), da) from dL/ds; da <float>[N, M] is
+    the gradient of the ReLU layer's pre-activation (HEAD6)."""
     c1, c2, c3 = head_cache
     du, dw_out, db_out = layers.linear_backward(ds, c3)  # (HEAD5)
     da = layers.relu_backward(du, c2)  # (HEAD6)
     dh_last, dw_mlp, db_mlp = layers.linear_backward(da, c1)  # (HEAD6)
-    return dh_last, (dw_mlp, db_mlp, dw_out, db_out)
+    return dh_last, (dw_mlp, db_mlp, dw_out, db_out), da
 
 
 def forward(params: ClassifierParams, x: Array):
     """Logits <float>[N, C] for x <float>[N, T, D], and the cache for :func:`backward`."""
     h_last, step_caches = encode_forward(params.cell, x)
-    s, head_cache = _head_forward(params, h_last)
+    s, head_cache = head_forward(params, h_last)
     return s, (step_caches, head_cache)
 
 
 def _backward_with_states(params: ClassifierParams, cache, ds: Array):
     step_caches, head_cache = cache
-    dh_last, head_grads = _head_backward(head_cache, ds)
-    cell_grads, dhs = encode_backward(params.cell, step_caches, dh_last)
-    return ClassifierParams(cell_grads, *head_grads), dhs
+    dh_last, head_grads, da = head_backward(head_cache, ds)
+    cell_grads, per_step = encode_backward(params.cell, step_caches, dh_last)
+    return ClassifierParams(cell_grads, *head_grads), {"da": da, **per_step}
 
 
 def backward(params: ClassifierParams, cache, ds: Array) -> ClassifierParams:
@@ -334,13 +344,24 @@ def loss_and_grad(params: ClassifierParams, batch):
     return value, backward(params, cache, ds)
 
 
+def loss_grad_and_intermediates(params: ClassifierParams, batch):
+    """(loss, gradients, named intermediate gradients) of the manual backward.
+
+    The intermediates, as docs/recurrent.md names them: "ds" <[N, C]> (HEAD4), "da"
+    <[N, M]> (HEAD6), and per step, stacked over time <[T, N, H]>, "dh_t" and the cell's
+    deltas (:data:`STEP_DELTAS`).
+    """
+    x, y = batch
+    s, cache = forward(params, x)
+    value, ds = _cross_entropy(s, y)
+    grads, named = _backward_with_states(params, cache, ds)
+    return value, grads, {"ds": ds, **named}
+
+
 def hidden_state_grads(params: ClassifierParams, batch) -> Array:
     """dL/dh_t <float>[T, N, H] for t = 1 … T, from the manual BPTT (BPTT3: how the
     gradient reaching early steps shrinks or grows)."""
-    x, y = batch
-    s, cache = forward(params, x)
-    _, ds = _cross_entropy(s, y)
-    return _backward_with_states(params, cache, ds)[1]
+    return loss_grad_and_intermediates(params, batch)[2]["dh_t"]
 
 
 def logits(params: ClassifierParams, x: Array) -> Array:

@@ -58,6 +58,7 @@ from mp_jax import layers
 from mp_jax.models.recurrent import (  # noqa: F401
     CELLS, N_BLOCKS, CellParams, ClassifierParams, GRUParams, LSTMParams, RNNParams, cell_name,
     init_params, loss)
+from mp_jax.models import recurrent as _reference  # the head and its softmax cross-entropy, shared
 from mp_jax.reuse import BufferReuse
 
 Array = jax.Array
@@ -136,11 +137,12 @@ def lstm_step_backward(dh: Array, dc: Array, cache: LSTMStepCache, w_hT: Array) 
     dc_t ← dc + dh ⊙ o ⊙ (1 − tanh²c_t); δ = [dc_t, dc_t, dc_t, dh] ⊙ q (q as in
     :class:`LSTMStepCache`, i.e. δ_i = dc_t g i(1−i), δ_f = dc_t c_{t−1} f(1−f),
     δ_g = dc_t i (1−g²), δ_o = dh tanh(c_t) o(1−o)); dh_{t−1} = δ W_hᵀ; dc_{t−1} = dc_t ⊙ f.
-    ``w_hT`` is W_hᵀ <float>[4H, H]. Returns (δ <float>[N, 4H], dh_prev, dc_prev).
+    ``w_hT`` is W_hᵀ <float>[4H, H]. Returns (δ <float>[N, 4H], dh_prev, dc_prev, dc_t), dc_t
+    the whole ∂L/∂c_t (read only by :func:`loss_grad_and_intermediates`; dead code otherwise).
     """
     dc = dc + dh * cache.o_dtanh
     delta = jnp.concatenate([dc, dc, dc, dh], axis=-1) * cache.q
-    return delta, delta @ w_hT, dc * cache.f
+    return delta, delta @ w_hT, dc * cache.f, dc
 
 
 class GRUStepCache(NamedTuple):
@@ -434,43 +436,54 @@ def encode_backward(cell: CellParams, cache, dh_t: Array, *, unroll: int = 1) ->
     w_h = cell.w_h
     hdim = w_h.shape[0]
     if kind == "rnn":
-        w_hT = _transposed(w_h.T)
-
-        def step(dh, h):
-            delta, dh_prev = rnn_step_backward(dh, h, w_hT)
-            return dh_prev, delta
-
-        _, deltas = jax.lax.scan(step, dh_t, cache.hs, reverse=True, unroll=unroll)
-        return RNNParams(*_weight_grads(_shift(cache.hs), cache.xs, deltas))
+        return _rnn_encode_backward(cell, cache, dh_t, unroll=unroll)[0]
     if kind == "lstm":
         return _lstm_encode_backward(cell, cache, dh_t, unroll=unroll)[0]
 
     return _gru_encode_backward(cell, cache, dh_t, unroll=unroll)[0]
 
 
+def _rnn_encode_backward(cell: RNNParams, cache: RNNCache, dh_t: Array, *, unroll: int = 1,
+                         record: bool = False):
+    """The RNN's BPTT (see :func:`encode_backward`): (gradients, δ_t <[T, N, H]>, dL/dh_t
+    <[T, N, H]> if ``record`` else None)."""
+    w_hT = _transposed(cell.w_h.T)
+
+    def step(dh, h):
+        delta, dh_prev = rnn_step_backward(dh, h, w_hT)
+        return dh_prev, ((delta, dh) if record else delta)
+
+    _, out = jax.lax.scan(step, dh_t, cache.hs, reverse=True, unroll=unroll)
+    deltas, dhs = out if record else (out, None)
+    return RNNParams(*_weight_grads(_shift(cache.hs), cache.xs, deltas)), deltas, dhs
+
+
 def _lstm_encode_backward(cell: LSTMParams, cache: LSTMCache, dh_t: Array, *,
-                          unroll: int = 1) -> tuple[LSTMParams, LSTMBuffers]:
+                          unroll: int = 1, record: bool = False):
     """The LSTM's BPTT (see :func:`encode_backward`), writing δ_t over the forward's q_t in
-    place; also returns its buffers for reuse by the next minibatch."""
+    place; returns (gradients, its buffers for reuse by the next minibatch), and with
+    ``record`` also (dL/dh_t, dL/dc_t) <[T, N, H]> each (the scan emits them only then)."""
     w_hT = _transposed(cell.w_h.T)
     steps = cache.steps
 
     def step(carry, t):
         dh, dc, q = carry
         sc = LSTMStepCache(*(jax.lax.dynamic_index_in_dim(b, t, keepdims=False) for b in (q, steps.f, steps.o_dtanh)))
-        delta, dh_prev, dc_prev = lstm_step_backward(dh, dc, sc, w_hT)
-        return (dh_prev, dc_prev, jax.lax.dynamic_update_slice(q, delta[None], (t, 0, 0))), None
+        delta, dh_prev, dc_prev, dc_t = lstm_step_backward(dh, dc, sc, w_hT)
+        return (dh_prev, dc_prev, jax.lax.dynamic_update_slice(q, delta[None], (t, 0, 0))), ((dh, dc_t) if record else None)
 
     init = (dh_t, jnp.zeros_like(dh_t), steps.q)
-    (_, _, deltas), _ = jax.lax.scan(step, init, jnp.arange(cache.xs.shape[0]), reverse=True, unroll=unroll)
+    (_, _, deltas), states = jax.lax.scan(step, init, jnp.arange(cache.xs.shape[0]), reverse=True, unroll=unroll)
     grads = LSTMParams(*_weight_grads(cache.h_prev, cache.xs, deltas))
-    return grads, LSTMBuffers(deltas, steps.f, steps.o_dtanh, cache.h_prev)
+    bufs = LSTMBuffers(deltas, steps.f, steps.o_dtanh, cache.h_prev)
+    return (grads, bufs, states) if record else (grads, bufs)
 
 
 def _gru_encode_backward(cell: GRUParams, cache: GRUCache, dh_t: Array, *, unroll: int = 1,
-                         rh_aug: Array | None = None) -> tuple[GRUParams, GRUBuffers]:
+                         rh_aug: Array | None = None, record: bool = False):
     """The GRU's BPTT (see :func:`encode_backward`); also returns its buffers for reuse:
-    ``rh_aug`` a reused [r ⊙ h, x, 1] operand (None: a fresh one)."""
+    ``rh_aug`` a reused [r ⊙ h, x, 1] operand (None: a fresh one). With ``record`` a third
+    value, dL/dh_t <[T, N, H]> (the scan emits it only then)."""
     w_h = cell.w_h
     hdim = w_h.shape[0]
     u_zrT, u_nT = _transposed(*(u.T for u in _gru_split(w_h)))
@@ -490,16 +503,17 @@ def _gru_encode_backward(cell: GRUParams, cache: GRUCache, dh_t: Array, *, unrol
         after = 0.0 * (dh_prev[:, :1] + jax.lax.dynamic_slice_in_dim(rh_aug, t, 1)[0, :, :1])
         d_zr = jax.lax.dynamic_update_slice(d_zr, (dzr + after)[None], (t, 0, 0))
         d_n = jax.lax.dynamic_update_slice(d_n, (dn + after)[None], (t, 0, 0))
-        return (dh_prev, d_zr, d_n, rh_aug), None
+        return (dh_prev, d_zr, d_n, rh_aug), (dh if record else None)
 
     steps = jnp.arange(cache.xs.shape[0])
     rh0 = _augmented_empty(cache.xs, hdim) if rh_aug is None else _with_inputs(rh_aug, cache.xs, hdim)
     init = (dh_t, cache.us, cache.ns, rh0)
-    (_, d_zr, d_n, rh_aug), _ = jax.lax.scan(step, init, steps, reverse=True, unroll=unroll)
+    (_, d_zr, d_n, rh_aug), dhs = jax.lax.scan(step, init, steps, reverse=True, unroll=unroll)
     zr = _weight_grads_augmented(h_aug, d_zr, hdim)
     nn = _weight_grads_augmented(rh_aug, d_n, hdim)
     grads = GRUParams(*(jnp.concatenate([a, b], axis=-1) for a, b in zip(zr, nn)))
-    return grads, GRUBuffers(h_aug, d_zr, d_n, rh_aug)
+    bufs = GRUBuffers(h_aug, d_zr, d_n, rh_aug)
+    return (grads, bufs, dhs) if record else (grads, bufs)
 
 
 def encode(cell: CellParams, x: Array, *, unroll: int = 1) -> Array:
@@ -527,40 +541,25 @@ def encode(cell: CellParams, x: Array, *, unroll: int = 1) -> Array:
 
 
 # ============================================================================= classifier
-def _head(params: ClassifierParams, h_t: Array):
-    a, c1 = layers.linear_forward(h_t, params.w_mlp, params.b_mlp)
-    a, c2 = layers.relu_forward(a)
-    z, c3 = layers.linear_forward(a, params.w_out, params.b_out)
-    return z, (c1, c2, c3)
-
-
+# The head (HEAD1-HEAD6) and the softmax cross-entropy are the reference's: a few small
+# matmuls per minibatch, nothing to lay out for speed.
 def forward(params: ClassifierParams, x: Array, *, unroll: int = 1):
     """Logits <float>[N, C] for x <float>[N, T, D], and the cache for :func:`backward`."""
     h_t, seq_cache = encode_forward(params.cell, x, unroll=unroll)
-    z, head_cache = _head(params, h_t)
+    z, head_cache = _reference.head_forward(params, h_t)
     return z, (seq_cache, head_cache)
-
-
-def _head_backward(head_cache, dz: Array):
-    """(dL/dh_T, (dW_mlp, db_mlp, dW_out, db_out)) from dL/dz."""
-    c1, c2, c3 = head_cache
-    da, dw_out, db_out = layers.linear_backward(dz, c3)
-    da = layers.relu_backward(da, c2)
-    dh_t, dw_mlp, db_mlp = layers.linear_backward(da, c1)
-    return dh_t, (dw_mlp, db_mlp, dw_out, db_out)
 
 
 def backward(params: ClassifierParams, cache, dz: Array, *, unroll: int = 1) -> ClassifierParams:
     """All gradients from dL/dz <float>[N, C]: head first, then BPTT from dL/dh_T."""
     seq_cache, head_cache = cache
-    dh_t, head_grads = _head_backward(head_cache, dz)
+    dh_t, head_grads, _ = _reference.head_backward(head_cache, dz)
     return ClassifierParams(encode_backward(params.cell, seq_cache, dh_t, unroll=unroll), *head_grads)
 
 
 def _cross_entropy(z: Array, y: Array) -> tuple[Array, Array]:
-    """(mean cross-entropy, dL/dz)."""
-    value, ce_cache = layers.softmax_cross_entropy_forward(z, y)
-    return value, layers.softmax_cross_entropy_backward(jnp.ones((), z.dtype), ce_cache)
+    """(mean cross-entropy, dL/dz): the reference's (HEAD3-HEAD4)."""
+    return _reference._cross_entropy(z, y)
 
 
 def loss_and_grad(params: ClassifierParams, batch, *, unroll: int = 1):
@@ -605,14 +604,39 @@ def loss_and_grad_step(params: ClassifierParams, batch, buffers, *, unroll: int 
         return loss_and_grad(params, batch, unroll=unroll), buffers
     x, y = batch
     h_t, seq_cache = encode_forward(params.cell, x, unroll=unroll, buffers=buffers)
-    z, head_cache = _head(params, h_t)
+    z, head_cache = _reference.head_forward(params, h_t)
     value, dz = _cross_entropy(z, y)
-    dh_t, head_grads = _head_backward(head_cache, dz)
+    dh_t, head_grads, _ = _reference.head_backward(head_cache, dz)
     if isinstance(buffers, LSTMBuffers):
         dcell, buffers = _lstm_encode_backward(params.cell, seq_cache, dh_t, unroll=unroll)
     else:
         dcell, buffers = _gru_encode_backward(params.cell, seq_cache, dh_t, unroll=unroll, rh_aug=buffers.rh_aug)
     return (value, ClassifierParams(dcell, *head_grads)), buffers
+
+
+def loss_grad_and_intermediates(params: ClassifierParams, batch):
+    """(loss, gradients, named intermediate gradients) of this fast path, named as the
+    reference's :func:`mp_jax.models.recurrent.loss_grad_and_intermediates`: "ds", "da", and
+    per step <[T, N, H]> "dh_t" and the cell's deltas. The scans run as in training, but also
+    emit dL/dh_t (and dL/dc_t) per step; the deltas are the buffers the backward writes."""
+    x, y = batch
+    kind = cell_name(params.cell)
+    h_t, seq_cache = encode_forward(params.cell, x)
+    z, head_cache = _reference.head_forward(params, h_t)
+    value, dz = _cross_entropy(z, y)
+    dh_t, head_grads, da = _reference.head_backward(head_cache, dz)
+    if kind == "rnn":
+        dcell, deltas, dhs = _rnn_encode_backward(params.cell, seq_cache, dh_t, record=True)
+        per_step = {"dh_t": dhs, "δ_t": deltas}
+    elif kind == "lstm":
+        dcell, bufs, (dhs, dcs) = _lstm_encode_backward(params.cell, seq_cache, dh_t, record=True)
+        d_i, d_f, d_g, d_o = jnp.split(bufs.q, 4, axis=-1)
+        per_step = {"dh_t": dhs, "δ_o": d_o, "dc_t": dcs, "δ_i": d_i, "δ_f": d_f, "δ_g": d_g}
+    else:
+        dcell, bufs, dhs = _gru_encode_backward(params.cell, seq_cache, dh_t, record=True)
+        d_z, d_r = jnp.split(bufs.us, 2, axis=-1)
+        per_step = {"dh_t": dhs, "δ_n": bufs.ns, "δ_z": d_z, "δ_r": d_r}
+    return value, ClassifierParams(dcell, *head_grads), {"ds": dz, "da": da, **per_step}
 
 
 #: :func:`loss_and_grad` for training: an epoch carries the GRU's and LSTM's scan buffers from one
@@ -623,7 +647,7 @@ loss_and_grad_reusing = BufferReuse(loss_and_grad_step, scan_buffers, batch_axis
 
 def logits(params: ClassifierParams, x: Array) -> Array:
     """<float>[N, C], without keeping any activations."""
-    return _head(params, encode(params.cell, x))[0]
+    return _reference.head_forward(params, encode(params.cell, x))[0]
 
 
 def predict(params: ClassifierParams, x: Array) -> Array:

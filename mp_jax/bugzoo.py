@@ -1,0 +1,294 @@
+"""A zoo of wrong backward passes: the mistakes the gradient checks must catch.
+
+A check that has never failed on a known mistake is unproven. Each :class:`Bug` below is a
+mistake that is made, and published, again and again in hand-written backward passes: a
+function that replaces ONE piece of a correct backward (a module attribute: a step backward,
+a layer's backward, the sparsity term) with a copy that differs in the one place the
+comment ``# BUG`` marks. :func:`applied` swaps it in for the duration of a ``with`` block; the
+models read their pieces as module attributes when they run, so the swapped piece is the one
+traced.
+
+``tests/test_bugzoo.py`` asserts that the gradient table's check
+(:func:`mp_jax.gradtable.check_gradients`, default tolerances) fails for every bug and that
+the first wrong tensor it names is :attr:`Bug.first_wrong`. ``python -m mp_jax.gradcheck MODEL
+--bug NAME`` shows what such a failure looks like; ``--bug list`` names them all.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from mp_jax import layers
+from mp_jax.models import autoencoder, language_model_fast, logistic, recurrent, recurrent_fast
+from mp_jax.models.language_model import LMCache
+from mp_jax.models.logistic import LogisticParams
+from mp_jax.models.recurrent import GRUParams, LSTMParams, RNNParams
+from mp_jax.registry import Size
+
+
+@dataclasses.dataclass(frozen=True)
+class Bug:
+    name: str
+    model: str  # the registry model it is shown on
+    impl: str  # the implementation whose piece it replaces
+    module: object  # the module holding the piece
+    attribute: str  # the piece: a function of that module
+    replacement: Callable
+    summary: str  # what is wrong, in one line
+    why: str  # how the mistake arises and what it costs
+    first_wrong: str  # the first tensor the intermediate check names (a docs/ symbol or a leaf; dR: any row)
+    size: Size = Size()  # the instance it is shown on
+
+    @property
+    def piece(self) -> str:
+        return f"{self.module.__name__}.{self.attribute}"
+
+
+@contextlib.contextmanager
+def applied(bug: Bug):
+    """Run the body with ``bug``'s piece in place of the correct one (restored on exit)."""
+    original = getattr(bug.module, bug.attribute)
+    setattr(bug.module, bug.attribute, bug.replacement)
+    try:
+        yield bug
+    finally:
+        setattr(bug.module, bug.attribute, original)
+
+
+# ============================================================================= reference recurrences
+def _lstm_step_no_forget_carry(p: LSTMParams, dstate, cache):
+    dh, dc = dstate
+    x, h_prev, c_prev, i, f, g, o, c = cache
+    tanh_c = jnp.tanh(c)
+    d_o = dh * tanh_c * o * (1.0 - o)
+    dc = dc + dh * o * (1.0 - tanh_c * tanh_c)
+    d_i, d_f, d_g = dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f), dc * i * (1.0 - g * g)
+    da = jnp.concatenate([d_i, d_f, d_g, d_o], axis=-1)
+    grads = LSTMParams(w_x=x.T @ da, w_h=h_prev.T @ da, b=da.sum(0))
+    dc_prev = dc  # BUG: the cell-state path passes through c_t = f ⊙ c_{t−1} + …: dc ⊙ f
+    return (da @ p.w_h.T, dc_prev), grads, {"δ_o": d_o, "dc_t": dc, "δ_i": d_i, "δ_f": d_f, "δ_g": d_g}
+
+
+def _lstm_step_tanh_prime_of_c(p: LSTMParams, dstate, cache):
+    dh, dc = dstate
+    x, h_prev, c_prev, i, f, g, o, c = cache
+    tanh_c = jnp.tanh(c)
+    d_o = dh * tanh_c * o * (1.0 - o)
+    dc = dc + dh * o * (1.0 - c * c)  # BUG: tanh'(c) = 1 − tanh²(c), written as 1 − c²
+    d_i, d_f, d_g = dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f), dc * i * (1.0 - g * g)
+    da = jnp.concatenate([d_i, d_f, d_g, d_o], axis=-1)
+    grads = LSTMParams(w_x=x.T @ da, w_h=h_prev.T @ da, b=da.sum(0))
+    return (da @ p.w_h.T, dc * f), grads, {"δ_o": d_o, "dc_t": dc, "δ_i": d_i, "δ_f": d_f, "δ_g": d_g}
+
+
+def _lstm_step_h_t_in_dwh(p: LSTMParams, dstate, cache):
+    dh, dc = dstate
+    x, h_prev, c_prev, i, f, g, o, c = cache
+    tanh_c = jnp.tanh(c)
+    d_o = dh * tanh_c * o * (1.0 - o)
+    dc = dc + dh * o * (1.0 - tanh_c * tanh_c)
+    d_i, d_f, d_g = dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f), dc * i * (1.0 - g * g)
+    da = jnp.concatenate([d_i, d_f, d_g, d_o], axis=-1)
+    h = o * tanh_c
+    grads = LSTMParams(w_x=x.T @ da, w_h=h.T @ da, b=da.sum(0))  # BUG: h_t where h_{t−1} belongs
+    return (da @ p.w_h.T, dc * f), grads, {"δ_o": d_o, "dc_t": dc, "δ_i": d_i, "δ_f": d_f, "δ_g": d_g}
+
+
+def _rnn_step_h_t_in_dwh(p: RNNParams, dh, cache):
+    x, h_prev, h = cache
+    da = dh * (1.0 - h * h)
+    grads = RNNParams(w_x=x.T @ da, w_h=h.T @ da, b=da.sum(0))  # BUG: h_t where h_{t−1} belongs
+    return da @ p.w_h.T, grads, {"δ_t": da}
+
+
+def _gru_step_no_direct_path(p: GRUParams, dh, cache):
+    x, h_prev, z, r, n = cache
+    hdim = h_prev.shape[-1]
+    u_zr, u_n = p.w_h[:, :2 * hdim], p.w_h[:, 2 * hdim:]
+    d_n = dh * (1.0 - z) * (1.0 - n * n)
+    d_z = dh * (h_prev - n) * z * (1.0 - z)
+    d_rh = d_n @ u_n.T
+    d_r = d_rh * h_prev * r * (1.0 - r)
+    d_zr = jnp.concatenate([d_z, d_r], axis=-1)
+    da = jnp.concatenate([d_zr, d_n], axis=-1)
+    grads = GRUParams(w_x=x.T @ da, w_h=jnp.concatenate([h_prev.T @ d_zr, (r * h_prev).T @ d_n], axis=-1),
+                      b=da.sum(0))
+    dh_prev = d_rh * r + d_zr @ u_zr.T  # BUG: h_t = z ⊙ h_{t−1} + …: the direct term dh ⊙ z is missing
+    return dh_prev, grads, {"δ_n": d_n, "δ_z": d_z, "δ_r": d_r}
+
+
+def _encode_backward_weights_set(cell, caches, dh_last):
+    kind = recurrent.cell_name(cell)
+    _, step_backward = recurrent.step_functions(kind)
+    dstate = (dh_last, jnp.zeros_like(dh_last)) if kind == "lstm" else dh_last
+
+    def step(carry, cache):
+        dstate, total = carry
+        dstate_prev, grads, deltas = step_backward(cell, dstate, cache)
+        total = grads  # BUG: the weights are shared over time: their gradient is the SUM over steps
+        return (dstate_prev, total), {"dh_t": dstate[0] if kind == "lstm" else dstate, **deltas}
+
+    (_, grads), per_step = jax.lax.scan(step, (dstate, jax.tree.map(jnp.zeros_like, cell)), caches, reverse=True)
+    return grads, per_step
+
+
+# ============================================================================= fast recurrences
+def _fast_lstm_step_no_forget_carry(dh, dc, cache, w_hT):
+    dc = dc + dh * cache.o_dtanh
+    delta = jnp.concatenate([dc, dc, dc, dh], axis=-1) * cache.q
+    return delta, delta @ w_hT, dc, dc  # BUG: dc_{t−1} = dc_t ⊙ f, the ⊙ f dropped
+
+
+def _fast_lstm_step_output_gate_from_dc(dh, dc, cache, w_hT):
+    dc = dc + dh * cache.o_dtanh
+    delta = jnp.concatenate([dc, dc, dc, dc], axis=-1) * cache.q  # BUG: δ_o is fed by dh_t, not dc_t
+    return delta, delta @ w_hT, dc * cache.f, dc
+
+
+def _fast_rnn_step_no_tanh_prime(dh, h, w_hT):
+    delta = dh  # BUG: the tanh's derivative (1 − h_t²) is missing
+    return delta, delta @ w_hT
+
+
+def _fast_gru_update_gate_sign(dh, cache, u_zrT, u_nT):
+    hdim = dh.shape[-1]
+    u, n, h = cache
+    u_z, u_r = u[..., :hdim], u[..., hdim:]
+    z, r = recurrent_fast._gru_gates(u)
+    dn = dh * ((1.0 - z) * (1.0 - n * n))
+    drh = dn @ u_nT
+    dzr = jnp.concatenate([dh * (n - h) * (0.25 * (1.0 - u_z * u_z)),  # BUG: h_t = z h + (1 − z) n: (h − n)
+                           drh * h * (0.25 * (1.0 - u_r * u_r))], axis=-1)
+    return dzr, dn, dh * z + drh * r + dzr @ u_zrT
+
+
+# ============================================================================= the language model
+def _embedding_backward_set(dout, cache: layers.EmbeddingCache):
+    ids, vocab_size = cache
+    d = dout.shape[-1]
+    demb = jnp.zeros((vocab_size, d), dout.dtype)
+    return demb.at[ids.reshape(-1)].set(dout.reshape(-1, d))  # BUG: a repeated word keeps one block: add
+
+
+def _lm_fast_forward_caches_preactivation(params, ids):
+    e3, c_emb = layers.embedding_forward(ids, params.emb)
+    a, c_hid = layers.linear_forward(e3.reshape(ids.shape[0], -1), params.w_hid, params.b_hid)
+    h = 0.5 * jnp.tanh(0.5 * a) + 0.5
+    z, c_out = layers.linear_forward(h, params.w_out, params.b_out)
+    return z, LMCache(c_emb, c_hid, a, c_out)  # BUG: σ' = h(1 − h) needs h; a is cached
+
+
+# ============================================================================= layers, AE, logistic
+def _softmax_ce_backward_no_mean(dloss, cache: layers.SoftmaxCECache):
+    probs, labels = cache
+    onehot = jax.nn.one_hot(labels, probs.shape[1], dtype=probs.dtype)
+    return dloss * (probs - onehot)  # BUG: the loss is a mean over N examples: / N
+
+
+def _linear_backward_dw_transposed(dy, cache: layers.LinearCache):
+    x, w = cache
+    x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
+    return dy @ w.T, (x2.T @ dy2).T, dy2.sum(axis=0)  # BUG: dW = xᵀ dy, transposed (fits square W)
+
+
+def _relu_backward_mask_from_gradient(dy, y):
+    return jnp.where(dy > 0, dy, jnp.zeros_like(dy))  # BUG: the mask is where the INPUT was > 0 (y > 0)
+
+
+def _sparsity_delta_sign(rho_hat, rho_hat_c, hp):
+    return hp.beta * (hp.rho / rho_hat - (1.0 - hp.rho) / rho_hat_c)  # BUG: the KL term's sign
+
+
+def _tied_weight_grad_encoder_only(dw_enc, dw_dec, w, lam):
+    return dw_enc + 2.0 * lam * w  # BUG: W is also the decoder (W2 = Wᵀ): + dW2ᵀ is missing
+
+
+def _logistic_backward_no_decay(params: LogisticParams, cache, dz, hp=logistic.LogisticHP()):
+    _, dw, db = layers.linear_backward(dz, cache)
+    return LogisticParams(dw, db)  # BUG: λ/2 ‖W‖² is in the loss: + λ W
+
+
+# ============================================================================= the zoo
+BUGS: dict[str, Bug] = {b.name: b for b in (
+    Bug("lstm-no-forget-carry", "lstm", "reference", recurrent, "lstm_step_backward", _lstm_step_no_forget_carry,
+        "dc_{t−1} = dc_t: the cell gradient carried back without ⊙ f",
+        "c_t = f ⊙ c_{t−1} + i ⊙ g, so ∂c_t/∂c_{t−1} = f; dropping it treats the cell as a plain "
+        "accumulator and overstates every earlier step's gradient", "dc_t"),
+    Bug("lstm-tanh-prime-of-c", "lstm", "reference", recurrent, "lstm_step_backward", _lstm_step_tanh_prime_of_c,
+        "tanh' of the wrong tensor: 1 − c_t² instead of 1 − tanh²(c_t)",
+        "tanh'(x) = 1 − tanh²(x) is written in terms of the OUTPUT; applied to the input c_t it "
+        "is another function (negative for |c_t| > 1)", "dc_t"),
+    Bug("lstm-h-t-in-dWh", "lstm", "reference", recurrent, "lstm_step_backward", _lstm_step_h_t_in_dwh,
+        "dW_h += h_tᵀ δ_t: the step's output where its input h_{t−1} belongs",
+        "W_h multiplies h_{t−1} in step t; with the step's own output every δ is right and only "
+        "dW_h is wrong, which per-step checks of dh_t cannot see", "cell.w_h"),
+    Bug("rnn-h-t-in-dWh", "rnn", "reference", recurrent, "rnn_step_backward", _rnn_step_h_t_in_dwh,
+        "dW_h += h_tᵀ δ_t: h_t where h_{t−1} belongs",
+        "the off-by-one of BPTT: the hidden state saved after the step instead of before it", "cell.w_h"),
+    Bug("gru-no-direct-path", "gru", "reference", recurrent, "gru_step_backward", _gru_step_no_direct_path,
+        "dh_{t−1} without dh_t ⊙ z, the path through the update gate's copy of h_{t−1}",
+        "h_{t−1} reaches h_t three ways (the z ⊙ h_{t−1} term, the candidate and the gates); "
+        "the direct one, the GRU's reason to exist, is the one most often dropped", "dh_t"),
+    Bug("bptt-weights-set", "lstm", "reference", recurrent, "encode_backward", _encode_backward_weights_set,
+        "the reverse scan keeps the last step's weight gradient instead of summing over steps",
+        "one W serves every step (BPTT2): its gradient is Σ_t of the per-step terms; assigning "
+        "keeps only t = 1's", "cell.w_x"),
+    Bug("lstm-fast-no-forget-carry", "lstm", "fast", recurrent_fast, "lstm_step_backward",
+        _fast_lstm_step_no_forget_carry,
+        "the fast step returns dc_t, not dc_t ⊙ f, as the carried cell gradient",
+        "the same mistake in the fused step of the fast path", "dc_t"),
+    Bug("lstm-fast-output-gate-from-dc", "lstm", "fast", recurrent_fast, "lstm_step_backward",
+        _fast_lstm_step_output_gate_from_dc,
+        "δ_o scaled by dc_t instead of dh_t in the fused product",
+        "h_t = o ⊙ tanh(c_t): the output gate sees dh_t only; fusing the four gates into one "
+        "product [dc, dc, dc, dh] ⊙ q invites a fourth dc", "δ_o"),
+    Bug("rnn-fast-no-tanh-prime", "rnn", "fast", recurrent_fast, "rnn_step_backward", _fast_rnn_step_no_tanh_prime,
+        "δ_t = dh_t: the derivative of the tanh forgotten",
+        "backpropagating through the matmul but not through the nonlinearity after it", "δ_t"),
+    Bug("gru-fast-update-sign", "gru", "fast", recurrent_fast, "_gru_backward", _fast_gru_update_gate_sign,
+        "δ_z with (n − h_{t−1}) where this GRU has (h_{t−1} − n)",
+        "two conventions are published, h_t = z ⊙ h_{t−1} + (1 − z) ⊙ n (Cho et al., used here) and "
+        "h_t = (1 − z) ⊙ h_{t−1} + z ⊙ n (PyTorch's docs); mixing them flips δ_z's sign", "δ_z"),
+    Bug("embedding-set-not-added", "lm", "fast", layers, "embedding_backward", _embedding_backward_set,
+        "dR[ids] = de: the embedding gradient written instead of added",
+        "a word used twice (in one context or in two examples) contributes twice; NumPy's "
+        "dR[ids] += de with repeated ids does the same as this .set (np.add.at adds)", "dR",
+        Size(special="repeat")),
+    Bug("lm-fast-cache-preactivation", "lm", "fast", language_model_fast, "forward",
+        _lm_fast_forward_caches_preactivation,
+        "the fast forward caches the hidden pre-activation a where σ' = h(1 − h) needs h",
+        "σ'(a) = σ(a)(1 − σ(a)) is written in terms of the output; caching the input of the "
+        "nonlinearity gives a(1 − a)", "δ_h"),
+    Bug("softmax-ce-no-mean", "mlp", "reference", layers, "softmax_cross_entropy_backward",
+        _softmax_ce_backward_no_mean,
+        "dz = p − onehot(y), the 1/N of the mean loss missing",
+        "the loss is a mean over the batch; the gradient of a sum is N times too large "
+        "(invisible at N = 1)", "δ_z"),
+    Bug("linear-dw-transposed", "mlp", "reference", layers, "linear_backward", _linear_backward_dw_transposed,
+        "dW = (xᵀ dy)ᵀ: the weight gradient transposed",
+        "with square weights the shapes agree and nothing crashes; only the values are wrong",
+        "w_in", Size(special="square")),
+    Bug("relu-mask-from-gradient", "gru", "reference", layers, "relu_backward", _relu_backward_mask_from_gradient,
+        "the head's ReLU masks where the incoming gradient is positive, not where its input was",
+        "ReLU'(a) = 1[a > 0] depends on the forward's input, not on the gradient arriving", "da"),
+    Bug("ae-kl-sign", "ae", "reference", autoencoder, "sparsity_delta", _sparsity_delta_sign,
+        "s = β(ρ/ρ̂ − (1−ρ)/(1−ρ̂)): the sparsity term's sign flipped",
+        "d/dρ̂ of ρ log(ρ/ρ̂) is −ρ/ρ̂; a flipped sign pushes ρ̂ away from ρ", "s"),
+    Bug("ae-tied-encoder-only", "ae", "reference", autoencoder, "tied_weight_grad", _tied_weight_grad_encoder_only,
+        "tied weights: dW = dW1 + 2λW, the decoder's dW2ᵀ missing",
+        "with W2 = Wᵀ the matrix is used twice and collects both gradients (AE16)", "w_enc"),
+    Bug("logistic-no-decay", "logistic", "reference", logistic, "backward", _logistic_backward_no_decay,
+        "dW = fᵀ dz, the weight decay's λW missing",
+        "the penalty λ/2 ‖W‖² is part of the loss, so λW is part of its gradient", "w"),
+)}
+
+
+def get(name: str) -> Bug:
+    try:
+        return BUGS[name]
+    except KeyError:
+        raise KeyError(f"unknown bug {name!r}; the zoo has {', '.join(BUGS)}") from None
