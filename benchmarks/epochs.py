@@ -638,21 +638,25 @@ def print_memory(mem) -> None:
               f"{m['bytes_per_step_example']:>12.0f}")
 
 
-def _names(flag: str, value: str, allowed) -> list:
-    """A comma-separated flag value as a list, every name checked against ``allowed``."""
+def _names(parser: argparse.ArgumentParser, flag: str, value: str, allowed, empty: Optional[str] = None) -> list:
+    """A comma-separated flag value as a list, every name checked against ``allowed``; a bad
+    name, or no name at all unless ``empty`` says what that means, is a usage error (exit
+    status 2, one line naming the flag)."""
     names = [i.strip() for i in value.split(",") if i.strip()]
     unknown = [i for i in names if i not in allowed]
     if unknown:
-        raise SystemExit(f"{flag}: unknown {', '.join(map(repr, unknown))}; expected a comma-separated subset of "
-                         f"{','.join(allowed)}")
+        parser.error(f"argument {flag}: unknown {', '.join(map(repr, unknown))}; expected a comma-separated subset of "
+                     f"{','.join(allowed)}")
+    if not names and empty is None:
+        parser.error(f"argument {flag}: expected at least one of {','.join(allowed)} (comma-separated), found "
+                     f"{value!r}")
     return names
 
 
 def main(argv=None) -> int:
     from mp_jax import cli
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes, one round (a few minutes)")
     p.add_argument("--json", type=Path, help="also write the rows as JSON")
     p.add_argument("--models", default=",".join(ALL_WORKLOADS), help="comma-separated: ae,lm,rnn,lstm,gru")
@@ -674,11 +678,11 @@ def main(argv=None) -> int:
     set_matmul_precision("highest")  # as the experiments train (on a CPU: no difference)
     reps = args.reps or (2 if args.quick else 3)
     if args.worker:
-        together = _names("--interleave", args.interleave, INTERLEAVED)
+        together = _names(p, "--interleave", args.interleave, INTERLEAVED, empty="none")
         print(json.dumps(worker(args.worker[0], args.worker[1], args.quick, reps, together)))
         return 0
-    models = _names("--models", args.models, ALL_WORKLOADS)
-    impls = None if args.impls is None else _names("--impls", args.impls, IMPLS + ONE_DEVICE)
+    models = _names(p, "--models", args.models, ALL_WORKLOADS, empty="the sweeps alone" if args.sweeps else None)
+    impls = None if args.impls is None else _names(p, "--impls", args.impls, IMPLS + ONE_DEVICE)
     if models or not args.sweeps:
         run(models, args.quick, reps, args.rounds or (1 if args.quick else 2), args.json, args.check_only, impls)
     if args.sweeps and not args.check_only:

@@ -223,8 +223,8 @@ def print_rows(rows) -> None:
 def main(argv=None) -> int:
     from mp_jax import cli
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.floor", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.Parser(prog="python -m benchmarks.floor", description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer minibatches per timed program")
     p.add_argument("--reps", type=cli.positive_int, default=None, help="timed rounds (default 15, quick 5)")
     p.add_argument("--models", default=",".join(WORKLOADS), help="comma-separated: gru,lm")
@@ -237,10 +237,11 @@ def main(argv=None) -> int:
         return 0
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in models if m not in WORKLOADS]
-    if bad:
-        raise SystemExit(f"--models: unknown {bad}; choose from {','.join(WORKLOADS)}")
+    if bad or not models:
+        p.error(f"argument --models: expected a comma-separated subset of {','.join(WORKLOADS)}, found "
+                f"{args.models!r}" + (f" (unknown {', '.join(map(repr, bad))})" if bad else ""))
     if args.json and args.json.exists():
-        raise SystemExit(f"--json: {args.json} exists; give a new path (results are never overwritten)")
+        p.error(f"argument --json: {args.json} exists; give a new path (results are never overwritten)")
     rows = [spawn(m, args.quick, reps) for m in models]
     print_rows(rows)
     if args.json:

@@ -172,8 +172,10 @@ def write_rows(path, rows: list, keep_existing: bool) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.sweeps", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from mp_jax import cli
+
+    p = cli.Parser(prog="python -m benchmarks.sweeps", description=__doc__,
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes (seconds)")
     p.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = p.parse_args(argv)

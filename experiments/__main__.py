@@ -54,25 +54,32 @@ def main(argv=None) -> int:
         questions = parse_questions(args.only)
     except ValueError as e:
         p.error(str(e))
-    common.start_devices(args, p)
+    if args.only is not None and not args.only.replace(",", "").strip():
+        p.error(f"argument --only: expected at least one of q1,q2,q3 (comma-separated), found {args.only!r}; "
+                f"leave --only out to run all three")
+    questions = list(dict.fromkeys(questions))  # each once
+    configs = {q: importlib.import_module(QUESTIONS[q][0]).Config.from_args(args) for q in questions}
+    common.check_config(p, args, list(configs.values()))  # every question's, before any of them runs
+    common.start_devices(args, p, list(configs.values()))
     common.setup_logging()
     with contextlib.ExitStack() as locks:
         for q in questions:  # every folder this call writes, before any training
             locks.enter_context(common.question_lock(args.results_dir, q))
-        return _run(args, questions)
+        return _run(args, configs)
 
 
-def _run(args, questions) -> int:
+def _run(args, configs: dict) -> int:
+    questions = list(configs)
     print("mp_jax: reproducing " + ", ".join(questions) + (" (--quick)" if args.quick else ""))
 
     summary = []
     t_all = time.perf_counter()
-    for q in questions:
+    for q, config in configs.items():
         module = importlib.import_module(QUESTIONS[q][0])
         t = time.perf_counter()
         print(f"== {QUESTIONS[q][1]}")
         with common.session(args, q, lock=False) as (_, store):
-            module.run(module.Config.from_args(args))
+            module.run(config)
         seconds, counts = time.perf_counter() - t, store.summary()
         summary.append((q, seconds, counts))
         print(f"== {q} done in {seconds:.1f}s ({_runs(counts)})")

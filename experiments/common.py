@@ -2,7 +2,9 @@
 configuration carries (:class:`RunOptions`), logging, devices, result files, and the one
 line each question prints about its data.
 
-Failure handling: bad flags stop at parsing (exit status 2, one line naming the flag); each
+Failure handling: bad flags stop at parsing (exit status 2, one line naming the flag), and so
+do settings that do not fit together (:func:`check_config`: ``--devices`` not dividing a batch,
+Q3's seeds past the PRNG's range), before JAX starts or any data is read; each
 question's results folder is locked while a run uses it (:func:`question_lock`, a lock file
 ``<results-dir>/.<question>.lock`` beside the folder, so that ``--fresh`` can move the folder
 aside); results are written atomically (:mod:`mp_jax.atomic`), by process 0 only in a
@@ -14,9 +16,10 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional, Sequence
 
 import numpy as np
 
@@ -58,6 +61,17 @@ class RunOptions:
         """The tiny settings (a question overrides this with its own)."""
         return cls(**{"is_quick": True, **changes})
 
+    def batch_sizes(self) -> dict:
+        """``{what: batch size}`` of the runs that ``--devices`` splits over a mesh (each must
+        divide by the device count; :func:`check_devices_divide`). None here."""
+        return {}
+
+    def usage_errors(self) -> list:
+        """What is wrong with these settings as a whole, one line each, naming the flags (a
+        question checks its flags together here; each flag's own range is checked by its
+        parser). Checked before any data is read (:func:`check_config`)."""
+        return []
+
     @classmethod
     def options_from_args(cls, args) -> dict:
         """The :class:`RunOptions` fields from parsed arguments (absent flags: defaults),
@@ -95,9 +109,9 @@ Parser = cli.Parser  # one-line usage errors (mp_jax.cli.Parser)
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """The flags every experiment takes."""
     p = Parser(prog=prog, description=description)
-    p.add_argument("--data-dir", type=Path, default=Path("data"), help="where the .h5 files are (default data/)")
-    p.add_argument("--results-dir", type=Path, default=Path("results"), help="where results go (default results/)")
-    p.add_argument("--seed", type=cli.non_negative_int, default=0, help="PRNG seed (default 0)")
+    p.add_argument("--data-dir", type=cli.folder, default="data", help="where the .h5 files are (default data/)")
+    p.add_argument("--results-dir", type=cli.folder, default="results", help="where results go (default results/)")
+    p.add_argument("--seed", type=cli.seed, default=0, help=f"PRNG seed, 0 to {cli.SEED_MAX} (default 0)")
     p.add_argument("--quick", action="store_true", help="every step and output with tiny settings (< 1 min)")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of progress bars")
     p.add_argument("--devices", type=cli.device_count(), default=None,
@@ -179,19 +193,60 @@ def session(args, question: str, *, lock: bool = True):
             yield qdir, store
 
 
-def start_devices(args, parser: Optional[argparse.ArgumentParser] = None) -> int:
-    """First thing after parsing, before any JAX computation: the CPU as ``--cpu-devices``
-    devices (default one per core; see :mod:`mp_jax.parallel`), the distributed run the
-    flags describe, if any (:func:`mp_jax.distributed.initialize_from_args`), ``--devices``
-    checked against the devices JAX then has (with ``parser``: a usage error, exit status
-    2), and float32 matmuls at ``--matmul-precision`` (see :func:`set_matmul_precision`).
-    Returns the CPU device count."""
+def check_config(parser: argparse.ArgumentParser, args, configs: Sequence[RunOptions]) -> None:
+    """Right after parsing, before JAX starts or any data is read: each configuration's
+    :meth:`RunOptions.usage_errors`, and ``--devices`` dividing every batch size it splits
+    (:func:`check_devices_divide`). A problem is a usage error (exit status 2)."""
+    for c in configs:
+        for message in c.usage_errors():
+            parser.error(message)
+    check_devices_divide(parser, configs, getattr(args, "devices", None))
+
+
+def check_devices_divide(parser: argparse.ArgumentParser, configs: Sequence[RunOptions],
+                         n: Optional[int] = None) -> None:
+    """Stop with a usage error naming ``--devices`` when ``n`` devices do not divide the batch
+    size of every run that splits its batches over them (:meth:`RunOptions.batch_sizes`).
+    ``n`` None: the devices the runs take by default, checked once JAX has started (every
+    accelerator; on a CPU nothing is split unless asked, so nothing to check)."""
+    default = n is None
+    if default:
+        import jax
+
+        if jax.default_backend() == "cpu" or jax.device_count() == 1:
+            return
+        n = jax.device_count()
+    sizes = {what: int(b) for c in configs for what, b in c.batch_sizes().items()}
+    if n == 1 or not any(b % n for b in sizes.values()):
+        return
+    g = math.gcd(*sizes.values())
+    fits = ", ".join(str(d) for d in range(1, g + 1) if g % d == 0)
+    listed = ", ".join(f"{what} {b}" for what, b in sizes.items())
+    if default:
+        parser.error(f"argument --devices: not given, so every run would split its batches over the {n} devices JAX "
+                     f"sees, which do not divide every batch size ({listed}); give --devices with one of {fits}")
+    parser.error(f"argument --devices: expected a device count that divides every batch size ({listed}), found {n}; "
+                 f"choose one of {fits}")
+
+
+def start_devices(args, parser: Optional[argparse.ArgumentParser] = None,
+                  configs: Sequence[RunOptions] = ()) -> int:
+    """First thing after parsing (and :func:`check_config`), before any JAX computation: the
+    CPU as ``--cpu-devices`` devices (default one per core; see :mod:`mp_jax.parallel`), the
+    distributed run the flags describe, if any
+    (:func:`mp_jax.distributed.initialize_from_args`), ``--devices`` checked against the
+    devices JAX then has (with ``parser``: a usage error, exit status 2) and, when not
+    given, the devices the runs would take against ``configs``' batch sizes
+    (:func:`check_devices_divide`), and float32 matmuls at ``--matmul-precision`` (see
+    :func:`set_matmul_precision`). Returns the CPU device count."""
     from mp_jax import parallel
 
     n = parallel.use_cpu_cores(getattr(args, "cpu_devices", None))
     distributed.initialize_from_args(args, parser)
     if parser is not None:
         cli.check_device_count(parser, getattr(args, "devices", None))
+        if getattr(args, "devices", None) is None and configs:
+            check_devices_divide(parser, configs)
     set_matmul_precision(getattr(args, "matmul_precision", "highest"))
     return n
 
@@ -215,14 +270,16 @@ def set_matmul_precision(name: str) -> None:
 
 
 def run_main(question: str, parser: argparse.ArgumentParser, config_from_args, run, argv=None) -> int:
-    """An entry point's ``main``: parse ``argv``, start the devices (:func:`start_devices`)
-    and logging, then ``run(config_from_args(args))`` inside the question's
-    :func:`session` (mesh, checkpoints, ``--fresh``)."""
+    """An entry point's ``main``: parse ``argv``, check the configuration it asks for
+    (:func:`check_config`), start the devices (:func:`start_devices`) and logging, then
+    ``run(config)`` inside the question's :func:`session` (mesh, checkpoints, ``--fresh``)."""
     args = parser.parse_args(argv)
-    start_devices(args, parser)
+    config = config_from_args(args)
+    check_config(parser, args, [config])
+    start_devices(args, parser, [config])
     setup_logging()
     with session(args, question):
-        run(config_from_args(args))
+        run(config)
     return 0
 
 
@@ -237,21 +294,26 @@ def parse_names(text: str, choices: tuple, flag: str) -> tuple:
     return names
 
 
-def parse_assignments(text: str, choices: tuple, flag: str, defaults: tuple) -> tuple:
+def parse_assignments(text: str, choices: tuple, flag: str, defaults: tuple,
+                      number: Callable[[str], float] = float, what: str = "NUMBER",
+                      allowed: Optional[str] = None) -> tuple:
     """``"rnn=0.01,all=0.1"`` applied in order over ``defaults`` ((name, value) pairs), as such
-    pairs; ``all`` sets every one of ``choices``."""
+    pairs; ``all`` sets every one of ``choices``. ``number`` reads a value (a ValueError or
+    ``ArgumentTypeError`` refuses it; e.g. :func:`mp_jax.cli.positive_number`), ``what`` names
+    it in the message and ``allowed`` says which values it takes."""
     values = dict(defaults)
     for item in text.split(","):
-        name, _, value = item.partition("=")
+        name, _, raw = item.partition("=")
         name = name.strip().lower()
         try:
-            number = float(value)
-        except ValueError:
-            number = None
-        if name != "all" and name not in choices or number is None:
-            raise argparse.ArgumentTypeError(f"expected NAME=NUMBER items (NAME in {','.join(choices)} or all), "
-                                             f"found {item!r} ({flag})")
-        values.update({t: number for t in (choices if name == "all" else (name,))})
+            value = number(raw)
+        except (ValueError, argparse.ArgumentTypeError):
+            value = None
+        if name != "all" and name not in choices or value is None:
+            raise argparse.ArgumentTypeError(f"expected NAME={what} items (NAME in {','.join(choices)} "
+                                             f"or all{f'; {what} {allowed}' if allowed else ''}), found {item!r} "
+                                             f"({flag})")
+        values.update({t: value for t in (choices if name == "all" else (name,))})
     return tuple(values.items())
 
 

@@ -76,6 +76,9 @@ class Q1Config(common.RunOptions):
         return cls(**{**dict(is_quick=True, hidden=16, sgd_epochs=2, lbfgs_iters=20, lbfgs_chunk=10,
                              sweep_hidden=(4, 9, 16), n_patches=1200), **changes})
 
+    def batch_sizes(self) -> dict:
+        return {"q1 SGD batch": self.sgd_batch}  # L-BFGS is full-batch, on one device
+
     def lbfgs_config(self) -> lbfgs.LbfgsConfig:
         return lbfgs.LbfgsConfig(max_iter=self.lbfgs_iters, memory_size=self.lbfgs_memory, chunk=self.lbfgs_chunk)
 

@@ -65,6 +65,9 @@ class Q2Config(common.RunOptions):
     def quick(cls, **changes) -> "Q2Config":
         return cls(**{**dict(is_quick=True, n_train=20_000, n_eval=4_000, epochs=3), **changes})
 
+    def batch_sizes(self) -> dict:
+        return {"q2 batch": self.batch_size}
+
     @classmethod
     def from_args(cls, args) -> "Q2Config":
         options = dict(cls.options_from_args(args), impl=getattr(args, "impl", "fast"))

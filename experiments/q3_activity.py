@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import functools
 import logging
+import math
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -33,6 +34,7 @@ import numpy as np
 from experiments import common, plotting, runner, tables
 from mp_jax import augment, cli, distributed, metrics, train
 from mp_jax.data import load_activity, splits
+from mp_jax.errors import UserError
 from mp_jax.models import logistic, recurrent, recurrent_fast
 
 log = logging.getLogger("experiments.q3")
@@ -103,6 +105,16 @@ class Q3Config(common.RunOptions):
     def quick(cls, **changes) -> "Q3Config":
         return cls(**{**dict(is_quick=True, hidden=16, mlp=16, epochs=2, epochs_per_model=(), seeds=1, n_train=320,
                              n_test=120, baseline_epochs=5), **changes})
+
+    def batch_sizes(self) -> dict:
+        return {"q3 batch": self.batch_size, "q3 baseline batch": self.baseline_batch}
+
+    def usage_errors(self) -> list:
+        last = self.seed + self.seeds - 1
+        if last > cli.SEED_MAX:
+            return [f"argument --seeds: the seeds run from --seed {self.seed} to {last}, past {cli.SEED_MAX} (the "
+                    f"largest seed); give --seed {cli.SEED_MAX - self.seeds + 1} or lower, or fewer --seeds"]
+        return []
 
     @classmethod
     def from_args(cls, args) -> "Q3Config":
@@ -219,12 +231,14 @@ def gradients(impl: str) -> tuple:
 
 def train_seeds(cell: str, seeds: list, train_data, val_data, c: Q3Config, n_classes: int, *, vmap: bool,
                 data_seed: Optional[int] = None, data_id: Optional[str] = None, augmentation=None,
-                stage: str = "refit") -> list:
+                stage: str = "refit", keep_diverged: bool = False) -> list:
     """``cell`` trained once per seed on the same data: [:class:`experiments.runner.Member`] in
     the order of ``seeds``. Member j is the run ``--seed seeds[j]`` trains (:func:`member_key`);
     ``vmap``, ``data_id``: see :func:`experiments.runner.fit_members` (None: no checkpoints);
     ``augmentation``: :meth:`Q3Config.augmentation`; ``stage``: "validation" (the selection
-    run on the training part) or "refit" (on every training window), part of the run's name."""
+    run on the training part) or "refit" (on every training window), part of the run's name.
+    A run that diverges raises :class:`mp_jax.train.NonFiniteError` naming it, unless
+    ``keep_diverged`` (:func:`experiments.runner.fit_member`)."""
     data_seed = seeds[0] if data_seed is None else data_seed
     n_in, dtype = train_data[0].shape[-1], train_data[0].dtype
     (opt, fit_config), (alone, vmapped) = c.fit(cell, len(train_data[1]), augmentation), gradients(c.impl)
@@ -235,7 +249,7 @@ def train_seeds(cell: str, seeds: list, train_data, val_data, c: Q3Config, n_cla
         [member_init(cell, member_key(seed, cell), n_in, c, n_classes, dtype) for seed in seeds],
         vmap=vmap, group=f"{base}_seeds{seeds[0]}-{seeds[-1]}_vmap", data_id=data_id, loss_and_grad=alone,
         vmapped_loss_and_grad=vmapped, optimizer=opt, train_data=train_data, fit_config=fit_config, val_data=val_data,
-        metrics_fn=recurrent.metrics, progress=c.progress, split_over_cpu_cores=True)
+        metrics_fn=recurrent.metrics, progress=c.progress, split_over_cpu_cores=True, keep_diverged=keep_diverged)
 
 
 @functools.lru_cache(maxsize=None)
@@ -270,8 +284,8 @@ def run_model(cell: str, d: Activity, c: Q3Config, out) -> dict:
     val = evaluate(recurrent.metrics, sel.params, as_jax(s.val))
     validation = {"seed": c.seed, "subjects": s.how["subjects"], "n_windows": int(len(s.val[1])),
                   "n_train_windows": int(len(s.train[1])), "val_accuracy": val["accuracy"], "val_loss": val["loss"],
-                  "best_epoch": int(sel.best_epoch), "epochs_run": int(sel.epochs_run), "diverged": sel.diverged,
-                  "history": sel.history, **timing(sel)}
+                  "best_epoch": int(sel.best_epoch), "epochs_run": int(sel.epochs_run), "history": sel.history,
+                  **timing(sel)}
     members = train_seeds(cell, seeds, as_jax(s.train_all), None, c, n_classes, vmap=vmap, data_seed=c.seed,
                           data_id=d.data_id, augmentation=c.augmentation(s.mean_all, s.std_all), stage="refit")
     predict = jax.jit(recurrent.predict)
@@ -319,7 +333,7 @@ def member_row(seed: int, m: runner.Member, metrics_fn, predict, train_xy, test_
     cm = {split: metrics.confusion(np.asarray(xy[1]), metrics.chunked(predict, m.params, np.asarray(xy[0]), 1024),
                                    n_classes).tolist() for split, xy in (("train", train_xy), ("test", test_xy))}
     return {"seed": seed, "test_accuracy": te["accuracy"], "test_loss": te["loss"], "train_accuracy": tr["accuracy"],
-            "train_loss": tr["loss"], "epochs_run": int(m.epochs_run), "loaded": bool(m.loaded), "diverged": m.diverged,
+            "train_loss": tr["loss"], "epochs_run": int(m.epochs_run), "loaded": bool(m.loaded),
             "confusion_test": cm["test"], "confusion_train": cm["train"], "history": m.history, **timing(m)}
 
 
@@ -393,25 +407,37 @@ def run_selection(c: Q3Config, d: Activity, out) -> dict:
     of ``c.select``, the validation runs (seeds S … S+K−1, K = ``c.seeds``, on the training
     part, the model's epochs) scored on the validation subjects. The test windows are not
     touched. Writes ``selection.md`` and ``selection.json``; returns ``{model: [{"learning_rate",
-    "epochs", "val_accuracy" (mean over seeds), "val_accuracy_per_seed", "val_loss"}]}``, the
-    best mean validation accuracy per model marked ``"best": True``."""
+    "epochs", "val_accuracy" (mean over seeds), "val_accuracy_per_seed", "val_loss", "diverged"}]}``,
+    the best mean validation accuracy per model marked ``"best": True``.
+
+    A rate whose run diverges for some seed (a non-finite loss or parameter) is a finding
+    here: its row says so (``diverged``: when, per seed; no accuracy) and it is never the
+    best; the others are still trained and written. Then the step ends with an error naming
+    the runs that diverged (exit status 1)."""
     s = d.sets
     as_jax = lambda xy: (jnp.asarray(xy[0]), jnp.asarray(xy[1]))  # noqa: E731
     seeds = [c.seed + j for j in range(c.seeds)]
-    table = {}
+    table, failed = {}, []
     for cell in c.models:
         rows = []
         for lr in c.select:
             cc = dataclasses.replace(c, learning_rates=tuple({**dict(c.learning_rates), cell: float(lr)}.items()))
             ms = train_seeds(cell, seeds, as_jax(s.train), as_jax(s.val), cc, len(d.names), vmap=False,
                              data_seed=c.seed, data_id=d.data_id, augmentation=c.augmentation(s.mean, s.std),
-                             stage="validation")
-            vs = [evaluate(recurrent.metrics, m.params, as_jax(s.val)) for m in ms]
-            acc, loss = metrics.mean_std([v["accuracy"] for v in vs]), metrics.mean_std([v["loss"] for v in vs])
-            rows.append({"learning_rate": float(lr), "epochs": c.n_epochs(cell), "val_accuracy": acc["mean"],
-                         "val_accuracy_per_seed": acc["per_seed"], "val_loss": loss["mean"],
-                         "diverged": [m.diverged for m in ms], "best": False})
-        max(rows, key=lambda r: r["val_accuracy"])["best"] = True
+                             stage="validation", keep_diverged=True)
+            row = {"learning_rate": float(lr), "epochs": c.n_epochs(cell), "val_accuracy": None,
+                   "val_accuracy_per_seed": None, "val_loss": None, "diverged": [m.diverged for m in ms], "best": False}
+            bad = [f"seed {seed}: {m.diverged}" for seed, m in zip(seeds, ms) if m.diverged]
+            if bad:
+                failed.append(f"{cell.upper()} at rate {float(lr):g} ({', '.join(bad)})")
+            else:
+                vs = [evaluate(recurrent.metrics, m.params, as_jax(s.val)) for m in ms]
+                acc, loss = metrics.mean_std([v["accuracy"] for v in vs]), metrics.mean_std([v["loss"] for v in vs])
+                row.update(val_accuracy=acc["mean"], val_accuracy_per_seed=acc["per_seed"], val_loss=loss["mean"])
+            rows.append(row)
+        trained = [r for r in rows if r["val_accuracy"] is not None]
+        if trained:
+            max(trained, key=lambda r: r["val_accuracy"])["best"] = True
         table[cell] = rows
     how = s.how
     lines = [f"Validation runs (seeds {', '.join(map(str, seeds))}; training part {len(s.train[1])} windows; validation "
@@ -419,15 +445,23 @@ def run_selection(c: Q3Config, d: Activity, out) -> dict:
              "| model | peak learning rate | epochs | val. acc. (mean) | per seed | val. loss (mean) |",
              "|---|---|---|---|---|---|"]
     for cell, rows in table.items():
-        lines += [f"| {cell.upper()} | {r['learning_rate']:g} | {r['epochs']} | {r['val_accuracy']:.1%}"
-                  f"{' (best)' if r['best'] else ''} | "
-                  + ", ".join(f"{100 * v:.1f}" for v in r["val_accuracy_per_seed"]) + f" % | {r['val_loss']:.3f} |"
-                  for r in rows]
+        for r in rows:
+            head = f"| {cell.upper()} | {r['learning_rate']:g} | {r['epochs']} | "
+            if r["val_accuracy"] is None:
+                lines.append(head + "diverged | " + ", ".join(f"seed {sd}: {v}" for sd, v in zip(seeds, r["diverged"])
+                                                             if v) + " | – |")
+            else:
+                lines.append(head + f"{r['val_accuracy']:.1%}{' (best)' if r['best'] else ''} | "
+                             + ", ".join(f"{100 * v:.1f}" for v in r["val_accuracy_per_seed"])
+                             + f" % | {r['val_loss']:.3f} |")
     text = "\n".join(lines) + "\n"
     common.write_text(out / "selection.md", text)
     common.write_json(out / "selection.json", {"validation": how, "seeds": seeds, "models": table})
     if distributed.is_writer():
         print(text + f"q3: wrote {out}/selection.md")
+    if failed:
+        raise UserError(f"training diverged: q3 --select: {'; '.join(failed)}; {out}/selection.md marks these rates "
+                        f"as diverged and chooses among the others", hint="Leave them out, or lower them.")
     return table
 
 
@@ -477,18 +511,20 @@ def run(config: Q3Config) -> dict:
 
 
 def parse_rates(text: str) -> tuple:
-    """``"0.01,0.03"`` -> ``(0.01, 0.03)``, each a positive number (argparse ``type=``)."""
+    """``"0.01,0.03"`` -> ``(0.01, 0.03)``, each a finite number > 0 (argparse ``type=``)."""
     try:
         rates = tuple(float(v) for v in text.split(","))
     except ValueError:
         rates = ()
-    if not rates or not all(r > 0 for r in rates):
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive learning rates, found {text!r} (--select)")
+    if not rates or not all(math.isfinite(r) and r > 0 for r in rates):
+        raise argparse.ArgumentTypeError(f"expected comma-separated learning rates, each a finite number > 0, found "
+                                         f"{text!r} (--select)")
     return rates
 
 
 parse_models = functools.partial(common.parse_names, choices=MODELS, flag="--models")
-parse_lrs = functools.partial(common.parse_assignments, choices=MODELS, flag="--lr", defaults=Q3Config.learning_rates)
+parse_lrs = functools.partial(common.parse_assignments, choices=MODELS, flag="--lr", defaults=Q3Config.learning_rates,
+                              number=cli.positive_number, what="RATE", allowed="a finite number > 0")
 
 
 def main(argv=None) -> int:

@@ -329,9 +329,14 @@ class Member(NamedTuple):
 def fit_member(name: str, *, config: dict, data_id: Optional[str], loss_and_grad, optimizer, params, train_data,
                fit_config: train.FitConfig, key: jax.Array, val_data=None, metrics_fn=None,
                progress: Optional[bool] = None, per_example_mean: bool = False,
-               split_over_cpu_cores: bool = False) -> Member:
-    """:func:`fit_run` (``data_id`` None: :func:`mp_jax.train.fit` on one device, no checkpoint),
-    keeping the last finite state when the run diverges (``diverged`` then says when)."""
+               split_over_cpu_cores: bool = False, keep_diverged: bool = False) -> Member:
+    """:func:`fit_run` (``data_id`` None: :func:`mp_jax.train.fit` on one device, no checkpoint).
+
+    A run that diverges (a non-finite loss or parameter) raises
+    :class:`mp_jax.train.NonFiniteError`, naming the run: the entry points stop there with
+    exit status 1, before any result is written. With ``keep_diverged`` (a comparison of
+    settings, where a setting that diverges is a finding) it returns the last finite state
+    instead, ``diverged`` saying when, for the caller to report as diverged."""
     try:
         if data_id is None:
             res = train.fit(loss_and_grad, optimizer, params, train_data, fit_config, key=key, val_data=val_data,
@@ -344,6 +349,8 @@ def fit_member(name: str, *, config: dict, data_id: Optional[str], loss_and_grad
         return Member(res.params, res.history, res.epochs_run, res.best_epoch, res.stopped_early, res.seconds,
                       res.loaded, None)
     except train.NonFiniteError as e:
+        if not keep_diverged:
+            raise
         log.warning("%s: %s", name, e)
         st = e.last_good
         return Member(fit_config.kept(st), st.history, st.epoch, st.best_epoch, True, math.nan, False,
@@ -353,7 +360,7 @@ def fit_member(name: str, *, config: dict, data_id: Optional[str], loss_and_grad
 def fit_members(names: list, configs: list, inits: list, *, vmap: bool, group: str, data_id: Optional[str],
                 loss_and_grad, vmapped_loss_and_grad, optimizer, train_data, fit_config: train.FitConfig,
                 val_data=None, metrics_fn=None, progress: Optional[bool] = None,
-                split_over_cpu_cores: bool = False) -> list:
+                split_over_cpu_cores: bool = False, keep_diverged: bool = False) -> list:
     """M runs of one model on the same data, each with its own initial parameters and key
     (``inits``: [(params, key)]): [:class:`Member`] in that order.
 
@@ -362,11 +369,12 @@ def fit_members(names: list, configs: list, inits: list, *, vmap: bool, group: s
     program (:func:`mp_jax.sweep.fit_sweep` with ``vmapped_loss_and_grad``, on one device),
     saved whole when it finishes under the name ``group`` (:func:`cached_run`: loaded when
     called again, not resumed mid-way); if it becomes non-finite the members are trained one
-    after another instead, so that each keeps its last finite state. Each loss is taken to be
-    a mean over examples (see :func:`fit_run`'s ``per_example_mean``).
+    after another instead, so that the one that diverges is named (``keep_diverged``: see
+    :func:`fit_member`). Each loss is taken to be a mean over examples (see :func:`fit_run`'s
+    ``per_example_mean``).
     """
     shared = dict(optimizer=optimizer, train_data=train_data, fit_config=fit_config, val_data=val_data,
-                  metrics_fn=metrics_fn, progress=progress)
+                  metrics_fn=metrics_fn, progress=progress, keep_diverged=keep_diverged)
     if not vmap or len(inits) == 1:
         return [fit_member(name, config=config, data_id=data_id, loss_and_grad=loss_and_grad, params=params, key=key,
                            per_example_mean=True, split_over_cpu_cores=split_over_cpu_cores, **shared)

@@ -41,6 +41,9 @@ class SmokeConfig(common.RunOptions):
     def quick(cls, **changes) -> "SmokeConfig":
         return cls(**{**dict(is_quick=True, n=600, epochs=60), **changes})
 
+    def batch_sizes(self) -> dict:
+        return {"smoke batch": self.batch_size}
+
 
 Config = SmokeConfig
 

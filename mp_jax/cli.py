@@ -1,10 +1,13 @@
 """What every command-line entry point shares: argument validators and one-line errors.
 
-* Validators for argparse's ``type=``: :func:`positive_int`, :func:`non_negative_int`,
-  :func:`device_count`. A bad value stops the program before anything runs, with exit
-  status 2 and argparse's one line ``prog: error: argument --epochs: expected a positive
-  integer (1, 2, ...), found '0'``. :func:`check_device_count` checks ``--devices``
-  against the devices JAX has, after they have started.
+* Validators for argparse's ``type=``: :func:`positive_int`, :func:`non_negative_int`
+  (both at most :data:`INT_MAX`), :func:`seed` (0 to :data:`SEED_MAX`),
+  :func:`positive_number` (finite and > 0: a learning rate), :func:`folder` (a folder, or
+  where one can be made), :func:`device_count`. A bad value stops the program before
+  anything runs, with exit status 2 and argparse's one line ``prog: error: argument
+  --epochs: expected a positive integer (1, 2, ...), found '0'``.
+  :func:`check_device_count` checks ``--devices`` against the devices JAX has, after
+  they have started.
 * :func:`run_main` runs an entry point's ``main(argv)`` and turns an error met while
   running (a bad data file, no space left, no permission, a diverged run, a results
   folder locked by another run, ...) into one line ``error: ...`` on stderr with exit
@@ -34,15 +37,18 @@ checked.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 from mp_jax.errors import StorageError, UserError, storage_error
 
 __all__ = [
-    "UserError", "StorageError", "positive_int", "non_negative_int", "device_count", "check_device_count",
+    "UserError", "StorageError", "positive_int", "non_negative_int", "seed", "positive_number", "folder",
+    "device_count", "check_device_count", "INT_MAX", "SEED_MAX",
     "add_debug_flag", "debug_requested", "error_message", "run_main", "DEBUG_ENV", "EXIT_ERROR", "EXIT_USAGE",
 ]
 
@@ -55,15 +61,26 @@ _DEBUG_HINT = f"run again with {DEBUG_FLAG} (or {DEBUG_ENV}=1) to see the traceb
 
 
 # ----------------------------------------------------------------------------- validators
-def _int(text: str, allowed: str) -> int:
+#: The largest count a flag takes: JAX computes in 32-bit integers unless float64 is enabled,
+#: and a count (epochs, iterations, steps) meets JAX's int32 arrays and checkpoints' fields.
+INT_MAX = 2 ** 31 - 1
+#: The largest PRNG seed: a key (``jax.random.PRNGKey``) keeps 32 bits of its seed in JAX's
+#: default 32-bit mode, so 2**32 would draw what 0 draws, and past 2**63 it overflows.
+SEED_MAX = 2 ** 32 - 1
+
+
+def _int(text: str, allowed: str, high: Optional[int] = INT_MAX) -> int:
     try:
-        return int(str(text).strip(), 10)
+        n = int(str(text).strip(), 10)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {allowed}, found {text!r}") from None
+    if high is not None and n > high:
+        raise argparse.ArgumentTypeError(f"expected {allowed} no larger than {high}, found {text!r}")
+    return n
 
 
 def positive_int(text: str) -> int:
-    """argparse ``type=``: an integer ≥ 1."""
+    """argparse ``type=``: an integer from 1 to :data:`INT_MAX`."""
     allowed = "a positive integer (1, 2, ...)"
     n = _int(text, allowed)
     if n < 1:
@@ -72,12 +89,53 @@ def positive_int(text: str) -> int:
 
 
 def non_negative_int(text: str) -> int:
-    """argparse ``type=``: an integer ≥ 0."""
+    """argparse ``type=``: an integer from 0 to :data:`INT_MAX`."""
     allowed = "a non-negative integer (0, 1, 2, ...)"
     n = _int(text, allowed)
     if n < 0:
         raise argparse.ArgumentTypeError(f"expected {allowed}, found {text!r}")
     return n
+
+
+def seed(text: str) -> int:
+    """argparse ``type=``: a PRNG seed, an integer from 0 to :data:`SEED_MAX`."""
+    allowed = f"a seed, an integer from 0 to {SEED_MAX} (JAX's PRNG keys hold 32 bits: a larger seed repeats a " \
+              f"smaller one's draws)"
+    n = _int(text, allowed, high=None)
+    if not 0 <= n <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected {allowed}, found {text!r}")
+    return n
+
+
+def positive_number(text: str) -> float:
+    """argparse ``type=``: a finite number > 0 (a learning rate: 0 does not train, a negative
+    rate climbs the loss, nan or inf diverges at the first step)."""
+    allowed = "a finite number > 0"
+    try:
+        x = float(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {allowed}, found {text!r}") from None
+    if not (math.isfinite(x) and x > 0):
+        raise argparse.ArgumentTypeError(f"expected {allowed}, found {text!r}")
+    return x
+
+
+def folder(text: str) -> Path:
+    """argparse ``type=``: the path of a folder: one that exists, or one that can be made
+    there (no file in its place, nor in the place of a folder above it)."""
+    path = Path(text)
+    for above in (path, *path.parents):
+        try:
+            if not above.exists():
+                continue
+            if above.is_dir():
+                return path
+        except OSError:  # no permission to look: the first write says so, naming the path
+            return path
+        found = f"the file {text!r}" if above == path else f"that {str(above)!r}, above {text!r}, is a file"
+        raise argparse.ArgumentTypeError(f"expected a folder (made when missing), found {found}: give the path of a "
+                                         f"folder, or move the file away")
+    return path
 
 
 def _jax_devices() -> list:
@@ -247,10 +305,24 @@ def _print_error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
 
 
+class UsageExit(SystemExit):
+    """A usage error's exit: status 2 (``code``), and ``str()`` the line printed."""
+
+    def __init__(self, line: str):
+        super().__init__(EXIT_USAGE)
+        self.line = line
+
+    def __str__(self) -> str:
+        return self.line
+
+
 class Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose usage errors are one line, ``prog: error: message (see
     prog --help)``, exit status 2, instead of the whole usage text and then the message
-    (subcommands made with ``add_subparsers`` inherit it)."""
+    (subcommands made with ``add_subparsers`` inherit it). The exit is a :class:`UsageExit`,
+    whose ``str()`` is that line."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())} (see {self.prog} --help)\n")
+        line = f"{self.prog}: error: {' '.join(str(message).split())} (see {self.prog} --help)"
+        self._print_message(line + "\n", sys.stderr)
+        raise UsageExit(line)

@@ -47,6 +47,29 @@ def test_positive_and_non_negative_int_accept_their_ranges(capsys):
     assert line == "prog: error: argument --seed: expected a non-negative integer (0, 1, 2, ...), found '-1'"
 
 
+def test_counts_and_seeds_have_an_upper_bound(capsys):
+    p = parser_with(epochs=cli.positive_int, seed=cli.seed, rate=cli.positive_number, out=cli.folder)
+    assert p.parse_args(["--epochs", str(cli.INT_MAX), "--seed", str(cli.SEED_MAX)]).seed == 2 ** 32 - 1
+    line = usage_error(p, ["--epochs", str(cli.INT_MAX + 1)], capsys)
+    assert line == (f"prog: error: argument --epochs: expected a positive integer (1, 2, ...) no larger than "
+                    f"{cli.INT_MAX}, found '{cli.INT_MAX + 1}'")
+    line = usage_error(p, ["--seed", str(cli.SEED_MAX + 1)], capsys)
+    assert line.startswith(f"prog: error: argument --seed: expected a seed, an integer from 0 to {cli.SEED_MAX} ")
+    assert usage_error(p, ["--rate", "nan"], capsys) == ("prog: error: argument --rate: expected a finite number > 0, "
+                                                         "found 'nan'")
+    assert "argument --out: expected a folder" in usage_error(p, ["--out", __file__], capsys)
+
+
+def test_the_parsers_usage_exit_carries_its_line(capsys):
+    p = cli.Parser(prog="prog")
+    p.add_argument("--n", type=cli.positive_int)
+    with pytest.raises(cli.UsageExit) as e:
+        p.parse_args(["--n", "0"])
+    assert e.value.code == 2 and isinstance(e.value, SystemExit)
+    line = "prog: error: argument --n: expected a positive integer (1, 2, ...), found '0' (see prog --help)"
+    assert str(e.value) == line and capsys.readouterr().err == line + "\n"
+
+
 def test_device_count_checks_the_bound_it_is_given(capsys):
     p = parser_with(devices=cli.device_count(2), gpus=cli.device_count(lambda: 1))
     assert p.parse_args(["--devices", "2", "--gpus", "1"]).devices == 2

@@ -58,7 +58,8 @@ def test_a_bad_argument_is_one_usage_line_naming_the_flag(prog, argv, flag, valu
 
 def test_the_exact_messages_of_bad_values(capsys):
     for argv, expected in [
-        (["--seed", "-1"], "argument --seed: expected a non-negative integer (0, 1, 2, ...), found '-1'"),
+        (["--seed", "-1"], "argument --seed: expected a seed, an integer from 0 to 4294967295 (JAX's PRNG keys hold "
+                           "32 bits: a larger seed repeats a smaller one's draws), found '-1'"),
         (["--devices", "0"], "argument --devices: expected a positive integer (1, 2, ...), found '0'"),
         (["--cpu-devices", "0"], "argument --cpu-devices: expected a positive integer (1, 2, ...), found '0'"),
     ]:
@@ -93,13 +94,14 @@ def _run_module(module: str, *argv: str, cwd: Path) -> subprocess.CompletedProce
 
 @pytest.mark.parametrize("module", ["experiments", "experiments.smoke"])
 def test_more_devices_than_the_machine_has_is_a_usage_error(module, tmp_path):
-    r = _run_module(module, "--devices", "3", "--cpu-devices", "2", "--results-dir", str(tmp_path / "r"),
+    # 4 divides every batch (tests/test_bad_values.py: a count that does not is refused before JAX starts)
+    r = _run_module(module, "--devices", "4", "--cpu-devices", "2", "--results-dir", str(tmp_path / "r"),
                     "--data-dir", str(tmp_path / "d"), cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     lines = _error_lines(r.stderr)
     assert len(lines) == 1 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
     assert lines[0].startswith(f"python -m {module}: error: argument --devices: expected a device count from 1 to 2")
-    assert "found 3" in lines[0] and "--cpu-devices" in lines[0]
+    assert "found 4" in lines[0] and "--cpu-devices" in lines[0]
     assert not (tmp_path / "r").exists()  # stopped before any result folder
 
 
