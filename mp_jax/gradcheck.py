@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--case", choices=tuple(CASES), default="plain",
                    help="square: square weights; saturated (ae): hidden units near 1; "
                         "repeat (lm): a word repeated inside one context")
-    p.add_argument("--seed", type=cli.non_negative_int, default=0, help="PRNG seed (default 0)")
+    p.add_argument("--seed", type=cli.seed, default=0, help="PRNG seed (default 0)")
     p.add_argument("--fd", action="store_true", help="also central finite differences (float64, sampled coordinates)")
     p.add_argument("--intermediates", action="store_true", help="print every named intermediate gradient")
     p.add_argument("--bug", metavar="NAME", help="swap in a wrong backward piece from the bug zoo; 'list' names them")

@@ -88,3 +88,24 @@ def test_a_repeat_case_repeats_a_word_inside_one_context():
     for case in ("repeat", "repeat-N1"):
         ids = np.asarray(spec.instance(dict(spec.sizes)[case])[1][0])
         assert ids[0, 0] == ids[0, 2]
+
+
+def test_docs_state_the_tolerances_and_the_zoo_the_code_uses():
+    """docs/checks.md's numbers are the code's: tolerances, the finite-difference step and
+    sample, the zoo's size, the cases."""
+    from pathlib import Path
+
+    from mp_jax import bugzoo
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "checks.md").read_text()
+    assert f"| float64 | {gradtable.TOLERANCES['float64']:.0e} |" in text
+    assert f"| float32 | {gradtable.TOLERANCES['float32']:.0e} |" in text
+    assert f"h = 10^{{-5}}" in text and gradtable.FD_STEP == 1e-5
+    assert f"on {gradtable.FD_SAMPLES} seeded coordinates" in text
+    assert f"passes at $10^{{-6}}$" in text and gradtable.FD_TOLERANCE == 1e-6
+    words = {12: "Twelve", 18: "Eighteen"}
+    assert text.count(words.get(len(bugzoo.BUGS), str(len(bugzoo.BUGS)))) >= 1
+    for name, spec in registry.MODELS.items():
+        assert f"| `{name}` | {', '.join(spec.impls)} |" in text
+    assert "T = 1, 2, 7 and 150" in text
+    assert {s.T for _, s in registry.get("gru").sizes} == {1, 2, 7, 150, 4}
