@@ -160,22 +160,19 @@ class JaxFns(NamedTuple):
 
 
 def jax_fns(workload: str, hyper: dict) -> JaxFns:
-    """The workload's :class:`JaxFns`."""
-    if workload == "ae":
+    """The workload's :class:`JaxFns`, read from the registry (:mod:`mp_jax.registry`): the
+    implementation training uses, the readable reference where a fast path exists, the loss."""
+    from mp_jax import registry
+
+    spec = registry.get(workload)
+    reference = spec.impls["reference"].loss_and_grad if "fast" in spec.impls else None
+    if workload == "ae":  # the registry's functions take the default hyperparameters; these are the run's
         from mp_jax.models import autoencoder as ae
 
         hp = ae.AEHyper(**hyper)
         return JaxFns(lambda p, b: ae.loss_and_grad(p, b[0], hp), None, lambda p, b: ae.loss(p, b[0], hp))
-    if workload == "lm":
-        from mp_jax.models import language_model as lm
-        from mp_jax.models import language_model_fast as lm_fast
-
-        return JaxFns(lm_fast.loss_and_grad, lm.loss_and_grad, lm.loss)
-    from mp_jax.models import recurrent as rec
-    from mp_jax.models import recurrent_fast as rec_fast
-
-    # as Q3 trains: the fast path with its scan buffers reused across batches
-    return JaxFns(rec_fast.loss_and_grad_reusing, rec.loss_and_grad, rec.loss)
+    # as the experiments train: for the recurrences the fast path with its scan buffers reused
+    return JaxFns(registry.training_loss_and_grad(workload), reference, spec.loss)
 
 
 def loss_and_grad_of(fns: JaxFns, impl: str) -> Callable:

@@ -49,14 +49,22 @@ class Bug:
 
 
 @contextlib.contextmanager
+def swapped(module, attribute: str, replacement: Callable):
+    """Run the body with ``module.attribute`` replaced by ``replacement`` (restored on exit):
+    how a bug or a learner's exercise takes the place of one piece of a backward."""
+    original = getattr(module, attribute)
+    setattr(module, attribute, replacement)
+    try:
+        yield replacement
+    finally:
+        setattr(module, attribute, original)
+
+
+@contextlib.contextmanager
 def applied(bug: Bug):
     """Run the body with ``bug``'s piece in place of the correct one (restored on exit)."""
-    original = getattr(bug.module, bug.attribute)
-    setattr(bug.module, bug.attribute, bug.replacement)
-    try:
+    with swapped(bug.module, bug.attribute, bug.replacement):
         yield bug
-    finally:
-        setattr(bug.module, bug.attribute, original)
 
 
 # ============================================================================= reference recurrences

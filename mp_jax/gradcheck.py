@@ -2,7 +2,7 @@
 
     python -m mp_jax.gradcheck MODEL [--impl reference|fast|all] [--dtype float64|float32]
         [--T N] [--hidden H] [--batch N] [--case plain|square|saturated|repeat] [--seed S]
-        [--fd] [--intermediates] [--bug NAME | --bug list]
+        [--fd] [--intermediates] [--bug NAME | --bug list] [--backward FILE]
 
 MODEL is a name of the registry (:mod:`mp_jax.registry`): ``ae`` (sparse autoencoder, tied
 weights), ``ae-untied``, ``lm`` (the 4-gram language model), ``rnn``, ``lstm``, ``gru`` (the
@@ -32,6 +32,11 @@ try ``--T 50`` with ``rnn`` and with ``lstm``.
 ``--bug NAME`` swaps one wrong piece from the bug zoo (:mod:`mp_jax.bugzoo`) into the
 backward, to show what a failing check looks like; ``--bug list`` names them.
 
+``--backward FILE`` swaps a learner's own piece in: an exercise of ``exercises/`` (see
+``docs/exercises.md``), checked on the model the file names (MODEL may then be left out), with
+every intermediate printed, so that the first wrong tensor is named. A piece not written yet
+gives one line, not a traceback.
+
 The exit status is 0 when every row passes, 1 otherwise, 2 for bad arguments. Examples::
 
     python -m mp_jax.gradcheck lstm --impl fast --fd
@@ -42,8 +47,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 
-from mp_jax import bugzoo, cli, gradtable, registry
+from mp_jax import bugzoo, cli, exercises, gradtable, registry
 from mp_jax.registry import Size
 
 CASES = {"plain": "", "square": "square", "saturated": "saturated", "repeat": "repeat"}
@@ -133,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fd", action="store_true", help="also central finite differences (float64, sampled coordinates)")
     p.add_argument("--intermediates", action="store_true", help="print every named intermediate gradient")
     p.add_argument("--bug", metavar="NAME", help="swap in a wrong backward piece from the bug zoo; 'list' names them")
+    p.add_argument("--backward", metavar="FILE", help="swap in your own backward piece: an exercise file (exercises/*.py)")
     return p
 
 
@@ -142,6 +149,18 @@ def main(argv=None) -> int:
     if args.bug == "list":
         _print_bugs()
         return 0
+    exercise = None
+    if args.backward is not None:
+        if args.bug is not None:
+            parser.error("argument --backward: not with --bug (one swapped piece at a time)")
+        try:
+            exercise = exercises.load(args.backward)
+        except exercises.ExerciseError as e:
+            parser.error(f"argument {e}" if str(e).startswith("--backward") else f"argument --backward: {e}")
+        if args.model is None:
+            args.model = exercise.model
+        if args.model not in registry.MODELS:
+            parser.error(f"argument --backward: {args.backward} names MODEL = {args.model!r}, not a registry model")
     if args.model is None:
         parser.error("the argument MODEL is required: one of " + ", ".join(registry.MODELS))
     spec = registry.get(args.model)
@@ -157,13 +176,15 @@ def main(argv=None) -> int:
             parser.error(f"argument --bug: {bug.name} is shown on {bug.model}: "
                          f"python -m mp_jax.gradcheck {bug.model} --bug {bug.name}")
     if args.impl == "all":
-        impls = [bug.impl] if bug else list(spec.impls)
+        impls = [bug.impl] if bug else (["reference"] if exercise else list(spec.impls))
     elif args.impl not in spec.impls:
         parser.error(f"argument --impl: {args.model} has {', '.join(spec.impls)}, not {args.impl!r}")
     else:
         impls = [args.impl]
     special = CASES[args.case] or (bug.size.special if bug else "")
     size = Size(batch=args.batch, hidden=args.hidden, T=args.T, special=special)
+    if exercise is not None:
+        return _check_exercise(exercise, spec, impls, size, args)
     ok = True
     with bugzoo.applied(bug) if bug else contextlib.nullcontext():
         if bug:
@@ -172,6 +193,30 @@ def main(argv=None) -> int:
             check = gradtable.check_gradients(spec, impl, args.dtype, size, seed=args.seed, fd=args.fd)
             print(("\n" if k else "") + report(check, intermediates=args.intermediates))
             ok &= check.ok
+    return 0 if ok else 1
+
+
+def _check_exercise(exercise: exercises.Exercise, spec: registry.ModelSpec, impls, size: Size, args) -> int:
+    """The check with the learner's piece swapped in: every tensor printed, the first wrong named."""
+    print(f"your {exercise.attribute} from {exercise.path} replaces "
+          f"{exercise.module.__name__}.{exercise.attribute}\n")
+    ok = True
+    with bugzoo.swapped(exercise.module, exercise.attribute, exercise.replacement()):
+        for k, impl in enumerate(impls):
+            try:
+                check = gradtable.check_gradients(spec, impl, args.dtype, size, seed=args.seed, fd=args.fd)
+            except Exception as e:  # the learner's code failed while the check traced it: one line
+                print(f"error: {exercises.explain_failure(exercise, e)}", file=sys.stderr)
+                return 1
+            print(("\n" if k else "") + report(check, intermediates=True))
+            ok &= check.ok
+    if exercise.calls == 0:
+        print(f"error: {args.model} does not call {exercise.attribute}: nothing of yours was checked; "
+              f"run it on {exercise.model} (python -m mp_jax.gradcheck {exercise.model} --backward {args.backward})",
+              file=sys.stderr)
+        return 1
+    print("\nyour " + exercise.attribute + (" is right: every tensor matches the oracles" if ok else
+                                               " is wrong: the first wrong tensor above is where to look"))
     return 0 if ok else 1
 
 

@@ -241,6 +241,15 @@ VARIANTS = {recurrent_fast.loss_and_grad_reusing: ("rnn|lstm|gru", "fast"),
             recurrent_fast.loss_and_grad_step: ("rnn|lstm|gru", "fast")}
 
 
+def training_loss_and_grad(name: str):
+    """The manual gradient the experiments train ``name`` with: the fast path where there is
+    one (for the recurrences its buffer-reusing form, :data:`VARIANTS`), else the reference."""
+    if name in recurrent.CELLS:
+        return recurrent_fast.loss_and_grad_reusing
+    spec = get(name)
+    return spec.impls["fast" if "fast" in spec.impls else "reference"].loss_and_grad
+
+
 def get(name: str) -> ModelSpec:
     try:
         return MODELS[name]
