@@ -275,7 +275,7 @@ BUGS: dict[str, Bug] = {b.name: b for b in (
         _softmax_ce_backward_no_mean,
         "dz = p − onehot(y), the 1/N of the mean loss missing",
         "the loss is a mean over the batch; the gradient of a sum is N times too large "
-        "(invisible at N = 1)", "δ_z"),
+        "(invisible at N = 1)", "dz"),
     Bug("linear-dw-transposed", "mlp", "reference", layers, "linear_backward", _linear_backward_dw_transposed,
         "dW = (xᵀ dy)ᵀ: the weight gradient transposed",
         "with square weights the shapes agree and nothing crashes; only the values are wrong",

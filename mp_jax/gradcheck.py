@@ -19,7 +19,7 @@ How to read the output. The oracles:
    (``--fd``): an oracle that shares nothing with autodiff;
 3. ``jax.grad`` of the loss with respect to a zero offset added to every named intermediate
    of the backward (``--intermediates`` prints them all): δ_o, s, δ_h for the autoencoder;
-   δ_z, δ_h, de and each used row of dR for the language model; ds, da and per step dh_t,
+   dz, δ_h, de and each used row of dR for the language model; dz, da and per step dh_t,
    dc_t and the gate deltas for the recurrences. Names are the symbols of ``docs/``.
 
 Each row gives the largest absolute difference and the relative error (that difference over

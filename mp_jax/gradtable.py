@@ -3,7 +3,7 @@
 :func:`check_gradients` runs a manual implementation (:mod:`mp_jax.registry`) on a small
 instance and compares, row by row:
 
-* every **named intermediate** of its backward (δ_o, s, δ_h; δ_z, δ_h, de; ds, da, and per
+* every **named intermediate** of its backward (δ_o, s, δ_h; dz, δ_h, de; dz, da, and per
   step dh_t, dc_t and the gate deltas) with ``jax.grad`` of the loss in a zero offset added to
   that intermediate (:mod:`mp_jax.offsets`), and, for the language model, each used row of dR;
 * every **parameter gradient** with ``jax.grad`` of the reference loss, and, with ``fd``, with

@@ -45,24 +45,24 @@ def autoencoder(params, x, eps, hp=DEFAULT_HYPER) -> Array:
 
 
 def language_model(params, batch, eps) -> Array:
-    """L (LM4) with ε["de"] on e, ε["δ_h"] on a and ε["δ_z"] on z."""
+    """L (LM4) with ε["de"] on e, ε["δ_h"] on a and ε["dz"] on z."""
     ids, y = batch
     e = jnp.concatenate([params.emb[ids[:, j]] for j in range(3)], axis=1) + eps["de"]
     h = sig(e @ params.w_hid + params.b_hid + eps["δ_h"])
-    return _cross_entropy(h @ params.w_out + params.b_out + eps["δ_z"], y)
+    return _cross_entropy(h @ params.w_out + params.b_out + eps["dz"], y)
 
 
 def mlp(params, batch, eps) -> Array:
-    """L with ε["δ_a"] on the hidden pre-activation and ε["δ_z"] on the logits."""
+    """L with ε["δ_a"] on the hidden pre-activation and ε["dz"] on the logits."""
     x, y = batch
     h = jnp.tanh(x @ params.w_in + params.b_in + eps["δ_a"])
-    return _cross_entropy(h @ params.w_out + params.b_out + eps["δ_z"], y)
+    return _cross_entropy(h @ params.w_out + params.b_out + eps["dz"], y)
 
 
 def logistic(params, batch, eps, hp=LogisticHP()) -> Array:
-    """L + λ/2 ‖W‖² with ε["δ_z"] on the logits."""
+    """L + λ/2 ‖W‖² with ε["dz"] on the logits."""
     f, y = batch
-    return _cross_entropy(f @ params.w + params.b + eps["δ_z"], y) + 0.5 * hp.l2 * jnp.sum(params.w ** 2)
+    return _cross_entropy(f @ params.w + params.b + eps["dz"], y) + 0.5 * hp.l2 * jnp.sum(params.w ** 2)
 
 
 def recurrent(params, batch, eps) -> Array:
@@ -70,7 +70,7 @@ def recurrent(params, batch, eps) -> Array:
 
     Per step t (ε[name] <[T, N, H]>): "dh_t" on h_t, "dc_t" on c_t (LSTM), and on the
     pre-activations: "δ_t" (RNN), "δ_i", "δ_f", "δ_g", "δ_o" (LSTM), "δ_z", "δ_r", "δ_n"
-    (GRU). In the head: "da" on the ReLU layer's pre-activation, "ds" on the logits.
+    (GRU). In the head: "da" on the ReLU layer's pre-activation, "dz" on the logits.
     """
     x, y = batch
     cell = params.cell
@@ -97,11 +97,11 @@ def recurrent(params, batch, eps) -> Array:
             h = z * h + (1.0 - z) * n
         return (h + e["dh_t"], c), None
 
-    per_step = {k: v for k, v in eps.items() if k not in ("da", "ds")}
+    per_step = {k: v for k, v in eps.items() if k not in ("da", "dz")}
     h0 = jnp.zeros((x.shape[0], hdim), cell.w_h.dtype)
     (h_last, _), _ = jax.lax.scan(step, (h0, h0), (jnp.swapaxes(x, 0, 1).astype(h0.dtype), per_step))
     u = jax.nn.relu(h_last @ params.w_mlp + params.b_mlp + eps["da"])
-    return _cross_entropy(u @ params.w_out + params.b_out + eps["ds"], y)
+    return _cross_entropy(u @ params.w_out + params.b_out + eps["dz"], y)
 
 
 def zeros(names_and_shapes: dict, dtype) -> dict:

@@ -145,7 +145,7 @@ def _build_lm(rng, size: Size):
 
 def _lm_shapes(params, batch):
     n, hidden = batch[0].shape[0], params.w_hid.shape[1]
-    return {"δ_z": (n, LM_VOCAB), "δ_h": (n, hidden), "de": (n, 3 * LM_EMBED)}
+    return {"dz": (n, LM_VOCAB), "δ_h": (n, hidden), "de": (n, 3 * LM_EMBED)}
 
 
 # ----------------------------------------------------------------------------- recurrences
@@ -163,7 +163,7 @@ def _seq_shapes(cell: str):
     def shapes(params, batch):
         n, t, _ = batch[0].shape
         hidden = params.cell.w_h.shape[0]
-        out = {"ds": (n, SEQ_CLASSES), "da": (n, params.w_mlp.shape[1]), "dh_t": (t, n, hidden)}
+        out = {"dz": (n, SEQ_CLASSES), "da": (n, params.w_mlp.shape[1]), "dh_t": (t, n, hidden)}
         out.update({name: (t, n, hidden) for name in recurrent.STEP_DELTAS[cell]})
         return out
     return shapes
@@ -178,7 +178,7 @@ def _build_mlp(rng, size: Size):
 
 def _mlp_shapes(params, batch):
     n = batch[0].shape[0]
-    return {"δ_z": (n, params.w_out.shape[1]), "δ_a": (n, params.w_in.shape[1])}
+    return {"dz": (n, params.w_out.shape[1]), "δ_a": (n, params.w_in.shape[1])}
 
 
 def _build_logistic(rng, size: Size):
@@ -189,7 +189,7 @@ def _build_logistic(rng, size: Size):
 
 
 def _logistic_shapes(params, batch):
-    return {"δ_z": (batch[0].shape[0], params.w.shape[1])}
+    return {"dz": (batch[0].shape[0], params.w.shape[1])}
 
 
 # ----------------------------------------------------------------------------- the registry

@@ -55,7 +55,7 @@ SOLUTIONS = {
 
 # (text replaced in the solution, its wrong version, the first wrong tensor the check names)
 MISTAKES = {
-    "softmax_ce": ("/ probs.shape[0]", "", "δ_z"),
+    "softmax_ce": ("/ probs.shape[0]", "", "dz"),
     "ae_sparsity": ("-hp.rho / rho_hat + (1.0 - hp.rho) / rho_hat_c", "hp.rho / rho_hat - (1.0 - hp.rho) / rho_hat_c", "s"),
     "lm_embedding": (".add(", ".set(", "dR"),
     "rnn_step": ("h_prev.T @ delta", "h.T @ delta", "cell.w_h"),

@@ -67,12 +67,12 @@ def test_fd_adds_a_finite_difference_column_and_intermediates_use_the_docs_symbo
     assert "step h = 1e-05" in text
     inter = [INTER_ROW.match(line) for line in text.split("intermediate gradients")[1].splitlines()]
     inter = [(m[1], m[2]) for m in inter if m]
-    assert inter[:2] == [("ds", ""), ("da", "")]
+    assert inter[:2] == [("dz", ""), ("da", "")]
     assert inter[2:8] == [(n, "4") for n in ("dh_t", "δ_o", "dc_t", "δ_i", "δ_f", "δ_g")]
     assert len(inter) == 2 + 6 * 4
     rc, text = _run("lm", "--intermediates", "--impl", "reference", "--case", "repeat")
     names = [m[1] for m in map(INTER_ROW.match, text.split("intermediate gradients")[1].splitlines()) if m]
-    assert names[:3] == ["δ_z", "δ_h", "de"] and all(n.startswith("dR[") for n in names[3:]) and names[3:]
+    assert names[:3] == ["dz", "δ_h", "de"] and all(n.startswith("dR[") for n in names[3:]) and names[3:]
 
 
 def test_float32_passes_at_its_own_tolerance(fast_compile):

@@ -4,8 +4,8 @@ ids <int>[N, 3] → e = [R[w1]; R[w2]; R[w3]] <float>[N, 3D] (R <float>[V, D] sh
 three positions) → h = σ(e W1 + b1) <float>[N, P] → z = h W2 + b2 <float>[N, V]
 → p = softmax(z); L = −1/N Σ_n log p[n, y_n].
 
-Manual backward: δ_z = (p − onehot(y)) / N; dW2 = hᵀ δ_z; db2 = Σ δ_z;
-δ_h = δ_z W2ᵀ ⊙ h(1 − h); dW1 = eᵀ δ_h; db1 = Σ δ_h; de = δ_h W1ᵀ, split into three
+Manual backward: dz = (p − onehot(y)) / N; dW2 = hᵀ dz; db2 = Σ dz;
+δ_h = dz W2ᵀ ⊙ h(1 − h); dW1 = eᵀ δ_h; db1 = Σ δ_h; de = δ_h W1ᵀ, split into three
 D-blocks and scatter-added into dR at each block's word (a word repeated within one
 trigram collects the sum of its blocks).
 
@@ -85,13 +85,13 @@ def loss(params: LMParams, batch) -> jax.Array:
 
 
 def loss_grad_and_intermediates(params: LMParams, batch):
-    """(mean cross-entropy, LMParams of gradients, {"δ_z", "δ_h", "de"}) of the manual backward."""
+    """(mean cross-entropy, LMParams of gradients, {"dz", "δ_h", "de"}) of the manual backward."""
     ids, y = batch
     z, cache = forward(params, ids)
     value, ce_cache = layers.softmax_cross_entropy_forward(z, y)  # (LM4)
-    dz = layers.softmax_cross_entropy_backward(jnp.ones((), z.dtype), ce_cache)  # δ_z (LM5)
+    dz = layers.softmax_cross_entropy_backward(jnp.ones((), z.dtype), ce_cache)  # dz (LM5)
     grads, named = backward_with_intermediates(cache, dz)
-    return value, grads, {"δ_z": dz, **named}
+    return value, grads, {"dz": dz, **named}
 
 
 def loss_and_grad(params: LMParams, batch) -> tuple[jax.Array, LMParams]:

@@ -31,14 +31,14 @@ def forward(params: LMParams, ids: jax.Array) -> tuple[jax.Array, LMCache]:
 
 
 def loss_grad_and_intermediates(params: LMParams, batch):
-    """(mean cross-entropy, LMParams of gradients, {"δ_z", "δ_h", "de"}): this forward, the
+    """(mean cross-entropy, LMParams of gradients, {"dz", "δ_h", "de"}): this forward, the
     reference's backward."""
     ids, y = batch
     z, cache = forward(params, ids)
     value, ce_cache = layers.softmax_cross_entropy_forward(z, y)
     dz = layers.softmax_cross_entropy_backward(jnp.ones((), z.dtype), ce_cache)
     grads, named = backward_with_intermediates(cache, dz)
-    return value, grads, {"δ_z": dz, **named}
+    return value, grads, {"dz": dz, **named}
 
 
 def loss_and_grad(params: LMParams, batch) -> tuple[jax.Array, LMParams]:

@@ -82,12 +82,12 @@ def loss(params: LogisticParams, batch, hp: LogisticHP = LogisticHP()) -> Array:
 
 
 def loss_grad_and_intermediates(params: LogisticParams, batch, hp: LogisticHP = LogisticHP()):
-    """(loss, LogisticParams of gradients, {"δ_z": dL/dz <[N, C]>})."""
+    """(loss, LogisticParams of gradients, {"dz": dL/dz <[N, C]>})."""
     f, y = batch
     z, cache = forward(params, f)
     ce, ce_cache = layers.softmax_cross_entropy_forward(z, y)
     dz = layers.softmax_cross_entropy_backward(jnp.ones((), z.dtype), ce_cache)
-    return ce + 0.5 * hp.l2 * jnp.sum(params.w ** 2), backward(params, cache, dz, hp), {"δ_z": dz}
+    return ce + 0.5 * hp.l2 * jnp.sum(params.w ** 2), backward(params, cache, dz, hp), {"dz": dz}
 
 
 def loss_and_grad(params: LogisticParams, batch, hp: LogisticHP = LogisticHP()):

@@ -65,13 +65,13 @@ def loss(params: MLPParams, batch) -> jax.Array:
 
 
 def loss_grad_and_intermediates(params: MLPParams, batch):
-    """(mean cross-entropy, MLPParams of gradients, {"δ_z" <[N, C]>, "δ_a" <[N, H]>})."""
+    """(mean cross-entropy, MLPParams of gradients, {"dz" <[N, C]>, "δ_a" <[N, H]>})."""
     x, y = batch
     z, cache = forward(params, x)
     value, ce_cache = layers.softmax_cross_entropy_forward(z, y)
     dz = layers.softmax_cross_entropy_backward(jnp.ones((), z.dtype), ce_cache)  # (P17)
     grads, named = backward_with_intermediates(cache, dz)
-    return value, grads, {"δ_z": dz, **named}
+    return value, grads, {"dz": dz, **named}
 
 
 def loss_and_grad(params: MLPParams, batch):

@@ -14,7 +14,7 @@ Every cell has the same two step functions, so one scan runs any of them:
 * ``<cell>_step_forward(p, state, x_t) -> (state, cache)``: one time step; the state is h_t
   (RNN, GRU) or (h_t, c_t) (LSTM); the cache keeps the step's input, previous state and
   gate values.
-* ``<cell>_step_backward(p, dstate, cache) -> (dstate_prev, grads)``: given the gradient
+* ``<cell>_step_backward(p, dstate, cache) -> (dstate_prev, grads, deltas)``: given the gradient
   reaching this step's state, the gradient reaching the previous state and this step's
   contribution to every weight gradient (a parameter tuple of the cell's type).
 
@@ -291,18 +291,18 @@ def encode_backward(cell: CellParams, caches, dh_last: Array):
 
 # ============================================================================= classifier
 def head_forward(params: ClassifierParams, h_last: Array):
-    """Logits s <float>[N, C] from h_T <float>[N, H] (HEAD1-HEAD2), and the cache."""
+    """Logits z <float>[N, C] from h_T <float>[N, H] (HEAD1-HEAD2), and the cache."""
     a, c1 = layers.linear_forward(h_last, params.w_mlp, params.b_mlp)
     u, c2 = layers.relu_forward(a)  # (HEAD1)
-    s, c3 = layers.linear_forward(u, params.w_out, params.b_out)  # (HEAD2)
-    return s, (c1, c2, c3)
+    z, c3 = layers.linear_forward(u, params.w_out, params.b_out)  # (HEAD2)
+    return z, (c1, c2, c3)
 
 
-def head_backward(head_cache, ds: Array):
-    """(dL/dh_T, (dW_mlp, db_mlp, dW_out, db_out), da) from dL/ds; da <float>[N, M] is
+def head_backward(head_cache, dz: Array):
+    """(dL/dh_T, (dW_mlp, db_mlp, dW_out, db_out), da) from dL/dz; da <float>[N, M] is
     the gradient of the ReLU layer's pre-activation (HEAD6)."""
     c1, c2, c3 = head_cache
-    du, dw_out, db_out = layers.linear_backward(ds, c3)  # (HEAD5)
+    du, dw_out, db_out = layers.linear_backward(dz, c3)  # (HEAD5)
     da = layers.relu_backward(du, c2)  # (HEAD6)
     dh_last, dw_mlp, db_mlp = layers.linear_backward(da, c1)  # (HEAD6)
     return dh_last, (dw_mlp, db_mlp, dw_out, db_out), da
@@ -311,26 +311,26 @@ def head_backward(head_cache, ds: Array):
 def forward(params: ClassifierParams, x: Array):
     """Logits <float>[N, C] for x <float>[N, T, D], and the cache for :func:`backward`."""
     h_last, step_caches = encode_forward(params.cell, x)
-    s, head_cache = head_forward(params, h_last)
-    return s, (step_caches, head_cache)
+    z, head_cache = head_forward(params, h_last)
+    return z, (step_caches, head_cache)
 
 
-def _backward_with_states(params: ClassifierParams, cache, ds: Array):
+def _backward_with_states(params: ClassifierParams, cache, dz: Array):
     step_caches, head_cache = cache
-    dh_last, head_grads, da = head_backward(head_cache, ds)
+    dh_last, head_grads, da = head_backward(head_cache, dz)
     cell_grads, per_step = encode_backward(params.cell, step_caches, dh_last)
     return ClassifierParams(cell_grads, *head_grads), {"da": da, **per_step}
 
 
-def backward(params: ClassifierParams, cache, ds: Array) -> ClassifierParams:
-    """All gradients from dL/ds <float>[N, C]: the head first, then BPTT from dL/dh_T."""
-    return _backward_with_states(params, cache, ds)[0]
+def backward(params: ClassifierParams, cache, dz: Array) -> ClassifierParams:
+    """All gradients from dL/dz <float>[N, C]: the head first, then BPTT from dL/dh_T."""
+    return _backward_with_states(params, cache, dz)[0]
 
 
-def _cross_entropy(s: Array, y: Array) -> tuple[Array, Array]:
-    """(mean cross-entropy (HEAD3), dL/ds (HEAD4))."""
-    value, ce_cache = layers.softmax_cross_entropy_forward(s, y)
-    return value, layers.softmax_cross_entropy_backward(jnp.ones((), s.dtype), ce_cache)
+def _cross_entropy(z: Array, y: Array) -> tuple[Array, Array]:
+    """(mean cross-entropy (HEAD3), dL/dz (HEAD4))."""
+    value, ce_cache = layers.softmax_cross_entropy_forward(z, y)
+    return value, layers.softmax_cross_entropy_backward(jnp.ones((), z.dtype), ce_cache)
 
 
 def loss_and_grad(params: ClassifierParams, batch):
@@ -339,23 +339,23 @@ def loss_and_grad(params: ClassifierParams, batch):
     batch: (x <float>[N, T, D], y <int>[N]).
     """
     x, y = batch
-    s, cache = forward(params, x)
-    value, ds = _cross_entropy(s, y)
-    return value, backward(params, cache, ds)
+    z, cache = forward(params, x)
+    value, dz = _cross_entropy(z, y)
+    return value, backward(params, cache, dz)
 
 
 def loss_grad_and_intermediates(params: ClassifierParams, batch):
     """(loss, gradients, named intermediate gradients) of the manual backward.
 
-    The intermediates, as docs/recurrent.md names them: "ds" <[N, C]> (HEAD4), "da"
+    The intermediates, as docs/recurrent.md names them: "dz" <[N, C]> (HEAD4), "da"
     <[N, M]> (HEAD6), and per step, stacked over time <[T, N, H]>, "dh_t" and the cell's
     deltas (:data:`STEP_DELTAS`).
     """
     x, y = batch
-    s, cache = forward(params, x)
-    value, ds = _cross_entropy(s, y)
-    grads, named = _backward_with_states(params, cache, ds)
-    return value, grads, {"ds": ds, **named}
+    z, cache = forward(params, x)
+    value, dz = _cross_entropy(z, y)
+    grads, named = _backward_with_states(params, cache, dz)
+    return value, grads, {"dz": dz, **named}
 
 
 def hidden_state_grads(params: ClassifierParams, batch) -> Array:
@@ -377,6 +377,6 @@ def predict(params: ClassifierParams, x: Array) -> Array:
 def metrics(params: ClassifierParams, batch) -> dict:
     """{"loss": mean cross-entropy, "accuracy": fraction correct} of a batch."""
     x, y = batch
-    s = logits(params, x)
-    value, _ = layers.softmax_cross_entropy_forward(s, y)
-    return {"loss": value, "accuracy": jnp.mean((jnp.argmax(s, -1) == y).astype(s.dtype))}
+    z = logits(params, x)
+    value, _ = layers.softmax_cross_entropy_forward(z, y)
+    return {"loss": value, "accuracy": jnp.mean((jnp.argmax(z, -1) == y).astype(z.dtype))}

@@ -616,7 +616,7 @@ def loss_and_grad_step(params: ClassifierParams, batch, buffers, *, unroll: int 
 
 def loss_grad_and_intermediates(params: ClassifierParams, batch):
     """(loss, gradients, named intermediate gradients) of this fast path, named as the
-    reference's :func:`mp_jax.models.recurrent.loss_grad_and_intermediates`: "ds", "da", and
+    reference's :func:`mp_jax.models.recurrent.loss_grad_and_intermediates`: "dz", "da", and
     per step <[T, N, H]> "dh_t" and the cell's deltas. The scans run as in training, but also
     emit dL/dh_t (and dL/dc_t) per step; the deltas are the buffers the backward writes."""
     x, y = batch
@@ -636,7 +636,7 @@ def loss_grad_and_intermediates(params: ClassifierParams, batch):
         dcell, bufs, dhs = _gru_encode_backward(params.cell, seq_cache, dh_t, record=True)
         d_z, d_r = jnp.split(bufs.us, 2, axis=-1)
         per_step = {"dh_t": dhs, "δ_n": bufs.ns, "δ_z": d_z, "δ_r": d_r}
-    return value, ClassifierParams(dcell, *head_grads), {"ds": dz, "da": da, **per_step}
+    return value, ClassifierParams(dcell, *head_grads), {"dz": dz, "da": da, **per_step}
 
 
 #: :func:`loss_and_grad` for training: an epoch carries the GRU's and LSTM's scan buffers from one
