@@ -57,6 +57,8 @@ from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 
+from benchmarks import workloads
+
 IMPLS = ("manual", "manual_reference", "jax_grad", "numpy", "torch")
 ONE_DEVICE = ("manual_one_device", "jax_grad_one_device")  # the recurrences only
 JAX_IMPLS = ("manual", "manual_reference", "jax_grad") + ONE_DEVICE
@@ -67,21 +69,21 @@ RATIOS = (("manual", "jax_grad"), ("manual_reference", "manual"))
 ALL_WORKLOADS = ("ae", "lm", "rnn", "lstm", "gru")
 RECURRENT = ("rnn", "lstm", "gru")
 
+# the settings of the experiments' configs (benchmarks/workloads.py), at the stand-in data's sizes
 FULL = {
-    "ae": dict(n=10240, batch=32, hidden=64, lr=0.075, momentum=0.9, lam=5e-4, beta=2.2, rho=0.026),
-    "lm": dict(n=372500, batch=200, vocab=250, dim=32, hidden=256, lr=0.15, momentum=0.85),
-    "rnn": dict(n=2700, batch=32, steps=150, hidden=128, mlp=64, classes=6, lr=0.01, momentum=0.85),
+    "ae": dict(n=workloads.N["ae"], **workloads.q1_sgd()),
+    "lm": dict(n=workloads.N["lm"], **workloads.q2()),
+    **{cell: dict(n=workloads.N["seq"], **workloads.q3(cell)) for cell in RECURRENT},
 }
 QUICK = {
     "ae": dict(FULL["ae"], n=2048),
     "lm": dict(FULL["lm"], n=20000),
-    "rnn": dict(FULL["rnn"], n=256, steps=150),
+    **{cell: dict(FULL[cell], n=256) for cell in RECURRENT},
 }
 
 
 def settings(workload: str, quick: bool) -> dict:
-    table = QUICK if quick else FULL
-    return dict(table["rnn" if workload in ("rnn", "lstm", "gru") else workload])
+    return dict((QUICK if quick else FULL)[workload])
 
 
 def has_reference(workload: str) -> bool:
@@ -344,7 +346,7 @@ def interleaved(workload: str, s: dict, reps: int, impls=INTERLEAVED) -> dict:
     platform = jax_platform()
     split = splits_over_cpu_cores(workload, "interleaved", platform)
     p, np_p, data, hyper = make_problem(workload, s)
-    clip = 1.0 if workload in RECURRENT else None
+    clip = s.get("clip")
     runners = {impl: _jax_runner(workload, impl, s, p, data, hyper, clip, split) for impl in impls}
     times = {impl: [] for impl in impls}
     for r in range(reps):
@@ -375,7 +377,7 @@ def worker(workload: str, impl: str, quick: bool, reps: int, interleave=INTERLEA
     platform = jax_platform() if impl in JAX_IMPLS else "cpu"
     split = splits_over_cpu_cores(workload, impl, platform)
     p, np_p, data, hyper = make_problem(workload, s)
-    clip = 1.0 if workload in RECURRENT else None
+    clip = s.get("clip")
     if impl in JAX_IMPLS:
         run_epoch, mesh = _jax_runner(workload, impl, s, p, data, hyper, clip, split)
     elif impl == "numpy":

@@ -40,10 +40,14 @@ import statistics
 import time
 from pathlib import Path
 
+from benchmarks import workloads
+
 WORKLOADS = ("gru", "lm")
-FULL = {
-    "gru": dict(batch=16, steps=150, inputs=3, hidden=128, mlp=64, classes=6, batches=8, one_core=True),
-    "lm": dict(batch=200, vocab=250, dim=32, hidden=256, batches=100, one_core=False),
+_GRU, _LM = workloads.q3("gru"), workloads.q2()
+FULL = {  # Q3's GRU on one core: half its batch of 32, as split over two devices; Q2's first setting
+    "gru": dict(batch=_GRU["batch"] // 2, steps=_GRU["steps"], inputs=3, hidden=_GRU["hidden"], mlp=_GRU["mlp"],
+                classes=_GRU["classes"], batches=8, one_core=True),
+    "lm": dict(batch=_LM["batch"], vocab=_LM["vocab"], dim=_LM["dim"], hidden=_LM["hidden"], batches=100, one_core=False),
 }
 QUICK = {"gru": dict(FULL["gru"], batches=4), "lm": dict(FULL["lm"], batches=40)}
 

@@ -273,3 +273,26 @@ def test_unknown_names_are_refused(flags, message):
 def test_worker_refuses_a_reference_row_for_the_autoencoder():
     with pytest.raises(SystemExit, match="one manual path only"):
         benchmark.worker("ae", "manual_reference", quick=True, reps=1)
+
+
+def test_the_workloads_are_the_experiments_configs():
+    """The benchmark times what the main job trains: its settings come from the configs."""
+    from benchmarks import floor, sweeps, workloads
+    from experiments.q1_autoencoder import Q1Config
+    from experiments.q2_language_model import Q2Config
+    from experiments.q3_activity import Q3Config
+
+    q1, q2, q3 = Q1Config(), Q2Config(), Q3Config()
+    for cell, lr in q3.learning_rates:
+        s = benchmark.FULL[cell]
+        assert (s["hidden"], s["mlp"], s["batch"], s["lr"], s["momentum"], s["clip"]) == (
+            q3.hidden, q3.mlp, q3.batch_size, lr, q3.momentum, q3.clip_norm)
+    ae = benchmark.FULL["ae"]
+    assert (ae["batch"], ae["lr"], ae["momentum"], ae["hidden"], ae["lam"]) == (
+        q1.sgd_batch, q1.sgd_lr, q1.sgd_momentum, q1.hidden, q1.hp.lam)
+    lm = benchmark.FULL["lm"]
+    assert (lm["batch"], lm["lr"], lm["momentum"], (lm["dim"], lm["hidden"])) == (
+        q2.batch_size, q2.learning_rate, q2.momentum, q2.settings[0])
+    assert sweeps.FULL["q3"]["momentum"] == q3.momentum and sweeps.FULL["q1"]["beta_rho"] == q1.beta_rho
+    assert floor.FULL["gru"]["mlp"] == q3.mlp and floor.FULL["gru"]["batch"] * 2 == q3.batch_size
+    assert workloads.q3("lstm")["lr"] == dict(q3.learning_rates)["lstm"]
