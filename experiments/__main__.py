@@ -15,6 +15,10 @@ A bad flag stops before anything runs (exit status 2); an error met while runnin
 data file, no space left, a diverged run, a results folder another run is using) is one
 line ``error: ...`` (exit status 1; ``--debug`` shows the traceback). The folders of the
 questions asked for are locked for the whole call (``<results-dir>/.q1.lock`` ...).
+
+``--recipe handout`` trains every question with the course handout's settings instead of
+ours (docs/recipes.md): its results go to ``<results-dir>/q1_handout/`` ... beside ours (own
+checkpoints and locks), and REPORT.md sets the two recipes side by side.
 """
 from __future__ import annotations
 
@@ -64,13 +68,15 @@ def main(argv=None) -> int:
     common.setup_logging()
     with contextlib.ExitStack() as locks:
         for q in questions:  # every folder this call writes, before any training
-            locks.enter_context(common.question_lock(args.results_dir, q))
+            locks.enter_context(common.question_lock(args.results_dir, configs[q].results_name(q)))
         return _run(args, configs)
 
 
 def _run(args, configs: dict) -> int:
     questions = list(configs)
-    print("mp_jax: reproducing " + ", ".join(questions) + (" (--quick)" if args.quick else ""))
+    recipe = getattr(args, "recipe", "ours")
+    print("mp_jax: reproducing " + ", ".join(questions) + (" (--quick)" if args.quick else "")
+          + ("" if recipe == "ours" else f" with the course {recipe}'s recipe (results in <question>_{recipe}/)"))
 
     summary = []
     t_all = time.perf_counter()
@@ -78,14 +84,15 @@ def _run(args, configs: dict) -> int:
         module = importlib.import_module(QUESTIONS[q][0])
         t = time.perf_counter()
         print(f"== {QUESTIONS[q][1]}")
-        with common.session(args, q, lock=False) as (_, store):
+        with common.session(args, config.results_name(q), lock=False) as (_, store):
             module.run(config)
         seconds, counts = time.perf_counter() - t, store.summary()
         summary.append((q, seconds, counts))
         print(f"== {q} done in {seconds:.1f}s ({_runs(counts)})")
 
     path = report.write_report(args.results_dir, sources=data_sources(questions, args.data_dir),
-                               timings={q: s for q, s, _ in summary}, quick=args.quick)
+                               timings={q: s for q, s, _ in summary} if recipe == "ours" else None,
+                               quick=args.quick)
     print(f"\nsummary ({time.perf_counter() - t_all:.1f}s in all):")
     for q, seconds, counts in summary:
         print(f"  {q}: {seconds:7.1f}s  runs: {_runs(counts)}")

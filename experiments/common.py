@@ -30,6 +30,7 @@ from mp_jax.lock import FolderLock
 
 MATMUL_PRECISIONS = ("highest", "default")
 IMPLS = ("fast", "reference")
+RECIPES = ("ours", "handout")  # --recipe: our defaults, or the course handout's settings (docs/recipes.md)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +46,12 @@ class RunOptions:
       progress: None: a bar on a terminal, log lines otherwise; False: log lines.
       vmap: train a study's members as one ``jax.vmap`` program (True) or one after another
         (False); None picks by device (:func:`use_vmap`).
+      recipe: "ours" (the defaults) or "handout" (the course handout's settings, :attr:`HANDOUT`
+        over the defaults; its results go to ``<results-dir>/<question>_handout/``).
     """
 
     FLAGS: ClassVar[tuple] = ()  # a question's own flags: fields taken from the arguments when given
+    HANDOUT: ClassVar[dict] = {}  # the course handout's settings where they differ from the defaults
 
     data_dir: Path = Path("data")
     results_dir: Path = Path("results")
@@ -55,11 +59,41 @@ class RunOptions:
     is_quick: bool = False
     progress: Optional[bool] = None
     vmap: Optional[bool] = None
+    recipe: str = "ours"
 
     @classmethod
     def quick(cls, **changes):
         """The tiny settings (a question overrides this with its own)."""
         return cls(**{"is_quick": True, **changes})
+
+    @classmethod
+    def handout(cls, **changes):
+        """The course handout's recipe: :attr:`HANDOUT` over the defaults, then ``changes``."""
+        return cls.make(recipe="handout", **changes)
+
+    @classmethod
+    def make(cls, *, is_quick: bool = False, recipe: str = "ours", **changes):
+        """The configuration of ``recipe`` ("ours" or "handout"), tiny with ``is_quick``: the
+        defaults, then the recipe's fields (:attr:`HANDOUT`), then the tiny sizes of
+        :meth:`quick` (which keep their own values of the fields they set), then ``changes``."""
+        if recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {RECIPES}, found {recipe!r}")
+        fields = {**cls.HANDOUT, "recipe": "handout"} if recipe == "handout" else {}
+        if not is_quick:
+            return cls(**{**fields, **changes})
+        plain, tiny = cls(), cls.quick()
+        fields = {k: v for k, v in fields.items() if getattr(tiny, k) == getattr(plain, k)}
+        return cls.quick(**{**fields, **changes})
+
+    def results_name(self, question: str) -> str:
+        """The folder of this configuration's results under ``results_dir`` (and the name of
+        its lock): ``question`` for our recipe, ``<question>_handout`` for the handout's."""
+        return results_name(question, self.recipe)
+
+    def recipe_key(self) -> dict:
+        """What a run's checkpoint key adds for the recipe: nothing for ours (so the default
+        runs keep their keys), ``{"recipe": name}`` otherwise."""
+        return {} if self.recipe == "ours" else {"recipe": self.recipe}
 
     def batch_sizes(self) -> dict:
         """``{what: batch size}`` of the runs that ``--devices`` splits over a mesh (each must
@@ -80,14 +114,20 @@ class RunOptions:
         return dict(data_dir=Path(getattr(args, "data_dir", "data")),
                     results_dir=Path(getattr(args, "results_dir", "results")),
                     seed=int(getattr(args, "seed", 0)), is_quick=bool(getattr(args, "quick", False)),
-                    progress=progress_flag(args), vmap=getattr(args, "vmap", None), **own)
+                    progress=progress_flag(args), vmap=getattr(args, "vmap", None),
+                    recipe=getattr(args, "recipe", None) or "ours", **own)
 
     @classmethod
     def from_args(cls, args):
-        """The configuration a command line asks for: :meth:`quick` with ``--quick``, else
-        the defaults, with the flags given."""
-        options = cls.options_from_args(args)
-        return cls.quick(**options) if options["is_quick"] else cls(**options)
+        """The configuration a command line asks for (:meth:`make`): the ``--recipe``'s
+        settings, tiny with ``--quick``, with the flags given."""
+        return cls.make(**cls.options_from_args(args))
+
+
+def results_name(question: str, recipe: str = "ours") -> str:
+    """``q3`` for our recipe, ``q3_handout`` for the handout's: the folder under
+    ``--results-dir`` (and the lock) of a question's run under that recipe."""
+    return question if recipe == "ours" else f"{question}_{recipe}"
 
 
 def use_vmap(flag: Optional[bool] = None) -> bool:
@@ -133,6 +173,9 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
                    help="Q2 and Q3: train with the fast manual gradients (fast, the default) or the readable "
                         "reference ones (reference); the same function, equal to float rounding (each is its own "
                         "checkpointed run)")
+    p.add_argument("--recipe", choices=RECIPES, default="ours",
+                   help="ours (the default settings) or handout: train with the course handout's settings instead "
+                        "(docs/recipes.md), the results in <results-dir>/<question>_handout/ beside ours")
     cli.add_debug_flag(p)
     distributed.add_arguments(p)
     return p
@@ -278,7 +321,7 @@ def run_main(question: str, parser: argparse.ArgumentParser, config_from_args, r
     check_config(parser, args, [config])
     start_devices(args, parser, [config])
     setup_logging()
-    with session(args, question):
+    with session(args, config.results_name(question)):
         run(config)
     return 0
 

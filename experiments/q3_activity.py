@@ -72,6 +72,13 @@ class Q3Config(common.RunOptions):
     """
 
     FLAGS = ("epochs", "seeds", "impl", "models", "learning_rates", "augment", "select")
+    # The course handout's recipe (``--recipe handout``, docs/recipes.md): its learning rate, momentum,
+    # batch, epochs and 10 % random validation split with early stopping; a constant rate, no
+    # clipping, no augmentation, one run per model on the training part (no refit over seeds).
+    HANDOUT = dict(batch_size=32, momentum=0.85, epochs=50, epochs_per_model=(),
+                   learning_rates=(("rnn", 0.1), ("lstm", 0.1), ("gru", 0.1)), schedule="constant", warmup_epochs=0.0,
+                   clip_norm=None, keep="best", patience=None, val_fraction=0.1, validation="random", augment=False,
+                   seeds=1, refit=False)
     models: tuple = MODELS
     hidden: int = 128
     mlp: int = 128
@@ -79,11 +86,14 @@ class Q3Config(common.RunOptions):
     epochs: int = 30  # every run's epochs, except those of epochs_per_model ...
     epochs_per_model: tuple = (("lstm", 60),)  # ... (``--epochs N`` sets every model's to N)
     momentum: float = 0.9
-    clip_norm: float = 1.0
+    clip_norm: Optional[float] = 1.0  # global-norm clipping of the gradient (None: none)
+    schedule: str = "warmup_cosine"  # or "constant": the peak rate throughout
     warmup_epochs: float = 1.0  # then a cosine decay to 0 at the last epoch (train.warmup_cosine)
     patience: Optional[int] = None  # the schedule runs to its end: no early stopping ...
-    keep: str = "last"  # ... and the last iterate is the model
-    val_fraction: float = 0.2  # whole subjects when the file has subject ids (two on the stand-in)
+    keep: str = "last"  # ... and the last iterate is the model ("best": the epoch of lowest validation loss)
+    val_fraction: float = 0.2  # whole subjects when the file has subject ids (two on the stand-in) ...
+    validation: str = "subject"  # ... or "random": a random share of the windows
+    refit: bool = True  # after validation, refit on every training window per seed (False: the validation run is the model)
     augment: bool = True  # a random rotation and gain of every training window, each epoch
     rotation_degrees: float = 20.0
     gain_range: tuple = (0.9, 1.1)
@@ -141,8 +151,9 @@ class Q3Config(common.RunOptions):
         with momentum after global-norm clipping, the learning rate warmed up for
         ``warmup_epochs`` and decayed on a cosine to 0 at the last epoch."""
         epochs = self.n_epochs(cell)
-        schedule = train.warmup_cosine(self.lr(cell), train.steps_per_epoch(n_train, self.batch_size), epochs,
-                                       self.warmup_epochs)
+        schedule = (self.lr(cell) if self.schedule == "constant" else
+                    train.warmup_cosine(self.lr(cell), train.steps_per_epoch(n_train, self.batch_size), epochs,
+                                        self.warmup_epochs))
         return (train.sgd_momentum(schedule, self.momentum, clip_norm=self.clip_norm),
                 train.FitConfig(epochs=epochs, batch_size=self.batch_size, patience=self.patience, keep=self.keep,
                                 augment=augmentation))
@@ -150,8 +161,8 @@ class Q3Config(common.RunOptions):
     def run_config(self, cell: str, seed: int, data_seed: Optional[int] = None) -> dict:
         """The settings that key a run's checkpoint (``data_seed`` only when it is not ``seed``)."""
         keys = ("hidden", "mlp", "batch_size", "momentum", "clip_norm", "warmup_epochs", "patience", "keep", "impl")
-        config = dict(model=cell, learning_rate=self.lr(cell), epochs=self.n_epochs(cell), schedule="warmup_cosine",
-                      **{k: getattr(self, k) for k in keys}, seed=seed, quick=bool(self.is_quick))
+        config = dict(model=cell, learning_rate=self.lr(cell), epochs=self.n_epochs(cell), schedule=self.schedule,
+                      **{k: getattr(self, k) for k in keys}, seed=seed, quick=bool(self.is_quick), **self.recipe_key())
         return config if data_seed in (None, seed) else {**config, "data_seed": data_seed}
 
 
@@ -185,24 +196,32 @@ def class_descriptions(names, attrs: dict) -> dict:
 def protocol_text(c: Q3Config, d: "Activity") -> dict:
     """The selection protocol in numbers, for ``metrics.json`` and REPORT.md."""
     how = d.sets.how
+    schedule = ("a constant learning rate" if c.schedule == "constant" else
+                f"{c.warmup_epochs:g} epoch of linear warm-up, then a cosine decay to 0")
+    kept = "the last iterate kept" if c.keep == "last" else "the epoch of lowest validation loss kept"
     return {"validation": (f"whole subjects {how['subjects']}" if how["subjects"] else f"a random {c.val_fraction:.0%}")
             + f" of the training windows ({how['n_val']} windows); the training part {len(d.sets.train[1])} windows",
-            "selection": "peak learning rates chosen per model by validation accuracy (Q3Config); the test windows "
-                         "choose nothing",
-            "training": (f"SGD, momentum {c.momentum}, global-norm clipping at {c.clip_norm}, batch {c.batch_size}, "
-                         + ", ".join(f"{m.upper()} {c.n_epochs(m)}" for m in c.models) + " epochs: "
-                         f"{c.warmup_epochs:g} epoch of linear warm-up, then a cosine decay to 0; the last iterate "
-                         f"kept"),
+            "selection": ("peak learning rates chosen per model by validation accuracy (Q3Config); the test windows "
+                          "choose nothing") if c.recipe == "ours" else
+                         f"the course handout's recipe (Q3Config.HANDOUT): rates {dict(c.learning_rates)}",
+            "training": (f"SGD, momentum {c.momentum}, "
+                         + (f"global-norm clipping at {c.clip_norm}" if c.clip_norm is not None else "no clipping")
+                         + f", batch {c.batch_size}, " + ", ".join(f"{m.upper()} {c.n_epochs(m)}" for m in c.models)
+                         + f" epochs: {schedule}; {kept}"),
             "augmentation": (f"each epoch, every training window rotated by N(0, {c.rotation_degrees:g}°) about a "
                              f"random axis and scaled by U({c.gain_range[0]:g}, {c.gain_range[1]:g})"
                              if c.augmentation(d.sets.mean, d.sets.std) is not None else "none"),
-            "refit": f"after validation, each seed trained on all {len(d.sets.train_all[1])} training windows with "
-                     "the same settings, then scored once on the test windows"}
+            "refit": (f"after validation, each seed trained on all {len(d.sets.train_all[1])} training windows with "
+                      "the same settings, then scored once on the test windows") if c.refit else
+                     "none: the validation run (seed S, the training part) is the model, scored once on the test "
+                     "windows"}
 
 
 def load(c: Q3Config) -> Activity:
     path = common.resolve_data("q3", c.data_dir)
     data = load_activity(path)
+    if c.validation == "random":  # a random share of the windows, not whole subjects
+        data = data._replace(train_subjects=None)
     sets = splits.activity_sets(data, c.val_fraction, np.random.default_rng(c.seed), n_train=c.n_train,
                                 n_test=c.n_test, batch_size=c.batch_size if c.is_quick else None)
     return Activity(path, data.attrs, common.file_digest(path), tuple(data.class_names), sets)
@@ -280,27 +299,34 @@ def run_model(cell: str, d: Activity, c: Q3Config, out) -> dict:
     s, n_classes = d.sets, len(d.names)
     as_jax = lambda xy: (jnp.asarray(xy[0]), jnp.asarray(xy[1]))  # noqa: E731
     sel = train_seeds(cell, [c.seed], as_jax(s.train), as_jax(s.val), c, n_classes, vmap=False, data_id=d.data_id,
-                      augmentation=c.augmentation(s.mean, s.std), stage="validation")[0]
+                      augmentation=c.augmentation(s.mean, s.std), stage="validation",
+                      keep_diverged=c.recipe != "ours")[0]  # the handout's recipe may diverge: a finding
     val = evaluate(recurrent.metrics, sel.params, as_jax(s.val))
     validation = {"seed": c.seed, "subjects": s.how["subjects"], "n_windows": int(len(s.val[1])),
                   "n_train_windows": int(len(s.train[1])), "val_accuracy": val["accuracy"], "val_loss": val["loss"],
                   "best_epoch": int(sel.best_epoch), "epochs_run": int(sel.epochs_run), "history": sel.history,
                   **timing(sel)}
-    members = train_seeds(cell, seeds, as_jax(s.train_all), None, c, n_classes, vmap=vmap, data_seed=c.seed,
-                          data_id=d.data_id, augmentation=c.augmentation(s.mean_all, s.std_all), stage="refit")
     predict = jax.jit(recurrent.predict)
-    rows = [member_row(seed, m, recurrent.metrics, predict, as_jax(s.train_all), as_jax(s.test_all), n_classes)
+    if c.refit:
+        members = train_seeds(cell, seeds, as_jax(s.train_all), None, c, n_classes, vmap=vmap, data_seed=c.seed,
+                              data_id=d.data_id, augmentation=c.augmentation(s.mean_all, s.std_all), stage="refit")
+        fit_xy, test_xy = s.train_all, s.test_all
+    else:  # the validation run is the model (the handout's recipe: one seed, no refit)
+        seeds, vmap, members, fit_xy, test_xy = [c.seed], False, [sel], s.train, s.test
+    rows = [member_row(seed, m, recurrent.metrics, predict, as_jax(fit_xy), as_jax(test_xy), n_classes)
             for seed, m in zip(seeds, members)]
     res = seed_summary(rows)
     res.update(learning_rate=c.lr(cell), epochs=c.n_epochs(cell), validation=validation, val_accuracy=val["accuracy"],
-               val_loss=val["loss"], seconds=float(sum(r["seconds"] for r in rows) + validation["seconds"]),
+               val_loss=val["loss"], seconds=float(sum(r["seconds"] for r in rows)
+                                                   + (validation["seconds"] if c.refit else 0.0)),
                seed_sweep={"mode": "vmap" if vmap else "sequential", "members": len(seeds),
-                           "loaded_members": sum(r["loaded"] for r in rows)})
+                           "loaded_members": sum(r["loaded"] for r in rows)},
+               **({"diverged": sel.diverged} if sel.diverged else {}))
     first = rows[0]
-    init_params, _ = member_init(cell, member_key(seeds[0], cell), s.train_all[0].shape[-1], c, n_classes)
-    res["gradient_flow"] = {"init": gradient_flow(init_params, s.train_all),
-                            "trained": gradient_flow(members[0].params, s.train_all),
-                            "n_windows": int(min(256, len(s.train_all[1]))), "seed": seeds[0]}
+    init_params, _ = member_init(cell, member_key(seeds[0], cell), fit_xy[0].shape[-1], c, n_classes)
+    res["gradient_flow"] = {"init": gradient_flow(init_params, fit_xy),
+                            "trained": gradient_flow(members[0].params, fit_xy),
+                            "n_windows": int(min(256, len(fit_xy[1]))), "seed": seeds[0]}
     res.update(confusion_test=first["confusion_test"], confusion_train=first["confusion_train"],
                test_recall_per_class=np.diag(metrics.row_normalized(np.asarray(first["confusion_test"]))).tolist(),
                history=first["history"])
@@ -357,7 +383,7 @@ def run_baseline(d: Activity, c: Q3Config, key, out) -> dict:
     s = d.sets
     fit_config = train.FitConfig(epochs=c.baseline_epochs, batch_size=c.baseline_batch, patience=c.baseline_patience)
     hp = logistic.LogisticHP(l2=c.baseline_l2)
-    base_config = dict(model="logistic", features=list(logistic.FEATURES), quick=bool(c.is_quick),
+    base_config = dict(model="logistic", features=list(logistic.FEATURES), quick=bool(c.is_quick), **c.recipe_key(),
                        **{k: v for k, v in dataclasses.asdict(c).items() if k.startswith("baseline_")})
 
     def featurize(train_xy, *others):
@@ -466,7 +492,7 @@ def run_selection(c: Q3Config, d: Activity, out) -> dict:
 
 
 def run(config: Q3Config) -> dict:
-    c, out = config, common.question_dir(config.results_dir, "q3")
+    c, out = config, common.question_dir(config.results_dir, config.results_name("q3"))
     d = load(c)
     common.announce_data("q3", d.path, d.attrs)
     if c.select:

@@ -308,6 +308,70 @@ def q3_section(qdir: Path, figs: Figures) -> list:
     return lines
 
 
+# ----------------------------------------------------------------------------- the two recipes
+RECIPE_HOWTO = ("*The course handout's recipe has not been run here: `python -m experiments --recipe handout` (or "
+                "`--only q2,q3`) writes `q2_handout/` and `q3_handout/` beside these results, and this section then "
+                "sets the two side by side ([docs/recipes.md](../docs/recipes.md)).*")
+
+
+def _pct(x) -> str:
+    return f"{100 * x:.1f} %" if isinstance(x, (int, float)) else "–"
+
+
+def _num(x, nd: int = 3) -> str:
+    return f"{x:.{nd}f}" if isinstance(x, (int, float)) else "–"
+
+
+def _q2_cell(r: Optional[dict]) -> str:
+    if not r:
+        return "not run"
+    return f"CE {_num(r.get('test_cross_entropy'))}, top-1 {_pct(r.get('top1_accuracy'))}"
+
+
+def _q3_cell(r: Optional[dict]) -> str:
+    if not r:
+        return "not run"
+    n = len(r.get("seeds") or [])
+    spread = f" ± {100 * r['test_accuracy_std']:.1f}" if n > 1 and isinstance(r.get("test_accuracy_std"), float) else ""
+    text = (f"{_pct(r.get('test_accuracy'))}{spread}, loss {_num(r.get('test_loss'))} "
+            f"({'mean of ' + str(n) + ' seeds' if n > 1 else 'one seed'})")
+    return text + (f"; diverged ({r['diverged']})" if r.get("diverged") else "")
+
+
+def recipe_rows(ours: Optional[dict], handout: Optional[dict], question: str) -> list:
+    """``[(model, ours, handout)]`` of ``question``'s test numbers under the two recipes, from
+    their ``metrics.json`` (either may be None): Q2 per (D, P) network, Q3 per cell and the baseline."""
+    ours, handout = ours or {}, handout or {}
+    if question == "q2":
+        names = list(dict.fromkeys(n for m in (ours, handout) for n in findings.q2_settings(m)))
+        return [(n, _q2_cell(ours.get(n)), _q2_cell(handout.get(n))) for n in names]
+    models = [k for k in ("rnn", "lstm", "gru", "baseline") if ours.get(k) or handout.get(k)]
+    return [(k.upper() if k != "baseline" else "baseline (logistic)", _q3_cell(ours.get(k)), _q3_cell(handout.get(k)))
+            for k in models]
+
+
+def recipe_section(results_dir: Path) -> list:
+    """Both recipes side by side (test numbers from each ``metrics.json``) when a handout run's
+    metrics are in ``results_dir``; else one line saying how to produce them."""
+    lines = ["## The course handout's recipe beside ours", ""]
+    runs = {q: (_load(results_dir / q), _load(results_dir / f"{q}_handout")) for q in ("q2", "q3")}
+    if not any(h for _, h in runs.values()):
+        return lines + [RECIPE_HOWTO, ""]
+    lines += ["The same data and code trained with our defaults and with the course handout's settings "
+              "(`--recipe handout`; where the two differ and why: [docs/recipes.md](../docs/recipes.md)). Test "
+              "numbers; Q2: cross-entropy in nats and top-1 accuracy, Q3: accuracy and loss.", ""]
+    for q, title in (("q2", "Q2 networks"), ("q3", "Q3 models")):
+        ours, handout = runs[q]
+        rows = recipe_rows(ours, handout, q)
+        if not rows:
+            continue
+        lines += [f"**{title}**", "", "| model | ours | handout |", "|---|---|---|"]
+        lines += [f"| {m} | {a} | {b} |" for m, a, b in rows] + [""]
+        if handout and handout.get("protocol"):
+            lines += ["Handout protocol: " + "; ".join(f"{k}: {v}" for k, v in handout["protocol"].items()), ""]
+    return lines
+
+
 def write_report(results_dir: os.PathLike, *, sources: Optional[dict] = None, timings: Optional[dict] = None,
                  quick: bool = False) -> Path:
     """Write ``<results_dir>/REPORT.md`` from whatever results are saved there."""
@@ -336,6 +400,7 @@ def write_report(results_dir: os.PathLike, *, sources: Optional[dict] = None, ti
     figs = Figures()
     for section in (q1_section, q2_section, q3_section):
         lines += section(results_dir / section.__name__[:2], figs)
+    lines += recipe_section(results_dir)
     path = results_dir / "REPORT.md"
     if distributed.is_writer():  # atomically: a reader sees the old report or the new one
         atomic.write_text(path, "\n".join(lines) + "\n")
