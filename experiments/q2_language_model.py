@@ -16,6 +16,9 @@ trigrams: the network's top-10 fourth words beside the true one), ``neighbours.t
 nearest words in embedding space) and ``anchors.txt``: the course report's six sample trigrams,
 each where its words are in the vocabulary, otherwise a test trigram playing the same role
 (:func:`mp_jax.models.language_model_scoring.anchor_trigrams`).
+
+``--recipe handout`` trains with the course handout's settings (:attr:`Q2Config.HANDOUT`, the
+defaults' values already) under its own name, in ``<results-dir>/q2_handout/`` (docs/recipes.md).
 """
 from __future__ import annotations
 

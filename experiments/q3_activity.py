@@ -17,6 +17,11 @@ train one after another on a CPU (each checkpointed per epoch), as one vmapped p
 accelerator (saved when finished); ``--vmap`` / ``--no-vmap`` override. Writes
 ``<results-dir>/q3/``: ``metrics.json``, ``comparison.md``, per model ``<model>_confusion.png``
 and ``<model>_loss.png``, ``baseline_confusion.png`` and ``loss_all.png``.
+
+``--recipe handout`` trains with the course handout's settings instead (:attr:`Q3Config.HANDOUT`:
+η 0.1 for every model, constant, momentum 0.85, batch 32, 50 epochs, no clipping, no
+augmentation, a random 10 % validation split with the best epoch kept, one run per model, no
+refit; docs/recipes.md) and writes ``<results-dir>/q3_handout/`` beside the default results.
 """
 from __future__ import annotations
 

@@ -194,3 +194,19 @@ def test_docs_recipes_settings_table_matches_the_configs():
 def test_recipe_names_and_folders():
     assert common.RECIPES == ("ours", "handout")
     assert common.results_name("q2") == "q2" and common.results_name("q2", "handout") == "q2_handout"
+
+
+def test_the_main_job_runs_the_handout_recipe_beside_ours(tmp_path, capsys):
+    from mp_jax.data import build_q2
+    from test_q2_experiment import generated_corpus
+
+    data_dir, results = tmp_path / "data", tmp_path / "results"
+    build_q2.build(data_dir, corpus=generated_corpus(tmp_path / "corpus.txt", n=600))
+    assert main_job.main(["--quick", "--only", "q2", "--recipe", "handout", "--data-dir", str(data_dir),
+                          "--results-dir", str(results), "--no-progress"]) == 0
+    assert "course handout's recipe" in capsys.readouterr().out
+    assert (results / "q2_handout" / "metrics.json").is_file() and not (results / "q2").exists()
+    assert not (results / ".q2_handout.lock").exists()  # released
+    text = (results / "REPORT.md").read_text()
+    section = text[text.index("## The course handout's recipe beside ours"):]
+    assert "| D=32,P=256 | not run | CE " in section
