@@ -125,6 +125,9 @@ class Q3Config(common.RunOptions):
         return {"q3 batch": self.batch_size, "q3 baseline batch": self.baseline_batch}
 
     def usage_errors(self) -> list:
+        if not self.refit and self.seeds > 1 and not self.select:
+            return [f"argument --seeds: the {self.recipe} recipe trains one run per model and refits none, so "
+                    f"--seeds {self.seeds} would train no more; leave --seeds out (or use --recipe ours)"]
         last = self.seed + self.seeds - 1
         if last > cli.SEED_MAX:
             return [f"argument --seeds: the seeds run from --seed {self.seed} to {last}, past {cli.SEED_MAX} (the "

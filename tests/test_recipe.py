@@ -75,6 +75,14 @@ def test_a_bad_recipe_is_one_usage_line(entry, capsys):
     assert err.count("\n") == 1 and "Traceback" not in err and "--recipe" in err and "handout" in err, err
 
 
+def test_seeds_without_a_refit_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        q3.main(["--recipe", "handout", "--seeds", "3"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--seeds" in err and "refits none" in err, err
+
+
 def _sentinel(results: Path, question: str) -> str:
     """A default run's metrics file that a handout run must leave alone."""
     (results / question).mkdir(parents=True)
