@@ -1,5 +1,5 @@
-"""Data parallelism across processes: JAX's distributed runtime, one process per host (or
-several on one machine), every process feeding its own share of each minibatch.
+"""JAX's distributed runtime, one process per host (or several on one machine): starting it,
+a lost peer as one line, and the one-writer rule.
 
 Starting or joining a run:
 
@@ -17,18 +17,9 @@ Starting or joining a run:
   :func:`share_fit_state` hands the state process 0 read from its checkpoint to every
   process (resuming needs no shared file system).
 
-Training (:func:`make_epoch_fn`, which :func:`mp_jax.train.fit` uses when its mesh spans
-several processes): every process holds the whole training set on the host and draws the
-same permutation from the epoch's key, so all agree on each minibatch; each then puts on
-its own devices only its rows of every full minibatch (``jax.make_array_from_callback``
-over the examples' axis of a [n_batches, B, ...] layout), and the epoch runs as one
-program, a ``lax.scan`` over the minibatches, exactly as in one process
-(:func:`mp_jax.train.make_epoch_fn`). The remainder batch (N mod B examples, if any) is
-small: every process feeds it whole and it is computed as in one process (split over the
-devices when its size divides by their number, else whole on each). With
-``per_example_mean`` each device computes its shard's gradient and the gradients are
-averaged (:func:`mp_jax.parallel.data_parallel`, one all-reduce per step); the result is
-the one-process, multi-device run's up to the order of the all-reduce's sums.
+Training is :func:`mp_jax.train.fit` with a mesh over every process's devices
+(:func:`mp_jax.train.make_mesh`): the same epoch as in one process, each process feeding its
+own rows of every minibatch (:func:`mp_jax.train.feed`).
 
 When a process dies, the others' next collective fails (its connection closes) or, for a
 process that is not in one, the runtime notices the missing heartbeats after
@@ -48,7 +39,7 @@ import json
 import os
 import re
 import sys
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -81,7 +72,6 @@ class Settings:
 class _State:
     settings: Optional[Settings] = None
     peer_lost: bool = False
-    last_feed: Optional[tuple] = None  # (rows this process fed of each full minibatch, its size)
 
 
 _STATE = _State()
@@ -128,7 +118,7 @@ def _from_env(name: str, parse: Callable, flag: str):
         return parse(text)
     except argparse.ArgumentTypeError as e:
         raise UserError(f"environment variable {name} (for {flag}): {e}",
-                        hint=f"set it to a valid value or unset it") from None
+                        hint="set it to a valid value or unset it") from None
 
 
 def settings_from_args(args: argparse.Namespace, parser: Optional[argparse.ArgumentParser] = None
@@ -233,12 +223,6 @@ def is_writer() -> bool:
     return process_id() == 0
 
 
-def last_feed() -> Optional[tuple]:
-    """``(rows, batch_size)`` of the last fed epoch: how many rows of each full minibatch
-    this process put on its devices (None before one)."""
-    return _STATE.last_feed
-
-
 def looks_like_peer_loss(e: BaseException) -> bool:
     """Whether ``e`` is what a collective or the runtime raises once another process is
     gone (only in a distributed run)."""
@@ -300,141 +284,3 @@ def share_fit_state(state, template):
     scalars = json.loads(buf.tobytes().decode())
     params, opt_state, key, best_params = arrays
     return template._replace(params=params, opt_state=opt_state, key=key, best_params=best_params, **scalars)
-
-
-# ----------------------------------------------------------------------------- training
-def make_epoch_fn(loss_and_grad, optimizer, batch_size: int, *, mesh, per_example_mean: bool = False):
-    """The epoch of :func:`mp_jax.train.make_epoch_fn` over a mesh that spans processes,
-    each process feeding its own share of every full minibatch (see the module docstring).
-
-    Returns an object used as :func:`mp_jax.train.fit` uses a jitted epoch:
-    ``epoch.lower(params, opt_state, key, data).compile()`` gives
-    ``(params, opt_state, key, data) -> (params, opt_state, mean_loss, finite)``. ``data``:
-    the whole training set (host arrays, the same in every process; a replicated global
-    array works too).
-    """
-    return _FedEpoch(loss_and_grad, optimizer, batch_size, mesh, per_example_mean)
-
-
-class _FedEpoch:
-    def __init__(self, loss_and_grad, optimizer, batch_size, mesh, per_example_mean):
-        from mp_jax import parallel
-        from mp_jax.reuse import BufferReuse
-
-        if batch_size % mesh.size:
-            raise ValueError(
-                f"the batch size {batch_size} does not divide across {mesh.size} devices ({_describe_mesh(mesh)}); "
-                f"choose a batch size that is a multiple of {mesh.size}")
-        self.mesh, self.batch_size = mesh, batch_size
-        if per_example_mean:
-            loss_and_grad = parallel.data_parallel(loss_and_grad, mesh)
-        if isinstance(loss_and_grad, BufferReuse) and per_example_mean:
-            self.reuse = loss_and_grad
-        else:  # XLA partitions the whole step over the sharded minibatch (exact for any loss)
-            lg = loss_and_grad
-            self.reuse = BufferReuse(lambda p, b, buffers: (lg(p, b), buffers), lambda p, b: ())
-        self.loss_and_grad, self.optimizer = loss_and_grad, optimizer
-        self._host = (None, None)
-
-    def _layout(self, n):
-        from jax.sharding import NamedSharding, PartitionSpec as P
-
-        from mp_jax.parallel import AXIS
-
-        n_full, rem = divmod(n, self.batch_size)
-        return n_full, rem, NamedSharding(self.mesh, P(None, AXIS)), NamedSharding(self.mesh, P())
-
-    def _host_data(self, data):
-        import jax
-
-        if self._host[0] is not data:
-            self._host = (data, jax.tree.map(np.asarray, data))
-        return self._host[1]
-
-    def lower(self, params, opt_state, key, data):
-        import jax
-
-        host = self._host_data(data)
-        n = {int(a.shape[0]) for a in jax.tree.leaves(host)}
-        if len(n) != 1:
-            raise ValueError(f"dataset leaves disagree on the number of examples: {sorted(n)}")
-        n = n.pop()
-        n_full, rem, full_sh, rep_sh = self._layout(n)
-        b = self.batch_size
-        full = jax.tree.map(lambda a: jax.ShapeDtypeStruct((n_full, b, *a.shape[1:]), a.dtype, sharding=full_sh), host)
-        remb = (jax.tree.map(lambda a: jax.ShapeDtypeStruct((rem, *a.shape[1:]), a.dtype, sharding=rep_sh), host)
-                if rem else None)
-        program = jax.jit(self._program(n, n_full, rem)).lower(params, opt_state, full, remb).compile()
-        perm = jax.jit(lambda k: jax.random.permutation(k, n)).lower(key).compile()
-        return _Lowered(self, program, perm, n, n_full, rem, full_sh, rep_sh)
-
-    def _program(self, n, n_full, rem):
-        import jax
-        import jax.numpy as jnp
-        import optax
-
-        from mp_jax import train, trees
-
-        reuse, optimizer, b = self.reuse, self.optimizer, self.batch_size
-        step = train.make_train_step(self.loss_and_grad, optimizer)
-
-        def epoch(params, opt_state, full, remb):
-            dtype = train.float_dtype(params)
-            total = jnp.zeros((), dtype)
-
-            def body(carry, batch):
-                p, s, buffers = carry
-                (loss, grads), buffers = reuse.step(p, batch, buffers)
-                updates, s = optimizer.update(grads, s, p)
-                return (optax.apply_updates(p, updates), s, buffers), loss
-
-            buffers = reuse.init(params, jax.tree.map(lambda a: a[0], full))  # made once per epoch
-            (params, opt_state, _), losses = jax.lax.scan(body, (params, opt_state, buffers), full)
-            total = total + jnp.sum(losses.astype(dtype)) * b
-            if rem:
-                params, opt_state, loss = step(params, opt_state, remb)
-                total = total + loss.astype(dtype) * rem
-            return params, opt_state, total / n, trees.all_finite(params)
-
-        return epoch
-
-
-def _describe_mesh(mesh) -> str:
-    return f"over {len({d.process_index for d in mesh.devices.flat})} processes"
-
-
-class _Lowered:
-    """What ``_FedEpoch.lower`` returns; ``compile()`` gives the epoch callable."""
-
-    def __init__(self, fed, program, perm, n, n_full, rem, full_sh, rep_sh):
-        self.fed, self.program, self.perm = fed, program, perm
-        self.n, self.n_full, self.rem, self.full_sh, self.rep_sh = n, n_full, rem, full_sh, rep_sh
-
-    def compile(self):
-        return self
-
-    def __call__(self, params, opt_state, key, data):
-        import jax
-
-        host = self.fed._host_data(data)
-        b = self.fed.batch_size
-        with peer_lost_guard():
-            order = np.asarray(self.perm(key))  # the same permutation in every process
-            full_idx = order[: self.n_full * b].reshape(self.n_full, b)
-            rem_idx = order[self.n_full * b:]
-
-            def own_rows(a):  # this process's devices' rows of every full minibatch, only those
-                return jax.make_array_from_callback(
-                    (self.n_full, b, *a.shape[1:]), self.full_sh,
-                    lambda idx: a[full_idx[idx[0], idx[1]]][(slice(None), slice(None), *idx[2:])])
-
-            full = jax.tree.map(own_rows, host)
-            first = jax.tree.leaves(full)[0]
-            _STATE.last_feed = (sum(sh.data.shape[1] for sh in first.addressable_shards), b)
-            remb = None
-            if self.rem:
-                remb = jax.tree.map(lambda a: jax.make_array_from_callback(
-                    (self.rem, *a.shape[1:]), self.rep_sh, lambda idx: a[rem_idx][idx]), host)
-            out = self.program(params, opt_state, full, remb)
-            jax.block_until_ready(out)  # a lost peer surfaces here, inside the guard
-        return out

@@ -32,8 +32,6 @@ import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from mp_jax.reuse import BufferReuse
-
 log = logging.getLogger(__name__)
 
 AXIS = "data"
@@ -95,7 +93,8 @@ def spans_processes(mesh: Optional[jax.sharding.Mesh]) -> bool:
     return mesh is not None and any(d.process_index != jax.process_index() for d in mesh.devices.flat)
 
 
-def data_parallel(loss_and_grad: Callable, mesh: jax.sharding.Mesh, axis: str = AXIS) -> Callable:
+def data_parallel(loss_and_grad: Callable, mesh: jax.sharding.Mesh, axis: str = AXIS, *,
+                  carry_axis: Optional[int] = None) -> Callable:
     """``loss_and_grad`` computed as one batch shard per device of ``mesh``.
 
     Returns ``f(params, batch) -> (loss, grads)``: each device runs ``loss_and_grad`` on
@@ -104,8 +103,10 @@ def data_parallel(loss_and_grad: Callable, mesh: jax.sharding.Mesh, axis: str = 
     flat buffer for one all-reduce (each leaf comes back in its own dtype). Only for a loss
     that is a mean over examples (see the module docstring). A batch whose N does not
     divide by k (an epoch's remainder batch) is computed whole on every device instead:
-    the same value, without the split. A :class:`mp_jax.reuse.BufferReuse` comes back as
-    one whose buffers are split over the devices along their ``batch_axis``.
+    the same value, without the split. With ``carry_axis``, ``loss_and_grad`` is a step
+    ``(params, batch, carry) -> ((loss, grads), carry)`` (:class:`mp_jax.train.Carrying`)
+    and so is ``f``: the carry is split over the devices along ``carry_axis``, each device's
+    part reused by that device.
     """
     from jax.sharding import PartitionSpec as P
 
@@ -118,31 +119,25 @@ def data_parallel(loss_and_grad: Callable, mesh: jax.sharding.Mesh, axis: str = 
         flat, unravel = ravel_pytree(out)
         return unravel(jax.lax.pmean(flat, axis))
 
-    def shard(params, batch):
-        return average(loss_and_grad(params, batch))
+    if carry_axis is None:
+        def shard(params, batch):
+            return average(loss_and_grad(params, batch))
 
+        specs = dict(in_specs=(P(), P(axis)), out_specs=(P(), P()))
+    else:
+        along = P(*([None] * carry_axis), axis)
+
+        def shard(params, batch, carry):
+            out, carry = loss_and_grad(params, batch, carry)
+            return average(out), carry
+
+        specs = dict(in_specs=(P(), P(axis), along), out_specs=(P(), along))
     # check_vma=False: the scans inside mix replicated weights with per-device carries.
-    split = jax.shard_map(shard, mesh=mesh, in_specs=(P(), P(axis)), out_specs=(P(), P()), check_vma=False)
+    split = jax.shard_map(shard, mesh=mesh, check_vma=False, **specs)
 
-    def split_if_divisible(whole, split):
-        """``whole`` for a batch whose N does not divide by k, else ``split``."""
-        def g(params, batch, *buffers):
-            n = jax.tree.leaves(batch)[0].shape[0]
-            return (whole if k == 1 or n % k else split)(params, batch, *buffers)
+    def split_if_divisible(params, batch, *carry):
+        """``loss_and_grad`` whole for a batch whose N does not divide by k, else split."""
+        n = jax.tree.leaves(batch)[0].shape[0]
+        return (loss_and_grad if k == 1 or n % k else split)(params, batch, *carry)
 
-        return g
-
-    if not isinstance(loss_and_grad, BufferReuse):
-        return split_if_divisible(loss_and_grad, split)
-    # buffers split along their examples' axis, each device's part reused by that device
-    along = P(*([None] * loss_and_grad.batch_axis), axis)
-
-    def shard_reusing(params, batch, buffers):
-        out, buffers = loss_and_grad.step(params, batch, buffers)
-        return average(out), buffers
-
-    split_reusing = jax.shard_map(shard_reusing, mesh=mesh, in_specs=(P(), P(axis), along),
-                                  out_specs=(P(), along), check_vma=False)
-
-    return BufferReuse(split_if_divisible(loss_and_grad.step, split_reusing), loss_and_grad.init,
-                       loss_and_grad.batch_axis)
+    return split_if_divisible

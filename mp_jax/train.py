@@ -7,7 +7,10 @@ The engine knows nothing else about the model:
 * :func:`make_train_step` — one optax update from the manual gradients.
 * :func:`make_epoch_fn` — a whole epoch in one ``jit``: a fixed-key permutation, a
   ``lax.scan`` over the full minibatches, then one step on the remainder batch (it is
-  never dropped).
+  never dropped). The same function on one device, on a mesh of one process's devices
+  and on a mesh that spans processes (each process then feeds its own rows of every
+  minibatch, :func:`feed`); a :class:`Carrying` ``loss_and_grad`` carries its state from
+  one minibatch to the next.
 * :func:`make_eval_fn` — batch-size-weighted means of the metrics over a split.
 * :func:`fit` — the epoch loop: history, early stopping with patience that returns the
   best parameters, a clear stop on non-finite loss or parameters, a per-epoch hook
@@ -20,10 +23,11 @@ A *dataset* is any pytree of arrays sharing the leading axis N (e.g. ``(x, y)``)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +36,6 @@ import optax
 
 from mp_jax import parallel, trees
 from mp_jax.progress import EpochProgress
-from mp_jax.reuse import BufferReuse
 
 PyTree = Any
 LossAndGrad = Callable[[PyTree, PyTree], tuple[jax.Array, PyTree]]
@@ -153,8 +156,10 @@ def make_mesh(n_devices: Optional[int] = None) -> jax.sharding.Mesh:
 
 def _check_divisible(batch_size: int, mesh: Optional[jax.sharding.Mesh], what: str = "batch size") -> None:
     if mesh is not None and batch_size % mesh.size:
+        processes = len({d.process_index for d in mesh.devices.flat})
+        where = f" (over {processes} processes)" if processes > 1 else ""
         raise ValueError(
-            f"the {what} {batch_size} does not divide across {mesh.size} devices; choose a {what} that is a "
+            f"the {what} {batch_size} does not divide across {mesh.size} devices{where}; choose a {what} that is a "
             f"multiple of {mesh.size} or run on a device count that divides it (--devices)")
 
 
@@ -176,6 +181,55 @@ def replicate(tree: PyTree, mesh: Optional[jax.sharding.Mesh]) -> PyTree:
     return jax.device_put(tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
 
+@runtime_checkable
+class Carrying(Protocol):
+    """A ``loss_and_grad`` that carries state from one minibatch to the next, e.g. scan
+    buffers it overwrites instead of allocating afresh (the fast recurrences'
+    :class:`mp_jax.models.recurrent_fast.BufferReuse`). An epoch makes the carry once and
+    threads it through its minibatches (``lax.scan``'s carry, updated in place).
+
+    Members:
+      step: ``(params, batch, carry) -> ((loss, grads), carry)``; the carry comes back ready
+        for the next minibatch of the same shape. The result must not depend on what the
+        carry held on entry.
+      init: ``(params, batch) -> carry`` (a pytree of arrays) for batches of that shape.
+      batch_axis: the examples' axis of every leaf of the carry (data parallelism splits it).
+      ``__call__``: the plain ``loss_and_grad(params, batch)``, with a fresh carry.
+    """
+
+    batch_axis: int
+
+    def step(self, params, batch, carry): ...
+
+    def init(self, params, batch): ...
+
+    def __call__(self, params, batch): ...
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Carried:
+    """A :class:`Carrying` the engine builds: a carrying step split over devices, or a plain
+    ``loss_and_grad`` with nothing to carry."""
+
+    step: Callable
+    init: Callable
+    batch_axis: int = 0
+
+    def __call__(self, params, batch):
+        return self.step(params, batch, self.init(params, batch))[0]
+
+
+def per_device(loss_and_grad: LossAndGrad, mesh: jax.sharding.Mesh) -> LossAndGrad:
+    """``loss_and_grad`` computed as one shard of the batch per device of ``mesh``, the
+    losses and gradients averaged (:func:`mp_jax.parallel.data_parallel`; a loss that is a
+    mean over examples). A :class:`Carrying` stays one, its carry split over the devices
+    along its ``batch_axis``, each device's part reused by that device."""
+    if not isinstance(loss_and_grad, Carrying):
+        return parallel.data_parallel(loss_and_grad, mesh)
+    step = parallel.data_parallel(loss_and_grad.step, mesh, carry_axis=loss_and_grad.batch_axis)
+    return _Carried(step, loss_and_grad.init, loss_and_grad.batch_axis)
+
+
 def make_train_step(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransformation):
     """Pure ``step(params, opt_state, batch) -> (params, opt_state, loss)``."""
 
@@ -192,6 +246,50 @@ def _apply(optimizer: optax.GradientTransformation, params, opt_state, grads):
     return optax.apply_updates(params, updates), opt_state
 
 
+class Minibatches(NamedTuple):
+    """An epoch's training data as :func:`feed` lays it out for a mesh that spans processes:
+    ``full`` <[n_full, B, ...]> the full minibatches in the epoch's order, split over the
+    devices along B (each process holding only its devices' rows); ``rest`` <[N mod B, ...]>
+    the remainder batch on every device, or None."""
+
+    full: PyTree
+    rest: PyTree = None
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _permutation(key, n):
+    return jax.random.permutation(key, n)
+
+
+def feed(key: jax.Array, data: PyTree, batch_size: int, mesh: jax.sharding.Mesh) -> Minibatches:
+    """One epoch's :class:`Minibatches` for a mesh that spans processes.
+
+    Every process holds the whole training set ``data`` on the host (the same in each) and
+    draws the same permutation from the epoch's ``key`` (the one :func:`make_epoch_fn` draws
+    for data on the devices), so all agree on every minibatch; each then puts on its own
+    devices only its rows of every full minibatch (``jax.make_array_from_callback``). The
+    remainder batch is small: every process feeds it whole.
+    """
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    host = jax.tree.map(np.asarray, data)
+    n = num_examples(host)
+    n_full, rem = divmod(n, batch_size)
+    order = np.asarray(_permutation(key, n))
+    full_idx, rem_idx = order[: n_full * batch_size].reshape(n_full, batch_size), order[n_full * batch_size:]
+    full_sh, rep_sh = NamedSharding(mesh, P(None, parallel.AXIS)), NamedSharding(mesh, P())
+
+    def own_rows(a):  # this process's devices' rows of every full minibatch, only those
+        return jax.make_array_from_callback(
+            (n_full, batch_size, *a.shape[1:]), full_sh,
+            lambda idx: a[full_idx[idx[0], idx[1]]][(slice(None), slice(None), *idx[2:])])
+
+    def whole(a):
+        return jax.make_array_from_callback((rem, *a.shape[1:]), rep_sh, lambda idx: a[rem_idx][idx])
+
+    return Minibatches(jax.tree.map(own_rows, host), jax.tree.map(whole, host) if rem else None)
+
+
 def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransformation, batch_size: int, *,
                   jit: bool = True, mesh: Optional[jax.sharding.Mesh] = None, per_example_mean: bool = False):
     """One shuffled pass over a dataset, compiled as a single program.
@@ -199,47 +297,58 @@ def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransform
     Returns ``epoch(params, opt_state, key, data) -> (params, opt_state, mean_loss, finite)``
     where ``mean_loss`` is the example-weighted mean of the minibatch losses, summed in the
     parameters' floating-point dtype (float64 parameters give a float64 mean), and
-    ``finite`` tells whether every parameter is finite at the end. With a ``mesh``, each
-    full minibatch is split across its devices (data parallelism): with
-    ``per_example_mean`` (the loss is a mean over examples, see :mod:`mp_jax.parallel`)
-    each device runs ``loss_and_grad`` on its shard and the gradients are averaged, one
-    all-reduce per step (:func:`mp_jax.parallel.data_parallel`); without it XLA partitions
-    the whole step (exact for any loss, e.g. the autoencoder's batch-mean sparsity).
-    A :class:`mp_jax.reuse.BufferReuse` ``loss_and_grad`` gets its buffers made once per
-    epoch and carried from one full minibatch to the next (the remainder batch, and a
+    ``finite`` tells whether every parameter is finite at the end.
+
+    Where the data lives: ``data`` is the training set on the device (or on every device of
+    the ``mesh``), permuted with ``key`` inside the program; or, for a mesh that spans
+    processes, the epoch's :class:`Minibatches` (:func:`feed`, which draws the same
+    permutation; ``key`` is then unused). With a ``mesh``, each full minibatch is split
+    across its devices (data parallelism): with ``per_example_mean`` (the loss is a mean
+    over examples, see :mod:`mp_jax.parallel`) each device runs ``loss_and_grad`` on its
+    shard and the gradients are averaged, one all-reduce per step (:func:`per_device`);
+    without it XLA partitions the whole step (exact for any loss, e.g. the autoencoder's
+    batch-mean sparsity). A :class:`Carrying` ``loss_and_grad`` gets its carry made once per
+    epoch and threaded from one full minibatch to the next (the remainder batch, and a
     ``mesh`` without ``per_example_mean``, call it as a plain ``loss_and_grad``).
     """
     _check_divisible(batch_size, mesh)
     if mesh is not None and per_example_mean:
-        loss_and_grad = parallel.data_parallel(loss_and_grad, mesh)
-        mesh = None  # the shards are cut inside data_parallel, not by sharding constraints
-    # buffers carried across the minibatches; not under XLA's whole-step partitioning (mesh).
-    # A plain loss_and_grad runs the same loop with no buffers.
-    if isinstance(loss_and_grad, BufferReuse) and mesh is None:
-        reuse = loss_and_grad
+        loss_and_grad = per_device(loss_and_grad, mesh)
+        mesh = None  # the shards are cut inside per_device, not by sharding constraints
+    # the carry threads through the minibatches; not under XLA's whole-step partitioning (mesh).
+    # A plain loss_and_grad runs the same loop with nothing to carry.
+    if isinstance(loss_and_grad, Carrying) and mesh is None:
+        carrying = loss_and_grad
     else:
-        reuse = BufferReuse(lambda p, b, buffers: (loss_and_grad(p, b), buffers), lambda p, b: ())
+        carrying = _Carried(lambda p, b, carry: (loss_and_grad(p, b), carry), lambda p, b: ())
     step = make_train_step(loss_and_grad, optimizer)
 
     def epoch(params, opt_state, key, data):
-        n = num_examples(data)
-        n_full, rem = divmod(n, batch_size)
-        perm = jax.random.permutation(key, n)
+        if isinstance(data, Minibatches):  # laid out by feed: permuted, each process's rows on its devices
+            first = jax.tree.leaves(data.full)[0]
+            n_full, rem = first.shape[0], 0 if data.rest is None else num_examples(data.rest)
+            n = n_full * batch_size + rem
+            order, batch_of, rest = data.full, (lambda batch: batch), (lambda: data.rest)
+        else:  # on the device(s): permuted here
+            n = num_examples(data)
+            n_full, rem = divmod(n, batch_size)
+            perm = jax.random.permutation(key, n)
+            order = perm[: n_full * batch_size].reshape(n_full, batch_size)
+            batch_of = lambda i: _shard_batch(take(data, i), mesh)  # noqa: E731
+            rest = lambda: take(data, perm[n_full * batch_size:])  # noqa: E731
         dtype = float_dtype(params)
         total = jnp.zeros((), dtype)
         if n_full:
-            idx = perm[: n_full * batch_size].reshape(n_full, batch_size)
+            def body(state, x):
+                p, s, carry = state
+                (loss, grads), carry = carrying.step(p, batch_of(x), carry)
+                return (*_apply(optimizer, p, s, grads), carry), loss
 
-            def body(carry, i):
-                p, s, buffers = carry
-                (loss, grads), buffers = reuse.step(p, _shard_batch(take(data, i), mesh), buffers)
-                return (*_apply(optimizer, p, s, grads), buffers), loss
-
-            buffers = reuse.init(params, take(data, idx[0]))  # made once per epoch
-            (params, opt_state, _), losses = jax.lax.scan(body, (params, opt_state, buffers), idx)
+            carry = carrying.init(params, batch_of(jax.tree.map(lambda a: a[0], order)))  # made once per epoch
+            (params, opt_state, _), losses = jax.lax.scan(body, (params, opt_state, carry), order)
             total = total + jnp.sum(losses.astype(dtype)) * batch_size
         if rem:
-            params, opt_state, loss = step(params, opt_state, take(data, perm[n_full * batch_size:]))
+            params, opt_state, loss = step(params, opt_state, rest())
             total = total + loss.astype(dtype) * rem
         return params, opt_state, total / n, trees.all_finite(params)
 
@@ -370,7 +479,10 @@ def fit(
     size must be a multiple of the device count (a clear ``ValueError`` otherwise); the
     remainder batch of an epoch is computed replicated. ``per_example_mean`` declares the
     loss a mean over examples, so each device computes its shard's gradient and they are
-    averaged (see :func:`make_epoch_fn`).
+    averaged (see :func:`make_epoch_fn`). A mesh that spans processes (after
+    :func:`mp_jax.distributed.initialize_from_args`) trains with the same epoch: every
+    process passes the same ``train_data`` and feeds its own rows of each minibatch
+    (:func:`feed`).
     """
     if metrics_fn is None:
         def metrics_fn(p, b):
@@ -379,27 +491,31 @@ def fit(
     n_train = num_examples(train_data)
     if n_train == 0:
         raise ValueError("the training set is empty")
-    # a mesh over several processes: each feeds its own share of every minibatch (mp_jax.distributed)
-    fed = parallel.spans_processes(mesh)
-    if fed:
-        from mp_jax import distributed
-    epoch_fn = (distributed.make_epoch_fn if fed else make_epoch_fn)(
-        loss_and_grad, optimizer, min(config.batch_size, n_train), mesh=mesh, per_example_mean=per_example_mean)
+    batch_size = min(config.batch_size, n_train)
+    epoch_fn = make_epoch_fn(loss_and_grad, optimizer, batch_size, mesh=mesh, per_example_mean=per_example_mean)
     eval_fn = make_eval_fn(metrics_fn, config.eval_batch_size, mesh=mesh)
     augment = None if config.augment is None else jax.jit(config.augment)
+    # where the training data lives: on the device(s), or, for a mesh that spans processes, on
+    # each process's host, which feeds its own rows of every minibatch to its devices
+    fed = parallel.spans_processes(mesh)
+
+    def placed(key, data):
+        return feed(key, data, batch_size, mesh) if fed else data
+
     if state is None:
         state = init_fit_state(params, optimizer, key)
     if mesh is not None:
         state = state._replace(**replicate(
             dict(params=state.params, opt_state=state.opt_state, key=state.key, best_params=state.best_params), mesh))
-        train_data, val_data = (train_data if fed else replicate(train_data, mesh)), replicate(val_data, mesh)
+        train_data = jax.tree.map(np.asarray, train_data) if fed else replicate(train_data, mesh)
+        val_data = replicate(val_data, mesh)
     history = {k: list(v) for k, v in state.history.items()}
     history.setdefault("train_loss", [])
     history.setdefault("epoch_seconds", [])
 
     t0 = time.perf_counter()
     _, sub = jax.random.split(state.key)
-    epoch_c = epoch_fn.lower(state.params, state.opt_state, sub, train_data).compile()
+    epoch_c = epoch_fn.lower(state.params, state.opt_state, sub, placed(sub, train_data)).compile()
     eval_c = eval_fn.lower(state.params, val_data).compile() if val_data is not None else None
     compile_seconds = time.perf_counter() - t0
 
@@ -412,7 +528,7 @@ def fit(
             key, sub = jax.random.split(state.key)
             t = time.perf_counter()
             data = train_data if augment is None else augment(augment_key(sub), train_data)
-            params, opt_state, train_loss, finite = epoch_c(state.params, state.opt_state, sub, data)
+            params, opt_state, train_loss, finite = epoch_c(state.params, state.opt_state, sub, placed(sub, data))
             train_loss = float(train_loss)
             seconds = time.perf_counter() - t
             if not (math.isfinite(train_loss) and bool(finite)):

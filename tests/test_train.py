@@ -230,3 +230,50 @@ def test_warmup_cosine_schedule():
         u, s = opt.update({"a": jnp.ones(())}, s, p)
     u, s = opt.update({"a": jnp.ones(())}, s, p)
     assert float(u["a"]) == pytest.approx(-0.1)
+
+
+def test_a_carrying_loss_and_grad_threads_its_carry_through_the_full_minibatches():
+    """A train.Carrying gets its carry made once per epoch and handed from one full
+    minibatch to the next; the remainder batch calls it as a plain loss_and_grad."""
+
+    class Counting:  # loss = how many minibatches the carry has seen (the engine's protocol, no base class)
+        batch_axis = 0
+
+        def init(self, params, batch):
+            return jnp.zeros(())
+
+        def step(self, params, batch, carry):
+            return (carry, jax.tree.map(jnp.zeros_like, params)), carry + 1
+
+        def __call__(self, params, batch):
+            return self.step(params, batch, self.init(params, batch))[0]
+
+    assert isinstance(Counting(), train.Carrying) and not isinstance(mlp.loss_and_grad, train.Carrying)
+    epoch = train.make_epoch_fn(Counting(), optax.sgd(0.1), batch_size=4)
+    params = {"w": jnp.zeros(())}
+    _, _, mean_loss, _ = epoch(params, optax.sgd(0.1).init(params), jax.random.PRNGKey(0), jnp.arange(14.0))
+    # three full minibatches see 0, 1, 2; the remainder (2 examples) a fresh carry: 0
+    assert float(mean_loss) == pytest.approx((0 + 1 + 2) * 4 / 14)
+
+
+def test_the_engine_and_the_runtime_do_not_import_each_other_nor_any_model():
+    import ast
+    from pathlib import Path
+
+    root = Path(train.__file__).parent
+
+    def imports(name):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mp_jax"):
+                found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        return found
+
+    for engine in ("train", "parallel", "sweep"):
+        assert not {m for m in imports(engine) if "models" in m or "distributed" in m or "reuse" in m}, engine
+    assert not {m for m in imports("distributed") if m.endswith((".train", ".parallel", ".sweep"))}
+    assert not {m for m in imports("parallel") if m.endswith(".train")}  # train imports parallel
+    assert not (root / "reuse.py").exists()

@@ -36,8 +36,8 @@ device, T = 150, D = 3, H = 128; numbers in BENCHMARKS.md):
   writes after the reads (else XLA copies both buffers every step).
 * **Loop-invariant weights materialised once** (:func:`_transposed`, an
   ``optimization_barrier``): otherwise XLA folds W_hᵀ into every step's dot (~25 % slower).
-* **Buffers reused across minibatches** (:data:`loss_and_grad_reusing`,
-  :mod:`mp_jax.reuse`): the epoch carries the GRU's four and the LSTM's four [T, N, ·] scan
+* **Buffers reused across minibatches** (:data:`loss_and_grad_reusing`, a
+  :class:`BufferReuse`): the epoch carries the GRU's four and the LSTM's four [T, N, ·] scan
   buffers from one minibatch to the next, so XLA no longer zero-fills them for every
   minibatch (~5 and ~9 MB per 16 sequences of 150 steps); split epoch 0.94 (GRU) and 0.90
   (LSTM) of the time without.
@@ -47,7 +47,8 @@ Everything stays in the parameters' dtype (float32 in training, float64 in the t
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+import dataclasses
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -59,7 +60,6 @@ from mp_jax.models.recurrent import (  # noqa: F401
     CELLS, N_BLOCKS, CellParams, ClassifierParams, GRUParams, LSTMParams, RNNParams, cell_name,
     init_params, loss)
 from mp_jax.models import recurrent as _reference  # the head and its softmax cross-entropy, shared
-from mp_jax.reuse import BufferReuse
 
 Array = jax.Array
 
@@ -639,9 +639,37 @@ def loss_grad_and_intermediates(params: ClassifierParams, batch):
     return value, ClassifierParams(dcell, *head_grads), {"dz": dz, "da": da, **per_step}
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class BufferReuse:
+    """A ``loss_and_grad`` whose scratch buffers an epoch carries from one minibatch to the
+    next (the engine's :class:`mp_jax.train.Carrying`).
+
+    XLA zero-fills every buffer a program allocates; the manual BPTT saves its activations in
+    [T, N, ·] buffers that its scans overwrite before reading. Carried through the epoch's
+    ``lax.scan`` (updated in place), they are made once per epoch instead of once per
+    minibatch. Measured split over two cores: the Q3 GRU's epoch 0.94 of the time without,
+    the LSTM's 0.90 (BENCHMARKS.md).
+
+    Attributes:
+      step: ``(params, batch, buffers) -> ((loss, grads), buffers)``; the buffers come back
+        overwritten, ready for the next minibatch of the same shape (their contents on entry
+        do not matter).
+      init: ``(params, batch) -> buffers`` for batches of that shape.
+      batch_axis: the examples' axis of every buffer (data parallelism splits it).
+    """
+
+    step: Callable
+    init: Callable
+    batch_axis: int = 0
+
+    def __call__(self, params, batch):
+        """The plain ``loss_and_grad(params, batch) -> (loss, grads)``, with fresh buffers."""
+        return self.step(params, batch, self.init(params, batch))[0]
+
+
 #: :func:`loss_and_grad` for training: an epoch carries the GRU's and LSTM's scan buffers from one
-#: minibatch to the next (no zero fill of ~5 and ~9 MB per minibatch; :mod:`mp_jax.reuse`). Called
-#: as ``loss_and_grad_reusing(params, batch)`` it is :func:`loss_and_grad`.
+#: minibatch to the next (no zero fill of ~5 and ~9 MB per minibatch). Called as
+#: ``loss_and_grad_reusing(params, batch)`` it is :func:`loss_and_grad`.
 loss_and_grad_reusing = BufferReuse(loss_and_grad_step, scan_buffers, batch_axis=1)
 
 

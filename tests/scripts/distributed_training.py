@@ -68,7 +68,10 @@ def main(argv=None) -> int:
     res = train.fit(rec.loss_and_grad_reusing, opt, params, data, train.FitConfig(epochs=args.epochs, batch_size=BATCH),
                     key=kt, val_data=val, metrics_fn=rec.metrics, state=state, on_epoch_end=on_epoch_end,
                     progress=False, mesh=mesh, per_example_mean=True)
-    feed = distributed.last_feed()
+    feed = None  # one process: the data lives on its devices, the epoch permutes it
+    if parallel.spans_processes(mesh):  # the rows of each full minibatch this process puts on its devices
+        full = train.feed(kt, data, BATCH, mesh).full
+        feed = (sum(sh.data.shape[1] for sh in jax.tree.leaves(full)[0].addressable_shards), BATCH)
     if distributed.is_writer():
         leaves = [np.asarray(a) for a in jax.tree.leaves(res.last_params)]
         np.savez(args.out / "params.npz", *leaves)

@@ -119,10 +119,9 @@ def check_reuse(out):
     """The GRU's and LSTM's scan buffers reused across minibatches, split over the devices with
     the batch: the same epoch as without reuse, bit for bit (20 examples: two split batches of
     8, and a remainder of 4 computed whole); the GRU over 4 devices, the LSTM over 2."""
-    from mp_jax.reuse import BufferReuse
-
-    out["reusing_is_buffer_reuse"] = isinstance(parallel.data_parallel(rec.loss_and_grad_reusing, train.make_mesh(2)),
-                                                BufferReuse)
+    # split over the devices, the reusing form still carries its buffers (one part per device)
+    split = train.per_device(rec.loss_and_grad_reusing, train.make_mesh(2))
+    out["reusing_stays_carrying"] = isinstance(split, train.Carrying) and split.batch_axis == 1
     out["reusing_max_diff"] = {}
     bg = (jax.random.normal(jax.random.PRNGKey(10), (20, 7, 3), jnp.float32),
           jax.random.randint(jax.random.PRNGKey(11), (20,), 0, 4))
