@@ -12,20 +12,19 @@ arguments of ``loss_and_grad`` (e.g. a model's hyperparameters as arrays) are tr
 so runs that differ only in them reuse one compilation. The loop stops when the gradient
 norm falls below ``gtol`` or the relative decrease of a whole chunk falls below ``ftol``
 (there are no minibatches: every step sees the whole training set). Progress counts
-iterations (:class:`IterationProgress`): the time left is an upper bound, reached only
+iterations (:class:`mp_jax.progress.EpochProgress`); the time left it shows is reached only
 when the run goes to ``max_iter``, and the end says whether, and why, it stopped earlier.
 
 :func:`minimize_many` trains M members (same shapes and data, different parameters
 and/or keyword arguments) as one program: the chunk ``jax.vmap``-ed over members, the
 same stopping rule applied to each member after every chunk, and stopped members
-frozen, so each member equals its run alone.
+frozen, so each member equals its run alone. Both run one step body and one chunk loop.
 """
 from __future__ import annotations
 
 import functools
 import logging
 import math
-import sys
 import time
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -35,6 +34,7 @@ import numpy as np
 import optax
 
 from mp_jax import trees
+from mp_jax.progress import EpochProgress
 from mp_jax.train import NonFiniteError, init_fit_state
 
 PyTree = Any
@@ -64,67 +64,6 @@ STOP_REASONS = {
     "ftol": "a chunk lowered J by less than ftol·|J|",
     "max_iter": "max_iter reached",
 }
-
-
-class IterationProgress:
-    """L-BFGS progress in iterations: a tqdm bar on a terminal, log lines elsewhere.
-
-    ``enabled=None`` shows a bar only when stderr is a terminal; otherwise a line on the
-    ``mp_jax.lbfgs`` logger about every quarter of ``total`` (from the second chunk on, once
-    there is a rate to estimate from). The time
-    left is ``total`` minus the iterations done at the rate of the chunks after the first
-    (the first one includes compilation): an upper bound, since the run stops as soon as it
-    converges. :meth:`close` logs how many iterations ran and why the run stopped.
-    """
-
-    def __init__(self, total: int, desc: str, enabled: Optional[bool] = None):
-        self.total, self.desc = total, desc
-        self.start = time.perf_counter()
-        self.first: Optional[tuple[int, float]] = None  # (iterations, seconds) of the first update
-        self.done = 0
-        self.next_log = 0
-        self.bar = None
-        if (sys.stderr.isatty() if enabled is None else enabled):
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc=desc, unit="it", leave=False, dynamic_ncols=True)
-
-    def left(self) -> float:
-        """Seconds left at most (nan before two updates)."""
-        if self.first is None or self.done <= self.first[0]:
-            return math.nan
-        per_iteration = (time.perf_counter() - self.start - self.first[1]) / (self.done - self.first[0])
-        return per_iteration * (self.total - self.done)
-
-    def update(self, done: int, value: float) -> None:
-        """``done`` iterations finished so far; ``value`` the latest J (or a mean over members)."""
-        step, self.done = done - self.done, done
-        if self.first is None:
-            self.first = (done, time.perf_counter() - self.start)
-        left = self.left()
-        left_text = f"≤ {left:.0f}s" if math.isfinite(left) else "?"
-        if self.bar is not None:
-            self.bar.set_postfix({"J": f"{value:.4f}", "left": left_text}, refresh=False)
-            self.bar.update(step)
-            return
-        if done == self.first[0] or done < self.next_log:
-            return
-        self.next_log = done + max(1, self.total // 4)
-        log.info("%s: iteration %d/%d, J %.5g, %.1fs elapsed, %s left (less if it converges)", self.desc, done,
-                 self.total, value, time.perf_counter() - self.start, left_text)
-
-    def close(self, iterations: Optional[int] = None, reason: Optional[str] = None) -> None:
-        """End the bar; log the iterations run and why it stopped (``reason`` a key of
-        :data:`STOP_REASONS`, or a phrase)."""
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-        if iterations is None:
-            return
-        why = STOP_REASONS.get(reason, reason)
-        early = f"stopped early after {iterations} of at most {self.total} iterations ({why})" \
-            if iterations < self.total else f"ran all {iterations} iterations ({why})"
-        log.info("%s: %s, %.1fs", self.desc, early, time.perf_counter() - self.start)
 
 
 def summary(res: LbfgsResult) -> dict:
@@ -163,37 +102,7 @@ def make_optimizer(config: LbfgsConfig = LbfgsConfig()) -> optax.GradientTransfo
 def make_chunk_fn(loss_and_grad: Callable, config: LbfgsConfig):
     """Jitted ``(params, opt_state, batch, fn_kwargs) -> (params, opt_state, per-step history)``
     running ``config.chunk`` L-BFGS iterations (cached per function and optimiser shape)."""
-    return _chunk_fn(loss_and_grad, config.memory_size, config.max_linesearch_steps, config.chunk)
-
-
-def _chunk_body(loss_and_grad: Callable, memory_size: int, max_linesearch_steps: int, chunk: int):
-    """The (unjitted) ``(params, opt_state, batch, fn_kwargs) -> (params, opt_state, rows)``."""
-    config = LbfgsConfig(memory_size=memory_size, max_linesearch_steps=max_linesearch_steps, chunk=chunk)
-    optimizer = make_optimizer(config)
-
-    def run(params, opt_state, batch, fn_kwargs):
-        value_fn = manual_value_fn(loss_and_grad, batch, fn_kwargs)
-        value_and_grad = optax.value_and_grad_from_state(value_fn)
-
-        def step(carry, _):
-            params, state = carry
-            value, grad = value_and_grad(params, state=state)
-            updates, state = optimizer.update(grad, state, params, value=value, grad=grad, value_fn=value_fn)
-            params = optax.apply_updates(params, updates)
-            row = {"value": value, "grad_norm": optax.tree.norm(grad),
-                   "step_size": optax.tree.get(state, "learning_rate"),
-                   "linesearch_steps": optax.tree.get(state, "info").num_linesearch_steps}
-            return (params, state), row
-
-        (params, opt_state), rows = jax.lax.scan(step, (params, opt_state), None, length=config.chunk)
-        return params, opt_state, rows
-
-    return run
-
-
-@functools.lru_cache(maxsize=32)
-def _chunk_fn(loss_and_grad: Callable, memory_size: int, max_linesearch_steps: int, chunk: int):
-    return jax.jit(_chunk_body(loss_and_grad, memory_size, max_linesearch_steps, chunk))
+    return _chunk_fn(loss_and_grad, config.memory_size, config.max_linesearch_steps, config.chunk, False)
 
 
 def make_chunk_many_fn(loss_and_grad: Callable, config: LbfgsConfig):
@@ -203,58 +112,64 @@ def make_chunk_many_fn(loss_and_grad: Callable, config: LbfgsConfig):
     member and some active member's index for a stopped one). Members with ``active`` False
     come back unchanged (frozen); ``finite`` <bool>[M] says whether each member's new
     parameters are finite."""
-    return _chunk_many_fn(loss_and_grad, config.memory_size, config.max_linesearch_steps, config.chunk)
+    return _chunk_fn(loss_and_grad, config.memory_size, config.max_linesearch_steps, config.chunk, True)
 
 
-@functools.lru_cache(maxsize=32)
-def _chunk_many_fn(loss_and_grad: Callable, memory_size: int, max_linesearch_steps: int, chunk: int):
-    config = LbfgsConfig(memory_size=memory_size, max_linesearch_steps=max_linesearch_steps, chunk=chunk)
-    optimizer = make_optimizer(config)
+@functools.lru_cache(maxsize=64)
+def _chunk_fn(loss_and_grad: Callable, memory_size: int, max_linesearch_steps: int, chunk: int, many: bool):
+    optimizer = make_optimizer(LbfgsConfig(memory_size=memory_size, max_linesearch_steps=max_linesearch_steps))
 
-    def value_fn(batch, fn_kwargs):
-        return manual_value_fn(loss_and_grad, batch, fn_kwargs)
+    def value_and_grad(params, batch, kw):
+        return jax.value_and_grad(manual_value_fn(loss_and_grad, batch, kw))(params)
 
-    def run(params, opt_state, batch, fn_kwargs, active, src):
-        # A stopped member's slot recomputes an active member (src[i]): its results are thrown
-        # away, and a converged member would otherwise keep the batched line search (a
-        # while_loop that runs until every member is done) busy for up to max_linesearch_steps.
-        frozen_params, frozen_state = params, opt_state
-        params, opt_state, fn_kwargs = jax.tree.map(lambda x: x[src], (params, opt_state, fn_kwargs))
-        # The step of _chunk_body with the vmap inside it. optax.value_and_grad_from_state
-        # picks the value and gradient stored by the last line search (or computes them when
-        # there are none) with a lax.cond; vmapped, that cond would become a select that
-        # computes J and ∇J every step. Here the cond is taken once for all members
-        # (computing only when some member lacks them), and each member then gets exactly
-        # what it would get alone.
-        value_and_grad_all = jax.vmap(lambda p, kw: jax.value_and_grad(value_fn(batch, kw))(p))
+    def update(params, state, value, grad, batch, kw):
+        value_fn = manual_value_fn(loss_and_grad, batch, kw)
+        updates, state = optimizer.update(grad, state, params, value=value, grad=grad, value_fn=value_fn)
+        row = {"value": value, "grad_norm": optax.tree.norm(grad), "step_size": optax.tree.get(state, "learning_rate"),
+               "linesearch_steps": optax.tree.get(state, "info").num_linesearch_steps}
+        return optax.apply_updates(params, updates), state, row
 
-        def member_update(p, s, value, grad, kw):
-            updates, s = optimizer.update(grad, s, p, value=value, grad=grad, value_fn=value_fn(batch, kw))
-            row = {"value": value, "grad_norm": optax.tree.norm(grad),
-                   "step_size": optax.tree.get(s, "learning_rate"),
-                   "linesearch_steps": optax.tree.get(s, "info").num_linesearch_steps}
-            return optax.apply_updates(p, updates), s, row
+    if many:  # over the members' parameters, states, J, ∇J and keyword arguments; the batch is shared
+        value_and_grad = jax.vmap(value_and_grad, in_axes=(0, None, 0))
+        update = jax.vmap(update, in_axes=(0, 0, 0, 0, None, 0))
+
+    def scan(params, state, batch, fn_kwargs):
+        """``chunk`` steps. As in optax.value_and_grad_from_state, a step takes J and ∇J from the
+        state where the last line search stored them (a lax.cond), else computes them. With many
+        members the cond is taken once for all (computing, for those that lack them, only when
+        some member does), not vmapped into a select that would compute them every step: each
+        member gets exactly what it would get alone."""
 
         def step(carry, _):
             params, state = carry
             stored = (optax.tree.get(state, "value"), optax.tree.get(state, "grad"))
-            ok = jnp.isfinite(stored[0])  # <bool>[M]
+            ok = jnp.isfinite(stored[0])  # a scalar, or <bool>[M]
 
             def fresh():
-                computed = value_and_grad_all(params, fn_kwargs)
-                return trees.select(ok, stored, computed)
+                computed = value_and_grad(params, batch, fn_kwargs)
+                return trees.select(ok, stored, computed) if many else computed
 
             value, grad = jax.lax.cond(jnp.all(ok), lambda: stored, fresh)
-            params, state, row = jax.vmap(member_update)(params, state, value, grad, fn_kwargs)
+            params, state, row = update(params, state, value, grad, batch, fn_kwargs)
             return (params, state), row
 
-        (new_params, new_state), rows = jax.lax.scan(step, (params, opt_state), None, length=config.chunk)
-        finite = trees.all_finite(new_params, per_member=True)
-        rows = jax.tree.map(lambda r: jnp.swapaxes(r, 0, 1), rows)  # [chunk, M] -> [M, chunk]
-        return (trees.select(active, new_params, frozen_params), trees.select(active, new_state, frozen_state),
-                rows, finite)
+        return jax.lax.scan(step, (params, state), None, length=chunk)
 
-    return jax.jit(run)
+    def run(params, opt_state, batch, fn_kwargs):
+        (params, opt_state), rows = scan(params, opt_state, batch, fn_kwargs)
+        return params, opt_state, rows
+
+    def run_many(params, opt_state, batch, fn_kwargs, active, src):
+        # A stopped member's slot recomputes an active member (src[i]): its results are thrown
+        # away, and a converged member would otherwise keep the batched line search (a
+        # while_loop that runs until every member is done) busy for up to max_linesearch_steps.
+        picked = jax.tree.map(lambda x: x[src], (params, opt_state, fn_kwargs))
+        (new_params, new_state), rows = scan(*picked[:2], batch, picked[2])
+        rows = jax.tree.map(lambda r: jnp.swapaxes(r, 0, 1), rows)  # [chunk, M] -> [M, chunk]
+        return (trees.select(active, new_params, params), trees.select(active, new_state, opt_state), rows,
+                trees.all_finite(new_params, per_member=True))
+
+    return jax.jit(run_many if many else run)
 
 
 def _stops(rows: dict, config: LbfgsConfig) -> Optional[str]:
@@ -271,6 +186,50 @@ def _strong(tree: PyTree) -> PyTree:
     # strong dtypes throughout, so the state after a chunk matches the initial one and the
     # compiled chunk is reused (optax's init leaves a few scalars weakly typed)
     return jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.asarray(a).dtype), tree)
+
+
+def _run(chunk: Callable, params: PyTree, opt_state: PyTree, m: Optional[int], config: LbfgsConfig, desc: str,
+         progress: Optional[bool]):
+    """The chunk loop of :func:`minimize` (``m`` None) and :func:`minimize_many` (``m`` members):
+    ``chunk(params, opt_state, active) -> (params, opt_state, rows ([M,] chunk), finite ([M]))``.
+    Returns the parameters, each member's history and stop reason, and the seconds taken."""
+    n, keys = m or 1, ("value", "grad_norm", "step_size", "linesearch_steps")
+    histories = [{k: [] for k in keys} for _ in range(n)]
+    active, reasons = np.ones(n, bool), ["max_iter"] * n
+    n_chunks = math.ceil(config.max_iter / config.chunk)
+    t0 = time.perf_counter()
+    bar = EpochProgress(n_chunks * config.chunk, desc=desc, enabled=progress, unit="iteration")
+    try:
+        for c in range(n_chunks):
+            if not active.any():
+                break
+            new_params, new_state, rows, finite = chunk(params, opt_state, active)
+            rows = {k: np.asarray(a, dtype=np.float64).reshape(n, -1) for k, a in jax.device_get(rows).items()}
+            broken = np.flatnonzero(active & ~(np.asarray(finite).reshape(n) & np.isfinite(rows["value"]).all(axis=1)))
+            if broken.size:
+                which, what = ("", "") if m is None else (f" for member(s) {broken.tolist()}", "stacked ")
+                raise NonFiniteError(
+                    f"{desc}: L-BFGS produced a non-finite value or parameters{which} in iterations "
+                    f"{c * config.chunk + 1}-{(c + 1) * config.chunk}; kept the {what}parameters from before them "
+                    f"(error.last_good).",
+                    c + 1, init_fit_state(params, optax.identity(), jax.random.PRNGKey(0)),
+                )
+            params, opt_state = new_params, new_state
+            for i in np.flatnonzero(active):
+                member_rows = {k: [float(v) for v in rows[k][i]] for k in keys}
+                for k in keys:
+                    histories[i][k].extend(member_rows[k])
+                reasons[i] = _stops(member_rows, config) or reasons[i]
+                active[i] = reasons[i] == "max_iter"
+            bar.update((c + 1) * config.chunk, {"train_loss": float(np.mean(rows["value"][:, -1]))})
+    finally:
+        bar.close()
+    seconds, its, total = time.perf_counter() - t0, max(len(h["value"]) for h in histories), n_chunks * config.chunk
+    n_early = sum(r != "max_iter" for r in reasons)
+    why = f"{n_early} of {m} members converged early" if m and n_early else STOP_REASONS[reasons[0]]
+    log.info("%s: %s, %.1fs", desc, f"stopped early after {its} of at most {total} iterations ({why})" if its < total
+             else f"ran all {its} iterations ({why})", seconds)
+    return params, histories, reasons, seconds
 
 
 def minimize(
@@ -290,36 +249,15 @@ def minimize(
     :class:`mp_jax.train.NonFiniteError` when the value or the parameters stop being finite.
     """
     fn_kwargs = fn_kwargs or {}
-    opt_state = _strong(make_optimizer(config).init(params))
-    n_chunks = math.ceil(config.max_iter / config.chunk)
     chunk_fn = make_chunk_fn(loss_and_grad, config)
-    history: dict = {"value": [], "grad_norm": [], "step_size": [], "linesearch_steps": []}
-    reason = "max_iter"
-    t0 = time.perf_counter()
-    bar = IterationProgress(n_chunks * config.chunk, desc, enabled=progress)
-    try:
-        for c in range(n_chunks):
-            new_params, new_state, rows = chunk_fn(params, opt_state, batch, fn_kwargs)
-            rows = {k: [float(v) for v in jax.device_get(a)] for k, a in rows.items()}
-            if not (all(math.isfinite(v) for v in rows["value"]) and bool(trees.all_finite(new_params))):
-                raise NonFiniteError(
-                    f"{desc}: L-BFGS produced a non-finite value or parameters in iterations "
-                    f"{c * config.chunk + 1}-{(c + 1) * config.chunk}; kept the parameters from before them "
-                    f"(error.last_good).",
-                    c + 1, init_fit_state(params, optax.identity(), jax.random.PRNGKey(0)),
-                )
-            params, opt_state = new_params, new_state
-            for k, v in rows.items():
-                history[k].extend(v)
-            bar.update((c + 1) * config.chunk, rows["value"][-1])
-            reason = _stops(rows, config) or reason
-            if reason != "max_iter":
-                break
-    finally:
-        bar.close()
-    iterations = len(history["value"])
-    bar.close(iterations, reason)
-    return LbfgsResult(params, history, iterations, reason != "max_iter", time.perf_counter() - t0, reason)
+
+    def chunk(params, opt_state, active):
+        params, opt_state, rows = chunk_fn(params, opt_state, batch, fn_kwargs)
+        return params, opt_state, rows, trees.all_finite(params)
+
+    opt_state = _strong(make_optimizer(config).init(params))
+    params, [history], [reason], seconds = _run(chunk, params, opt_state, None, config, desc, progress)
+    return LbfgsResult(params, history, len(history["value"]), reason != "max_iter", seconds, reason)
 
 
 def minimize_many(
@@ -347,53 +285,20 @@ def minimize_many(
     still-running member's value or parameters stop being finite.
     """
     fn_kwargs_stacked = fn_kwargs_stacked or {}
-    leaves = jax.tree.leaves(params_stacked)
-    m = int(leaves[0].shape[0])
+    m = int(jax.tree.leaves(params_stacked)[0].shape[0])
     bad = [tuple(x.shape) for x in jax.tree.leaves((params_stacked, fn_kwargs_stacked)) if jnp.ndim(x) < 1 or x.shape[0] != m]
     if bad:
         raise ValueError(f"{desc}: every leaf of params_stacked and fn_kwargs_stacked needs the leading member axis "
                          f"M={m} (from the first parameter leaf); found shapes {bad}. Stack the members with "
                          f"mp_jax.sweep.stack.")
-    opt_state = _strong(jax.vmap(make_optimizer(config).init)(params_stacked))
-    params = params_stacked
-    n_chunks = math.ceil(config.max_iter / config.chunk)
     chunk_fn = make_chunk_many_fn(loss_and_grad, config)
-    keys = ("value", "grad_norm", "step_size", "linesearch_steps")
-    histories = [{k: [] for k in keys} for _ in range(m)]
-    active = np.ones(m, bool)
-    reasons = ["max_iter"] * m
-    t0 = time.perf_counter()
-    bar = IterationProgress(n_chunks * config.chunk, desc, enabled=progress)
-    try:
-        for c in range(n_chunks):
-            if not active.any():
-                break
-            src = np.where(active, np.arange(m), np.flatnonzero(active)[0])
-            new_params, new_state, rows, finite = chunk_fn(params, opt_state, batch, fn_kwargs_stacked,
-                                                           jnp.asarray(active), jnp.asarray(src, dtype=jnp.int32))
-            rows = {k: np.asarray(a, dtype=np.float64) for k, a in jax.device_get(rows).items()}
-            finite = np.asarray(finite) & np.isfinite(rows["value"]).all(axis=1)
-            broken = np.flatnonzero(active & ~finite)
-            if broken.size:
-                raise NonFiniteError(
-                    f"{desc}: L-BFGS produced a non-finite value or parameters for member(s) {broken.tolist()} in "
-                    f"iterations {c * config.chunk + 1}-{(c + 1) * config.chunk}; kept the stacked parameters "
-                    f"from before them (error.last_good).",
-                    c + 1, init_fit_state(params, optax.identity(), jax.random.PRNGKey(0)),
-                )
-            params, opt_state = new_params, new_state
-            for i in np.flatnonzero(active):
-                member_rows = {k: [float(v) for v in rows[k][i]] for k in keys}
-                for k in keys:
-                    histories[i][k].extend(member_rows[k])
-                reasons[i] = _stops(member_rows, config) or reasons[i]
-                active[i] = reasons[i] == "max_iter"
-            bar.update((c + 1) * config.chunk, float(np.mean(rows["value"][:, -1])))
-    finally:
-        bar.close()
-    iterations = [len(h["value"]) for h in histories]
-    n_early = sum(r != "max_iter" for r in reasons)
-    bar.close(max(iterations), f"{n_early} of {m} members converged early" if n_early else "max_iter reached")
-    share = (time.perf_counter() - t0) / m
-    return [LbfgsResult(trees.unstack(params, i), histories[i], iterations[i], reasons[i] != "max_iter", share,
-                        reasons[i]) for i in range(m)]
+
+    def chunk(params, opt_state, active):
+        src = np.where(active, np.arange(m), np.flatnonzero(active)[0])
+        return chunk_fn(params, opt_state, batch, fn_kwargs_stacked, jnp.asarray(active),
+                        jnp.asarray(src, dtype=jnp.int32))
+
+    opt_state = _strong(jax.vmap(make_optimizer(config).init)(params_stacked))
+    params, histories, reasons, seconds = _run(chunk, params_stacked, opt_state, m, config, desc, progress)
+    return [LbfgsResult(trees.unstack(params, i), h, len(h["value"]), r != "max_iter", seconds / m, r)
+            for i, (h, r) in enumerate(zip(histories, reasons))]

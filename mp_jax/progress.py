@@ -19,34 +19,40 @@ class EpochProgress:
 
     ``enabled=None`` shows a bar only when stderr is a terminal; otherwise every epoch
     is logged at INFO level on the ``mp_jax.progress`` logger (silent unless logging is
-    configured, as the experiment entry points do).
+    configured, as the experiment entry points do). ``unit`` names what is counted
+    ("iteration" for L-BFGS, whose updates may each advance several).
     """
 
-    def __init__(self, total: int, initial: int = 0, desc: str = "train", enabled: Optional[bool] = None):
+    def __init__(self, total: int, initial: int = 0, desc: str = "train", enabled: Optional[bool] = None,
+                 unit: str = "epoch"):
         self.desc = desc
         self.total = total
         self.start = time.perf_counter()
-        self.initial = initial
+        self.initial = self.done = initial
+        self.unit = unit
         use_bar = sys.stderr.isatty() if enabled is None else enabled
         self.bar = None
         if use_bar:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="epoch", leave=False, dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
     def update(self, epoch: int, row: dict) -> None:
+        """``epoch`` units done so far; ``row`` the latest losses."""
+        last, self.done = self.done, epoch
         if self.bar is not None:
             self.bar.set_postfix(_fmt(row), refresh=False)
-            self.bar.update(1)
+            self.bar.update(epoch - last)
             return
         done = epoch - self.initial
-        every = max(1, self.total // 10)
-        if epoch % every and epoch != self.total and done != 1:
+        every = max(1, self.total // 10)  # a line at the first update, the last and each tenth passed
+        if epoch // every == last // every and epoch != self.total and last != self.initial:
             return
         elapsed = time.perf_counter() - self.start
         remaining = elapsed / max(done, 1) * (self.total - epoch)
         parts = " ".join(f"{k}={v}" for k, v in _fmt(row).items())
-        log.info("%s epoch %d/%d %s elapsed %.1fs remaining ~%.1fs", self.desc, epoch, self.total, parts, elapsed, remaining)
+        log.info("%s %s %d/%d %s elapsed %.1fs remaining ~%.1fs", self.desc, self.unit, epoch, self.total, parts, elapsed,
+                 remaining)
 
     def close(self) -> None:
         if self.bar is not None:

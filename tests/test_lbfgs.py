@@ -146,15 +146,3 @@ def test_progress_counts_iterations_and_says_when_it_stopped_early(caplog):
     last = caplog.records[-1].getMessage()
     assert last.startswith(f"quad: stopped early after {res.iterations} of at most 400 iterations")
     assert lbfgs.STOP_REASONS[res.stop_reason] in last
-
-
-def test_progress_estimate_is_the_rate_after_the_first_update(monkeypatch):
-    now = [0.0]
-    monkeypatch.setattr(lbfgs.time, "perf_counter", lambda: now[0])
-    bar = lbfgs.IterationProgress(100, "x", enabled=False)
-    now[0] = 10.0  # the first chunk of 25 iterations, compilation included
-    bar.update(25, 1.0)
-    assert np.isnan(bar.left())  # no rate yet
-    now[0] = 12.0  # 25 more in 2 s
-    bar.update(50, 0.5)
-    assert bar.left() == pytest.approx(2.0 / 25 * 50)  # 50 left at that rate: at most 4 s
