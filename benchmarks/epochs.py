@@ -8,7 +8,7 @@ Implementations (same data, same initial parameters, same optimizer settings):
   experiments train it: the recurrences' :mod:`mp_jax.models.recurrent_fast` with each
   batch split over the CPU cores as devices (:mod:`mp_jax.parallel`; their scans run on
   one core each) and the GRU's and LSTM's scan buffers reused from one batch to the next
-  (``recurrent_fast.loss_and_grad_reusing``, :mod:`mp_jax.reuse`); the language model's
+  (``recurrent_fast.loss_and_grad_reusing``, :class:`mp_jax.models.recurrent_fast.BufferReuse`); the language model's
   :mod:`mp_jax.models.language_model_fast` and the autoencoder on one device;
 * ``manual_reference`` — the readable hand-derived reference with the same parameters
   (:mod:`mp_jax.models.recurrent`, :mod:`mp_jax.models.language_model`), in the same

@@ -17,7 +17,7 @@ line ``error: ...`` (exit status 1; ``--debug`` shows the traceback). The folder
 questions asked for are locked for the whole call (``<results-dir>/.q1.lock`` ...).
 
 ``--recipe handout`` trains every question with the course handout's settings instead of
-ours (docs/recipes.md): its results go to ``<results-dir>/q1_handout/`` ... beside ours (own
+the defaults (docs/recipes.md): its results go to ``<results-dir>/q1_handout/`` ... beside the default recipe's (own
 checkpoints and locks), and REPORT.md sets the two recipes side by side.
 """
 from __future__ import annotations
@@ -74,9 +74,9 @@ def main(argv=None) -> int:
 
 def _run(args, configs: dict) -> int:
     questions = list(configs)
-    recipe = getattr(args, "recipe", "ours")
+    recipe = getattr(args, "recipe", "default")
     print("mp_jax: reproducing " + ", ".join(questions) + (" (--quick)" if args.quick else "")
-          + ("" if recipe == "ours" else f" with the course {recipe}'s recipe (results in <question>_{recipe}/)"))
+          + ("" if recipe == "default" else f" with the course {recipe}'s recipe (results in <question>_{recipe}/)"))
 
     summary = []
     t_all = time.perf_counter()
@@ -91,7 +91,7 @@ def _run(args, configs: dict) -> int:
         print(f"== {q} done in {seconds:.1f}s ({_runs(counts)})")
 
     path = report.write_report(args.results_dir, sources=data_sources(questions, args.data_dir),
-                               timings={q: s for q, s, _ in summary} if recipe == "ours" else None,
+                               timings={q: s for q, s, _ in summary} if recipe == "default" else None,
                                quick=args.quick)
     print(f"\nsummary ({time.perf_counter() - t_all:.1f}s in all):")
     for q, seconds, counts in summary:

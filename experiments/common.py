@@ -30,7 +30,7 @@ from mp_jax.lock import FolderLock
 
 MATMUL_PRECISIONS = ("highest", "default")
 IMPLS = ("fast", "reference")
-RECIPES = ("ours", "handout")  # --recipe: our defaults, or the course handout's settings (docs/recipes.md)
+RECIPES = ("default", "handout")  # --recipe: the defaults, or the course handout's settings (docs/recipes.md)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +46,7 @@ class RunOptions:
       progress: None: a bar on a terminal, log lines otherwise; False: log lines.
       vmap: train a study's members as one ``jax.vmap`` program (True) or one after another
         (False); None picks by device (:func:`use_vmap`).
-      recipe: "ours" (the defaults) or "handout" (the course handout's settings, :attr:`HANDOUT`
+      recipe: "default" (the defaults) or "handout" (the course handout's settings, :attr:`HANDOUT`
         over the defaults; its results go to ``<results-dir>/<question>_handout/``).
     """
 
@@ -59,7 +59,7 @@ class RunOptions:
     is_quick: bool = False
     progress: Optional[bool] = None
     vmap: Optional[bool] = None
-    recipe: str = "ours"
+    recipe: str = "default"
 
     @classmethod
     def quick(cls, **changes):
@@ -72,8 +72,8 @@ class RunOptions:
         return cls.make(recipe="handout", **changes)
 
     @classmethod
-    def make(cls, *, is_quick: bool = False, recipe: str = "ours", **changes):
-        """The configuration of ``recipe`` ("ours" or "handout"), tiny with ``is_quick``: the
+    def make(cls, *, is_quick: bool = False, recipe: str = "default", **changes):
+        """The configuration of ``recipe`` ("default" or "handout"), tiny with ``is_quick``: the
         defaults, then the recipe's fields (:attr:`HANDOUT`), then the tiny sizes of
         :meth:`quick` (which keep their own values of the fields they set), then ``changes``."""
         if recipe not in RECIPES:
@@ -87,13 +87,13 @@ class RunOptions:
 
     def results_name(self, question: str) -> str:
         """The folder of this configuration's results under ``results_dir`` (and the name of
-        its lock): ``question`` for our recipe, ``<question>_handout`` for the handout's."""
+        its lock): ``question`` for the default recipe, ``<question>_handout`` for the handout's."""
         return results_name(question, self.recipe)
 
     def recipe_key(self) -> dict:
-        """What a run's checkpoint key adds for the recipe: nothing for ours (so the default
+        """What a run's checkpoint key adds for the recipe: nothing for the default recipe (so the default
         runs keep their keys), ``{"recipe": name}`` otherwise."""
-        return {} if self.recipe == "ours" else {"recipe": self.recipe}
+        return {} if self.recipe == "default" else {"recipe": self.recipe}
 
     def batch_sizes(self) -> dict:
         """``{what: batch size}`` of the runs that ``--devices`` splits over a mesh (each must
@@ -115,7 +115,7 @@ class RunOptions:
                     results_dir=Path(getattr(args, "results_dir", "results")),
                     seed=int(getattr(args, "seed", 0)), is_quick=bool(getattr(args, "quick", False)),
                     progress=progress_flag(args), vmap=getattr(args, "vmap", None),
-                    recipe=getattr(args, "recipe", None) or "ours", **own)
+                    recipe=getattr(args, "recipe", None) or "default", **own)
 
     @classmethod
     def from_args(cls, args):
@@ -124,10 +124,10 @@ class RunOptions:
         return cls.make(**cls.options_from_args(args))
 
 
-def results_name(question: str, recipe: str = "ours") -> str:
-    """``q3`` for our recipe, ``q3_handout`` for the handout's: the folder under
+def results_name(question: str, recipe: str = "default") -> str:
+    """``q3`` for the default recipe, ``q3_handout`` for the handout's: the folder under
     ``--results-dir`` (and the lock) of a question's run under that recipe."""
-    return question if recipe == "ours" else f"{question}_{recipe}"
+    return question if recipe == "default" else f"{question}_{recipe}"
 
 
 def use_vmap(flag: Optional[bool] = None) -> bool:
@@ -173,9 +173,9 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
                    help="Q2 and Q3: train with the fast manual gradients (fast, the default) or the readable "
                         "reference ones (reference); the same function, equal to float rounding (each is its own "
                         "checkpointed run)")
-    p.add_argument("--recipe", choices=RECIPES, default="ours",
-                   help="ours (the default settings) or handout: train with the course handout's settings instead "
-                        "(docs/recipes.md), the results in <results-dir>/<question>_handout/ beside ours")
+    p.add_argument("--recipe", choices=RECIPES, default="default",
+                   help="default (the package's settings) or handout: train with the course handout's settings instead "
+                        "(docs/recipes.md), the results in <results-dir>/<question>_handout/ beside the default recipe's")
     cli.add_debug_flag(p)
     distributed.add_arguments(p)
     return p

@@ -51,7 +51,7 @@ class Q1Config(common.RunOptions):
 
     FLAGS = ("optimizer", "lbfgs_iters", "sgd_epochs")
     # The course handout's recipe (``--recipe handout``, docs/recipes.md): its SGD (the sgd_* fields, the
-    # same in both recipes) makes the figures, where ours uses L-BFGS and trains the SGD for comparison.
+    # same in both recipes) makes the figures, where the default uses L-BFGS and trains the SGD for comparison.
     HANDOUT = dict(optimizer="sgd")
     hidden: int = 64
     hp: ae.AEHyper = ae.AEHyper(lam=5e-4, beta=2.2, rho=0.026)

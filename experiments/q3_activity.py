@@ -127,7 +127,7 @@ class Q3Config(common.RunOptions):
     def usage_errors(self) -> list:
         if not self.refit and self.seeds > 1 and not self.select:
             return [f"argument --seeds: the {self.recipe} recipe trains one run per model and refits none, so "
-                    f"--seeds {self.seeds} would train no more; leave --seeds out (or use --recipe ours)"]
+                    f"--seeds {self.seeds} would train no more; leave --seeds out (or use --recipe default)"]
         last = self.seed + self.seeds - 1
         if last > cli.SEED_MAX:
             return [f"argument --seeds: the seeds run from --seed {self.seed} to {last}, past {cli.SEED_MAX} (the "
@@ -210,7 +210,7 @@ def protocol_text(c: Q3Config, d: "Activity") -> dict:
     return {"validation": (f"whole subjects {how['subjects']}" if how["subjects"] else f"a random {c.val_fraction:.0%}")
             + f" of the training windows ({how['n_val']} windows); the training part {len(d.sets.train[1])} windows",
             "selection": ("peak learning rates chosen per model by validation accuracy (Q3Config); the test windows "
-                          "choose nothing") if c.recipe == "ours" else
+                          "choose nothing") if c.recipe == "default" else
                          f"the course handout's recipe (Q3Config.HANDOUT): rates {dict(c.learning_rates)}",
             "training": (f"SGD, momentum {c.momentum}, "
                          + (f"global-norm clipping at {c.clip_norm}" if c.clip_norm is not None else "no clipping")
@@ -308,7 +308,7 @@ def run_model(cell: str, d: Activity, c: Q3Config, out) -> dict:
     as_jax = lambda xy: (jnp.asarray(xy[0]), jnp.asarray(xy[1]))  # noqa: E731
     sel = train_seeds(cell, [c.seed], as_jax(s.train), as_jax(s.val), c, n_classes, vmap=False, data_id=d.data_id,
                       augmentation=c.augmentation(s.mean, s.std), stage="validation",
-                      keep_diverged=c.recipe != "ours")[0]  # the handout's recipe may diverge: a finding
+                      keep_diverged=c.recipe != "default")[0]  # the handout's recipe may diverge: a finding
     val = evaluate(recurrent.metrics, sel.params, as_jax(s.val))
     validation = {"seed": c.seed, "subjects": s.how["subjects"], "n_windows": int(len(s.val[1])),
                   "n_train_windows": int(len(s.train[1])), "val_accuracy": val["accuracy"], "val_loss": val["loss"],

@@ -338,34 +338,34 @@ def _q3_cell(r: Optional[dict]) -> str:
     return text + (f"; diverged ({r['diverged']})" if r.get("diverged") else "")
 
 
-def recipe_rows(ours: Optional[dict], handout: Optional[dict], question: str) -> list:
-    """``[(model, ours, handout)]`` of ``question``'s test numbers under the two recipes, from
+def recipe_rows(default: Optional[dict], handout: Optional[dict], question: str) -> list:
+    """``[(model, default, handout)]`` of ``question``'s test numbers under the two recipes, from
     their ``metrics.json`` (either may be None): Q2 per (D, P) network, Q3 per cell and the baseline."""
-    ours, handout = ours or {}, handout or {}
+    default, handout = default or {}, handout or {}
     if question == "q2":
-        names = list(dict.fromkeys(n for m in (ours, handout) for n in findings.q2_settings(m)))
-        return [(n, _q2_cell(ours.get(n)), _q2_cell(handout.get(n))) for n in names]
-    models = [k for k in ("rnn", "lstm", "gru", "baseline") if ours.get(k) or handout.get(k)]
-    return [(k.upper() if k != "baseline" else "baseline (logistic)", _q3_cell(ours.get(k)), _q3_cell(handout.get(k)))
+        names = list(dict.fromkeys(n for m in (default, handout) for n in findings.q2_settings(m)))
+        return [(n, _q2_cell(default.get(n)), _q2_cell(handout.get(n))) for n in names]
+    models = [k for k in ("rnn", "lstm", "gru", "baseline") if default.get(k) or handout.get(k)]
+    return [(k.upper() if k != "baseline" else "baseline (logistic)", _q3_cell(default.get(k)), _q3_cell(handout.get(k)))
             for k in models]
 
 
 def recipe_section(results_dir: Path) -> list:
     """Both recipes side by side (test numbers from each ``metrics.json``) when a handout run's
     metrics are in ``results_dir``; else one line saying how to produce them."""
-    lines = ["## The course handout's recipe beside ours", ""]
+    lines = ["## The course handout's recipe beside the default", ""]
     runs = {q: (_load(results_dir / q), _load(results_dir / f"{q}_handout")) for q in ("q2", "q3")}
     if not any(h for _, h in runs.values()):
         return lines + [RECIPE_HOWTO, ""]
-    lines += ["The same data and code trained with our defaults and with the course handout's settings "
+    lines += ["The same data and code trained with the defaults and with the course handout's settings "
               "(`--recipe handout`; where the two differ and why: [docs/recipes.md](../docs/recipes.md)). Test "
               "numbers; Q2: cross-entropy in nats and top-1 accuracy, Q3: accuracy and loss.", ""]
     for q, title in (("q2", "Q2 networks"), ("q3", "Q3 models")):
-        ours, handout = runs[q]
-        rows = recipe_rows(ours, handout, q)
+        default, handout = runs[q]
+        rows = recipe_rows(default, handout, q)
         if not rows:
             continue
-        lines += [f"**{title}**", "", "| model | ours | handout |", "|---|---|---|"]
+        lines += [f"**{title}**", "", "| model | default | handout |", "|---|---|---|"]
         lines += [f"| {m} | {a} | {b} |" for m, a, b in rows] + [""]
         if handout and handout.get("protocol"):
             lines += ["Handout protocol: " + "; ".join(f"{k}: {v}" for k, v in handout["protocol"].items()), ""]

@@ -89,8 +89,29 @@ class SoftmaxCECache(NamedTuple):
     labels: Array
 
 
+def _log_probs(logits: Array, labels: Array) -> tuple[Array, Array]:
+    """(log softmax(logits) <[N, C]>, each row's log-probability of its label <[N]>)."""
+    logp = jax.nn.log_softmax(logits, axis=-1)  # log of (P15), stable for any logits
+    return logp, jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
+
+
+def cross_entropy(logits: Array, labels: Array) -> Array:
+    """Mean cross-entropy of integer labels under softmax(logits): −1/N Σ_n log p[n, labels[n]]
+    (P16), written once.
+
+    A forward only: every model's reference loss ends with it (``jax.grad`` differentiates it
+    there) and :func:`softmax_cross_entropy_forward` computes the same value; the manual
+    gradient is :func:`softmax_cross_entropy_backward`.
+
+    Args:
+      logits: <float>[N, C].
+      labels: <int>[N], values in [0, C).
+    """
+    return -jnp.mean(_log_probs(logits, labels)[1])  # (P16)
+
+
 def softmax_cross_entropy_forward(logits: Array, labels: Array) -> tuple[Array, SoftmaxCECache]:
-    """Mean cross-entropy of integer labels under softmax(logits).
+    """:func:`cross_entropy` and the cache for :func:`softmax_cross_entropy_backward`.
 
     Args:
       logits: <float>[N, C].
@@ -98,8 +119,7 @@ def softmax_cross_entropy_forward(logits: Array, labels: Array) -> tuple[Array, 
     Returns:
       loss: scalar, −1/N Σ_n log p[n, labels[n]]; and the cache (probs <float>[N, C], labels).
     """
-    logp = jax.nn.log_softmax(logits, axis=-1)  # log of (P15)
-    picked = jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
+    logp, picked = _log_probs(logits, labels)
     return -jnp.mean(picked), SoftmaxCECache(jnp.exp(logp), labels)  # (P16)
 
 

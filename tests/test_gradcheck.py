@@ -140,3 +140,11 @@ def test_runs_as_a_script_with_main_as_its_exit_status(monkeypatch, capsys):
         runpy.run_module("mp_jax.gradcheck", run_name="__main__")
     assert exc.value.code == 0
     assert set(_leaf_rows(capsys.readouterr().out)) == {"w_enc", "b_hid", "b_out"}
+
+
+@pytest.mark.parametrize("model", list(registry.MODELS))
+def test_fd_and_intermediates_work_for_every_model(model, fast_compile):
+    rc, text = _run(model, "--fd", "--intermediates", "--T", "3", "--hidden", "3", "--batch", "2")
+    assert rc == 0, text
+    assert "vs fin. diff." in text and "intermediate gradients" in text
+    assert text.count("gradient check: ") == len(registry.get(model).impls)

@@ -11,6 +11,7 @@ The cases are the shapes that break backward passes: batch 1; T = 1, 2 and 150 f
 recurrences; a word repeated inside one context for the language model; saturated hidden
 units for the autoencoder; square weights, where a transposed gradient has the right shape.
 """
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,7 +54,7 @@ def test_fast_equals_reference(name, size, fast_compile):
         params, batch = spec.instance(size)
         ref = jax.jit(spec.impls["reference"].loss_grad_and_intermediates)(params, batch)
         fast = jax.jit(spec.impls["fast"].loss_grad_and_intermediates)(params, batch)
-    assert jax.tree.structure(ref) == jax.tree.structure(fast)
+    chex.assert_trees_all_equal_shapes_and_dtypes(fast, ref)  # the same pytree, every leaf float64
     for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(ref)):
         a, b = np.asarray(a), np.asarray(b)
         assert a.dtype == np.float64

@@ -63,8 +63,8 @@ def _both(p, h, x, b_hn=0.0):
 def test_the_two_forms_differ_on_random_weights_even_with_b_hn_zero(seed):
     with jax.enable_x64(True):
         p, h, x = _random(seed)
-        ours, after = _both(p, h, x, b_hn=0.0)
-        assert np.max(np.abs(ours - after)) > 1e-2, "the reset-before and reset-after GRUs should differ"
+        before, after = _both(p, h, x, b_hn=0.0)
+        assert np.max(np.abs(before - after)) > 1e-2, "the reset-before and reset-after GRUs should differ"
         # the difference is r ⊙ (h U_n) against (r ⊙ h) U_n, nothing else
         r = jax.nn.sigmoid(x @ p.w_x[:, H:2 * H] + h @ p.w_h[:, H:2 * H] + p.b[H:2 * H])
         u_n = p.w_h[:, 2 * H:]
@@ -76,8 +76,8 @@ def test_they_agree_when_the_reset_gate_is_all_ones(seed):
     with jax.enable_x64(True):
         p, h, x = _random(seed)
         p = _constant_reset(p, 50.0)  # σ(50) is 1.0 in float64
-        ours, after = _both(p, h, x, b_hn=0.0)
-        np.testing.assert_allclose(ours, after, rtol=0, atol=1e-13)
+        before, after = _both(p, h, x, b_hn=0.0)
+        np.testing.assert_allclose(before, after, rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -85,8 +85,8 @@ def test_they_agree_when_the_reset_gate_is_the_same_in_every_unit(seed):
     with jax.enable_x64(True):
         p, h, x = _random(seed)
         p = _constant_reset(p, -0.7)  # r = σ(−0.7) ≈ 0.33 everywhere: a scalar commutes with U_n
-        ours, after = _both(p, h, x, b_hn=0.0)
-        np.testing.assert_allclose(ours, after, rtol=0, atol=1e-13)
+        before, after = _both(p, h, x, b_hn=0.0)
+        np.testing.assert_allclose(before, after, rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -94,8 +94,8 @@ def test_they_agree_when_u_n_is_diagonal(seed):
     with jax.enable_x64(True):
         p, h, x = _random(seed)
         p = _diagonal_candidate(p)  # unit j's candidate reads only h_j, scaled by r_j in both forms
-        ours, after = _both(p, h, x, b_hn=0.0)
-        np.testing.assert_allclose(ours, after, rtol=0, atol=1e-13)
+        before, after = _both(p, h, x, b_hn=0.0)
+        np.testing.assert_allclose(before, after, rtol=0, atol=1e-13)
 
 
 def test_a_nonzero_b_hn_is_gated_too():
@@ -104,9 +104,9 @@ def test_a_nonzero_b_hn_is_gated_too():
     with jax.enable_x64(True):
         p, h, x = _random(3)
         b_hn = 0.8 * jnp.ones(H, jnp.float64)
-        ours, after = _both(_diagonal_candidate(p), h, x, b_hn=b_hn)
-        assert np.max(np.abs(ours - after)) > 1e-3
+        before, after = _both(_diagonal_candidate(p), h, x, b_hn=b_hn)
+        assert np.max(np.abs(before - after)) > 1e-3
         q = _constant_reset(p, 50.0)
         after = np.asarray(_after_reset_step(q, h, x, b_hn))
-        ours = np.asarray(recurrent.gru_step_forward(_with(q, b=q.b.at[2 * H:].add(b_hn)), h, x)[0])
-        np.testing.assert_allclose(ours, after, rtol=0, atol=1e-13)
+        before = np.asarray(recurrent.gru_step_forward(_with(q, b=q.b.at[2 * H:].add(b_hn)), h, x)[0])
+        np.testing.assert_allclose(before, after, rtol=0, atol=1e-13)

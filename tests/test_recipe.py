@@ -1,5 +1,5 @@
 """``--recipe handout``: the course handout's settings as a transformation of each question's
-config, its runs beside ours (own folder, own checkpoints), REPORT.md's side-by-side table, and
+config, its runs beside the default recipe's (own folder, own checkpoints), REPORT.md's side-by-side table, and
 docs/recipes.md's settings table tied to the config dataclasses."""
 import argparse
 import importlib.util
@@ -28,13 +28,13 @@ def test_the_handout_configs_carry_the_handouts_numbers():
     assert {c.lr(m) for m in q3.MODELS} == {0.1} and {c.n_epochs(m) for m in q3.MODELS} == {50}
     assert c.schedule == "constant" and c.clip_norm is None and not c.augment and c.seeds == 1 and not c.refit
     assert (c.val_fraction, c.validation, c.keep, c.patience) == (0.1, "random", "best", None)
-    assert c.hidden == q3.Q3Config().hidden == 128  # what the handout and ours share stays
+    assert c.hidden == q3.Q3Config().hidden == 128  # what the handout and the default share stays
     p = q2.Q2Config.handout()
     assert (p.batch_size, p.learning_rate, p.momentum, p.epochs, p.init_std) == (200, 0.15, 0.85, 50, 0.01)
     a = q1.Q1Config.handout()
     assert a.optimizer == "sgd" and (a.sgd_lr, a.sgd_momentum, a.sgd_batch, a.sgd_epochs) == (0.075, 0.9, 32, 200)
-    # ours is unchanged, and --quick keeps its tiny sizes under either recipe
-    assert q3.Q3Config().recipe == "ours" and q3.Q3Config.from_args(argparse.Namespace(quick=False)) == q3.Q3Config()
+    # the default is unchanged, and --quick keeps its tiny sizes under either recipe
+    assert q3.Q3Config().recipe == "default" and q3.Q3Config.from_args(argparse.Namespace(quick=False)) == q3.Q3Config()
     tiny = q3.Q3Config.from_args(argparse.Namespace(quick=True, recipe="handout"))
     assert tiny.is_quick and tiny.epochs == q3.Q3Config.quick().epochs and tiny.hidden == 16
     assert tiny.momentum == 0.85 and tiny.clip_norm is None and not tiny.refit
@@ -48,17 +48,17 @@ def test_the_handout_runs_have_their_own_checkpoint_keys_and_folders(tmp_path):
 
     from experiments import runner
 
-    ours, handout = q3.Q3Config(), q3.Q3Config.handout()
-    assert ours.run_config("gru", 0) != handout.run_config("gru", 0)
-    assert "recipe" not in ours.run_config("gru", 0)  # the default runs keep their keys
+    default, handout = q3.Q3Config(), q3.Q3Config.handout()
+    assert default.run_config("gru", 0) != handout.run_config("gru", 0)
+    assert "recipe" not in default.run_config("gru", 0)  # the default runs keep their keys
     same = q3.Q3Config(recipe="handout")  # even with every other setting equal
-    assert same.run_config("gru", 0) != ours.run_config("gru", 0)
-    assert (ours.results_name("q3"), handout.results_name("q3")) == ("q3", "q3_handout")
+    assert same.run_config("gru", 0) != default.run_config("gru", 0)
+    assert (default.results_name("q3"), handout.results_name("q3")) == ("q3", "q3_handout")
     # Q2's settings are the handout's already: only the recipe tells the runs apart
     rng = np.random.default_rng(0)
     x, y = jnp.asarray(rng.integers(0, 20, (64, 3)), jnp.int32), jnp.asarray(rng.integers(0, 20, 64), jnp.int32)
     with runner.checkpointing(tmp_path) as store:
-        for recipe in ("ours", "handout", "ours"):
+        for recipe in ("default", "handout", "default"):
             c = q2.Q2Config.make(is_quick=True, recipe=recipe, epochs=1, batch_size=32, progress=False)
             q2.train_setting(c, 0, 4, 8, 20, "data", (x, y), (x, y))
     assert [e[1] for e in store.events] == ["trained", "trained", "loaded"]
@@ -150,8 +150,8 @@ def test_the_report_sets_both_recipes_side_by_side(tmp_path):
     put("q3_handout", _q3_metrics({"rnn": [0.214], "lstm": [0.81], "gru": [0.77]}, diverged="non-finite at epoch 3"))
     text = report.write_report(tmp_path).read_text()
     assert report.RECIPE_HOWTO not in text
-    section = text[text.index("## The course handout's recipe beside ours"):]
-    assert "| model | ours | handout |" in section
+    section = text[text.index("## The course handout's recipe beside the default"):]
+    assert "| model | default | handout |" in section
     assert "| D=32,P=256 | CE 4.120, top-1 – | CE 4.250, top-1 – |" in section
     assert re.search(r"\| RNN \| 69\.0 % ± 1\.0, loss 0\.500 \(mean of 3 seeds\) \| 21\.4 %, loss 0\.500 \(one seed\); "
                      r"diverged \(non-finite at epoch 3\) \|", section), section
@@ -175,7 +175,7 @@ def _fmt(v) -> str:
 
 
 def settings_rows(text: str) -> list:
-    """The rows of the marked settings table: (config class, field, ours, handout)."""
+    """The rows of the marked settings table: (config class, field, default, handout)."""
     body = text.split("<!-- recipe-settings -->")[1].split("<!-- /recipe-settings -->")[0]
     rows = []
     for line in body.strip().splitlines()[2:]:
@@ -188,9 +188,9 @@ def settings_rows(text: str) -> list:
 def test_docs_recipes_settings_table_matches_the_configs():
     rows = settings_rows(DOC.read_text())
     assert len(rows) >= 10
-    for cls_name, field, ours, handout in rows:
+    for cls_name, field, default, handout in rows:
         cls = CONFIGS[cls_name]
-        assert _fmt(getattr(cls(), field)) == ours, (cls_name, field)
+        assert _fmt(getattr(cls(), field)) == default, (cls_name, field)
         assert _fmt(getattr(cls.handout(), field)) == handout, (cls_name, field)
     # every field a recipe changes is in the table (Q2's HANDOUT restates its defaults: listed too)
     listed = {(c, f) for c, f, _, _ in rows}
@@ -200,7 +200,7 @@ def test_docs_recipes_settings_table_matches_the_configs():
 
 
 def test_recipe_names_and_folders():
-    assert common.RECIPES == ("ours", "handout")
+    assert common.RECIPES == ("default", "handout")
     assert common.results_name("q2") == "q2" and common.results_name("q2", "handout") == "q2_handout"
 
 
@@ -216,5 +216,5 @@ def test_the_main_job_runs_the_handout_recipe_beside_ours(tmp_path, capsys):
     assert (results / "q2_handout" / "metrics.json").is_file() and not (results / "q2").exists()
     assert not (results / ".q2_handout.lock").exists()  # released
     text = (results / "REPORT.md").read_text()
-    section = text[text.index("## The course handout's recipe beside ours"):]
+    section = text[text.index("## The course handout's recipe beside the default"):]
     assert "| D=32,P=256 | not run | CE " in section

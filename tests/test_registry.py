@@ -4,6 +4,7 @@ import importlib
 import inspect
 import pkgutil
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -62,12 +63,10 @@ def test_custom_vjp_runs_the_manual_backward_under_jit_and_vmap(name, impl, fast
         value, grads = jax.jit(jax.value_and_grad(loss))(params, batch)
         want_value, want = spec.impls[impl].loss_and_grad(params, batch)
         np.testing.assert_allclose(value, want_value, rtol=1e-14)
-        for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(want)):
-            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-16)
+        chex.assert_trees_all_close(grads, want, rtol=1e-13, atol=1e-16)  # same pytree, same values
         stacked = jax.tree.map(lambda a: jnp.stack([a, a]), batch)
         per_batch = jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0)))(params, stacked)
-        for a, b in zip(jax.tree.leaves(per_batch), jax.tree.leaves(want)):
-            np.testing.assert_allclose(a[1], b, rtol=1e-12, atol=1e-16)
+        chex.assert_trees_all_close(jax.tree.map(lambda a: a[1], per_batch), want, rtol=1e-12, atol=1e-16)
         # scaled cotangents: grad of 3·L is 3·∇L
         triple = jax.grad(lambda p: 3.0 * loss(p, batch))(params)
         np.testing.assert_allclose(jax.tree.leaves(triple)[0], 3.0 * jax.tree.leaves(want)[0], rtol=1e-13)

@@ -80,8 +80,7 @@ def loss(params: LMParams, batch) -> jax.Array:
     ids, y = batch
     e = jnp.concatenate([params.emb[ids[:, j]] for j in range(3)], axis=1)
     h = jax.nn.sigmoid(e @ params.w_hid + params.b_hid)
-    logp = jax.nn.log_softmax(h @ params.w_out + params.b_out, axis=-1)
-    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+    return layers.cross_entropy(h @ params.w_out + params.b_out, y)
 
 
 def loss_grad_and_intermediates(params: LMParams, batch):

@@ -77,8 +77,7 @@ def backward(params: LogisticParams, cache, dz: Array, hp: LogisticHP = Logistic
 def loss(params: LogisticParams, batch, hp: LogisticHP = LogisticHP()) -> Array:
     """Reference loss for ``jax.grad``: mean cross-entropy + λ/2 ‖W‖²."""
     f, y = batch
-    logp = jax.nn.log_softmax(f @ params.w + params.b, axis=-1)
-    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1)) + 0.5 * hp.l2 * jnp.sum(params.w ** 2)
+    return layers.cross_entropy(f @ params.w + params.b, y) + 0.5 * hp.l2 * jnp.sum(params.w ** 2)
 
 
 def loss_grad_and_intermediates(params: LogisticParams, batch, hp: LogisticHP = LogisticHP()):

@@ -1,7 +1,8 @@
 """The Q3 classifier's loss written plainly for ``jax.grad``: the oracle the manual BPTT of
 :mod:`mp_jax.models.recurrent` is tested against.
 
-One matrix per gate, ``jax.nn`` and ``jnp`` only, and no code shared with the manual path:
+One matrix per gate, ``jax.nn`` and ``jnp`` only (and the forward :func:`mp_jax.layers.cross_entropy`), no
+backward code shared with the manual path:
 the cell is told from its parameters' shapes (W_h is [H, H], [H, 4H] or [H, 3H] for the RNN,
 the LSTM and the GRU), the gates written out as in docs/recurrent.md (RNN1-2, LSTM1-4,
 GRU1-5, HEAD1-3).
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from mp_jax import layers
 
 Array = jax.Array
 
@@ -48,5 +51,4 @@ def loss(params, batch) -> Array:
     x, y = batch
     a = jax.nn.relu(last_state(params.cell, x) @ params.w_mlp + params.b_mlp)
     z = a @ params.w_out + params.b_out
-    logp = jax.nn.log_softmax(z, axis=-1)
-    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+    return layers.cross_entropy(z, y)
