@@ -243,7 +243,8 @@ def check_config(parser: argparse.ArgumentParser, args, configs: Sequence[RunOpt
     for c in configs:
         for message in c.usage_errors():
             parser.error(message)
-    check_devices_divide(parser, configs, getattr(args, "devices", None))
+    if getattr(args, "devices", None) is not None:  # the default count is known only once JAX has
+        check_devices_divide(parser, configs, args.devices)  # started: start_devices checks it
 
 
 def check_devices_divide(parser: argparse.ArgumentParser, configs: Sequence[RunOptions],

@@ -7,6 +7,7 @@ import pytest
 from mp_jax import augment
 
 
+@pytest.mark.slow
 def test_rotation_matrices_are_rotations_and_match_a_known_one():
     key = jax.random.PRNGKey(0)
     axes = jax.random.normal(key, (50, 3))

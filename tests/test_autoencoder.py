@@ -15,6 +15,7 @@ def batch(key, n, d=256):
     return jax.random.uniform(key, (n, d), minval=0.1, maxval=0.9)
 
 
+@pytest.mark.slow
 def test_loss_is_the_sum_of_its_terms_and_matches_the_reference():
     k1, k2 = jax.random.split(jax.random.PRNGKey(2))
     x = batch(k2, 20)
@@ -32,6 +33,7 @@ def test_loss_is_the_sum_of_its_terms_and_matches_the_reference():
         np.testing.assert_allclose(float(terms["reconstruction"]), float(jnp.sum((x - o) ** 2) / 40), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_tied_weight_decay_is_lambda_times_norm():
     p = ae.init_params(jax.random.PRNGKey(3), 8)
     x = batch(jax.random.PRNGKey(4), 5)
@@ -39,6 +41,7 @@ def test_tied_weight_decay_is_lambda_times_norm():
     np.testing.assert_allclose(float(terms["weight_decay"]), 0.01 * float(jnp.sum(p.w_enc ** 2)), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_sparsity_term_is_zero_at_target():
     p = ae.init_params(jax.random.PRNGKey(5), 4)
     x = batch(jax.random.PRNGKey(6), 10)
@@ -47,6 +50,7 @@ def test_sparsity_term_is_zero_at_target():
     np.testing.assert_allclose(float(ae.cost_terms(p, x, ae.AEHyper(rho=rho))["sparsity"]), 0.0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_init_shapes_and_bounds():
     for tied in (True, False):
         p = ae.init_params(jax.random.PRNGKey(0), 64, tied=tied)
@@ -60,6 +64,7 @@ def test_init_shapes_and_bounds():
             assert np.abs(np.asarray(leaf)).max() > 0.9 * w0  # uniform over the whole interval
 
 
+@pytest.mark.slow
 def test_forward_shapes_and_mean_activation():
     p = ae.init_params(jax.random.PRNGKey(0), 10)
     x = batch(jax.random.PRNGKey(1), 6)
@@ -69,6 +74,7 @@ def test_forward_shapes_and_mean_activation():
     np.testing.assert_allclose(np.asarray(ae.mean_hidden_activation(p, x)), np.asarray(cache.h.mean(0)), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_hyperparameters_are_traced_arguments():
     """One compilation serves several (λ, β, ρ): the hyperparameters are data, not constants."""
     p = ae.init_params(jax.random.PRNGKey(0), 6)
@@ -141,6 +147,7 @@ def _leaves(g: ae.AEParams) -> list:
     return [np.asarray(v, np.float64) for v in (g.w_enc, g.b_hid, g.b_out, g.w_dec) if v is not None]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tied", [True, False])
 def test_gradients_at_saturation_match_an_extended_precision_reference(tied):
     """Hidden units saturated near 1 (pre-activations 14 to 20, 1 − ρ̂ down to 2e-9): the

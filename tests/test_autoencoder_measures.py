@@ -28,6 +28,7 @@ def test_unit_images():
         measures.unit_images(np.ones((250, 2)))
 
 
+@pytest.mark.slow
 def test_evaluate_reports_consistent_numbers():
     k1, k2 = jax.random.split(jax.random.PRNGKey(0))
     x = jax.random.uniform(k1, (80, 256), minval=0.1, maxval=0.9)

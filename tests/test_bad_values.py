@@ -208,6 +208,7 @@ def _member(lr, keep_diverged, name="mlp_member"):
                              progress=False, keep_diverged=keep_diverged)
 
 
+@pytest.mark.slow
 def test_a_member_that_diverges_stops_naming_the_run_unless_asked_to_keep_it():
     with pytest.raises(train.NonFiniteError, match="^mlp_member: the .* non-finite at epoch 1"):
         _member(float("nan"), keep_diverged=False)
@@ -233,6 +234,7 @@ def _nan_rates(monkeypatch, **more):
         cls, **{**dict(hidden=4, mlp=4, baseline_epochs=1, learning_rates=nan, **more), **ch})))
 
 
+@pytest.mark.slow
 def test_a_diverged_q3_run_stops_the_main_job_with_status_1_and_writes_no_report(monkeypatch, tmp_path, capsys):
     _tiny_q3(tmp_path / "d")
     _nan_rates(monkeypatch)
@@ -246,6 +248,7 @@ def test_a_diverged_q3_run_stops_the_main_job_with_status_1_and_writes_no_report
     assert not list(r.glob(".*.lock"))
 
 
+@pytest.mark.slow
 def test_a_diverged_rate_in_the_selection_step_is_marked_and_ends_with_status_1(monkeypatch, tmp_path, capsys):
     _tiny_q3(tmp_path / "d")
     _nan_rates(monkeypatch, select=(math.nan, 0.01))
@@ -262,3 +265,24 @@ def test_a_diverged_rate_in_the_selection_step_is_marked_and_ends_with_status_1(
     md = (out / "selection.md").read_text()
     assert "| RNN | nan | 2 | diverged | seed 0: non-finite at epoch 1 | – |" in md, md
     assert not (out / "metrics.json").exists()
+
+
+def test_checking_the_flags_does_not_start_jax_before_the_cpu_devices_are_set():
+    """check_config runs before start_devices: it must not start JAX's backends, or the CPU
+    stays one device and Q3's batches are no longer split over the cores."""
+    import subprocess
+    import sys
+
+    code = ("import argparse, jax\n"
+            "from experiments import common, q3_activity\n"
+            "from mp_jax import parallel\n"
+            "p = argparse.ArgumentParser()\n"
+            "args = argparse.Namespace(devices=None, cpu_devices=None, matmul_precision='highest')\n"
+            "common.check_config(p, args, [q3_activity.Q3Config()])\n"
+            "common.start_devices(args, p, [q3_activity.Q3Config()])\n"
+            "print(len(jax.devices('cpu')), parallel.usable_cores())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={k: v for k, v in __import__("os").environ.items()
+                              if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")})
+    have, cores = map(int, out.stdout.split())
+    assert have == cores

@@ -7,6 +7,8 @@ import pytest
 
 from benchmarks import floor as bench_floor
 
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite only (-m "not slow" leaves them out)
+
 TINY = {
     "gru": dict(bench_floor.FULL["gru"], batch=4, steps=5, hidden=8, mlp=6, batches=2, one_core=False),
     "lm": dict(bench_floor.FULL["lm"], batch=10, vocab=13, dim=4, hidden=16, batches=3),

@@ -6,6 +6,8 @@ import pytest
 
 from benchmarks import numpy_impl as bn
 
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite only (-m "not slow" leaves them out)
+
 RNG = np.random.default_rng(0)
 
 

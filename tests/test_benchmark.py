@@ -9,6 +9,8 @@ import pytest
 
 from benchmarks import epochs as benchmark
 
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite only (-m "not slow" leaves them out)
+
 FAST_COMPILE = True  # tiny programs compiled once: XLA's optimizations cost more than they save (conftest)
 
 TINY = {

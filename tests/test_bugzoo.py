@@ -8,7 +8,12 @@ import pytest
 from mp_jax import bugzoo, gradcheck, gradtable, registry
 
 
-@pytest.mark.parametrize("name", list(bugzoo.BUGS))
+# the fast tier (-m "not slow") runs three: a reference recurrence, a fast one and the autoencoder
+FAST_TIER = ("lstm-no-forget-carry", "gru-fast-update-sign", "ae-kl-sign")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in FAST_TIER else pytest.mark.slow)
+                                  for n in bugzoo.BUGS])
 def test_every_mutant_is_caught_and_located(name, fast_compile):
     bug = bugzoo.BUGS[name]
     spec = registry.get(bug.model)

@@ -25,6 +25,7 @@ def write_corpus(path, n_sentences=400, seed=0, extra_words=0):
     return path
 
 
+@pytest.mark.slow
 def test_raw_sentences_gives_the_course_file(tmp_path, raw_sentences):
     path = build_q2.build(tmp_path, corpus=raw_sentences)
     d = load_ngrams(path)

@@ -18,6 +18,7 @@ def make_state(h=8, seed=0):
                       history={"train_loss": [1.0, 0.5, 0.3], "val_loss": [1.1, 0.6, 0.7]})
 
 
+@pytest.mark.slow
 def test_round_trip_is_exact(tmp_path):
     s = make_state()
     p = checkpoint.save_state(tmp_path / "run.h5", s, {"run_hash": "abc", "finished": False})
@@ -35,6 +36,7 @@ def test_truncated_checkpoint_is_refused(tmp_path):
         checkpoint.load_state(p, make_state())
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_shape_is_refused(tmp_path):
     p = checkpoint.save_state(tmp_path / "run.h5", make_state(h=8), {"run_hash": "abc"})
     with pytest.raises(checkpoint.CheckpointError, match=r"array 0 is \(2, 8\).*expects \(2, 16\)"):

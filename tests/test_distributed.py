@@ -18,6 +18,8 @@ import pytest
 
 from mp_jax import distributed, launch
 
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite only (-m "not slow" leaves them out)
+
 SCRIPT = Path(__file__).parent / "scripts" / "distributed_training.py"
 HANG_GUARD_S = 1800  # a guard against a hung subprocess only, not a time limit
 HEARTBEAT_S = 5  # the runtime's heartbeat timeout in these runs

@@ -92,6 +92,7 @@ def _run_module(module: str, *argv: str, cwd: Path) -> subprocess.CompletedProce
     return subprocess.run([sys.executable, "-m", module, *argv], cwd=REPO, env=env, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["experiments", "experiments.smoke"])
 def test_more_devices_than_the_machine_has_is_a_usage_error(module, tmp_path):
     # 4 divides every batch (tests/test_bad_values.py: a count that does not is refused before JAX starts)
@@ -130,6 +131,7 @@ def _tiny_smoke(monkeypatch, **changes):
         lambda cls, **ch: cls(**{**dict(is_quick=True, n=64, epochs=2, batch_size=32, hidden=8), **changes, **ch})))
 
 
+@pytest.mark.slow
 def test_no_space_left_while_writing_metrics_names_the_folder_and_leaves_no_part(monkeypatch, tmp_path, capsys):
     _tiny_smoke(monkeypatch)
     real_temporary, real_write, doomed, hit = atomic._temporary, os.write, set(), []
@@ -162,6 +164,7 @@ def test_no_space_left_while_writing_metrics_names_the_folder_and_leaves_no_part
     assert not (tmp_path / ".smoke.lock").exists()
 
 
+@pytest.mark.slow
 def test_a_diverged_run_is_one_line_naming_the_run(monkeypatch, tmp_path, capsys):
     _tiny_smoke(monkeypatch, learning_rate=float("nan"))
     status = cli.run_main(smoke.main, ["--quick", "--no-progress", "--results-dir", str(tmp_path)])

@@ -39,6 +39,7 @@ def test_there_is_one_starter_per_backward_worth_practising():
         assert f"exercises/{name}.py" in docs, name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SOLUTIONS))
 def test_the_solution_passes_and_the_mistake_is_named(name, tmp_path, fast_compile):
     case = ["--case", "repeat"] if name == "lm_embedding" else []
@@ -75,6 +76,7 @@ def test_an_exercise_on_a_model_that_never_calls_it_says_so(tmp_path, fast_compi
     assert rc == 1 and "does not call sparsity_delta" in err
 
 
+@pytest.mark.slow
 def test_the_bptt_exercise_serves_every_cell(tmp_path, fast_compile):
     path = _filled("bptt", SOLUTIONS["bptt"], tmp_path)
     for cell in ("rnn", "gru"):

@@ -42,6 +42,7 @@ def _leaf_rows(section: str) -> dict:
     return rows
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", list(registry.MODELS))
 def test_every_model_and_implementation_passes_with_a_row_per_parameter(model, fast_compile):
     spec = registry.get(model)
@@ -59,6 +60,7 @@ def test_every_model_and_implementation_passes_with_a_row_per_parameter(model, f
         assert "tolerance: float64" in section and "all rows PASS" in section
 
 
+@pytest.mark.slow
 def test_fd_adds_a_finite_difference_column_and_intermediates_use_the_docs_symbols(fast_compile):
     rc, text = _run("lstm", "--impl", "fast", "--fd", "--intermediates", *SMALL)
     assert rc == 0, text
@@ -75,6 +77,7 @@ def test_fd_adds_a_finite_difference_column_and_intermediates_use_the_docs_symbo
     assert names[:3] == ["dz", "δ_h", "de"] and all(n.startswith("dR[") for n in names[3:]) and names[3:]
 
 
+@pytest.mark.slow
 def test_float32_passes_at_its_own_tolerance(fast_compile):
     rc, text = _run("gru", "--dtype", "float32", *SMALL)
     assert rc == 0, text
@@ -97,6 +100,7 @@ def test_a_wrong_parameter_gradient_fails_its_row_and_the_exit_status(monkeypatc
     assert "the first wrong tensor is b_hid" in text
 
 
+@pytest.mark.slow
 def test_a_wrong_fast_step_fails_only_the_fast_implementation(monkeypatch, fast_compile):
     real = recurrent_fast.rnn_step_backward
     monkeypatch.setattr(recurrent_fast, "rnn_step_backward",
@@ -142,6 +146,7 @@ def test_runs_as_a_script_with_main_as_its_exit_status(monkeypatch, capsys):
     assert set(_leaf_rows(capsys.readouterr().out)) == {"w_enc", "b_hid", "b_out"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", list(registry.MODELS))
 def test_fd_and_intermediates_work_for_every_model(model, fast_compile):
     rc, text = _run(model, "--fd", "--intermediates", "--T", "3", "--hidden", "3", "--batch", "2")

@@ -59,6 +59,7 @@ def _both(p, h, x, b_hn=0.0):
     return np.asarray(with_code), np.asarray(_after_reset_step(p, h, x, b_hn))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_two_forms_differ_on_random_weights_even_with_b_hn_zero(seed):
     with jax.enable_x64(True):

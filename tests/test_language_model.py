@@ -33,6 +33,7 @@ def test_init_is_normal_with_std_001():
     assert all(np.ravel(a).std() > 0.005 for a in params)  # biases too
 
 
+@pytest.mark.slow
 def test_zero_params_give_uniform_predictions():
     params = jax.tree.map(jnp.zeros_like, lm.init_params(jax.random.PRNGKey(0), 7, 2, 3))
     batch = make_batch(jax.random.PRNGKey(1), 4, 7)
@@ -40,6 +41,7 @@ def test_zero_params_give_uniform_predictions():
     np.testing.assert_allclose(PREDICT(params, batch[0]), np.full((4, 7), 1 / 7), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_predict_proba_and_metrics_agree():
     v = 30
     params = make_params(jax.random.PRNGKey(5), v, 4, 8, std=1.0)
@@ -55,6 +57,7 @@ def test_predict_proba_and_metrics_agree():
     assert 0.0 < float(m["top1"]) < float(m["top10"]) < 1.0
 
 
+@pytest.mark.slow
 def test_training_with_the_engine_learns_a_deterministic_rule():
     """w4 = (w1 + 2 w2 + w3) mod V is learnable from the three embeddings; the unigram
     loss is log V, and training with the manual gradients must go far below it."""

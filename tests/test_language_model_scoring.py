@@ -39,6 +39,7 @@ def test_top_and_nearest_words():
         scoring.nearest_words(emb, words, "z")
 
 
+@pytest.mark.slow
 def test_probabilities_match_the_model_in_chunks():
     params = lm.init_params(jax.random.PRNGKey(0), 12, 4, 8, std=0.5)
     ids = np.random.default_rng(0).integers(0, 12, (11, 3)).astype(np.int32)

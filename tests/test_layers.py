@@ -11,6 +11,7 @@ def _keys(n):
     return jax.random.split(jax.random.PRNGKey(0), n)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(1, 3, 2), (5, 4, 7), (2, 3, 4, 5)])
 def test_linear(shape):
     *lead, d_in, d_out = shape
@@ -60,6 +61,7 @@ def test_activation(name, fn):
     assert_grads_match(loss, loss_and_grad, params, batch)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n,c", [(1, 2), (9, 6), (32, 250)])
 def test_softmax_cross_entropy(n, c):
     k = _keys(2)
@@ -82,6 +84,7 @@ def test_softmax_cross_entropy_is_stable_for_huge_logits():
     assert jnp.isfinite(value) and value == pytest.approx(1e4, rel=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ids", [[[0, 1, 2], [3, 4, 0]], [[2, 2, 2]], [[1, 0, 1], [1, 1, 1], [4, 3, 2]]])
 def test_embedding_scatter_add_with_repeated_ids(ids):
     ids = jnp.array(ids)
@@ -99,6 +102,7 @@ def test_embedding_scatter_add_with_repeated_ids(ids):
     assert_grads_match(loss, loss_and_grad, params, batch)
 
 
+@pytest.mark.slow
 def test_float64_input_with_float32_weights_stays_float32():
     # e.g. numpy float64 data under jax_enable_x64: every model computes in its weights' dtype
     import numpy as np

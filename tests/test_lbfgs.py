@@ -39,6 +39,7 @@ def test_line_search_sees_the_manual_gradient():
     np.testing.assert_allclose(np.asarray(jax.grad(value_fn)(p)["p"]), 2.0 * np.asarray(g_auto["p"]), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_keyword_arguments_are_traced_not_recompiled():
     cfg = lbfgs.LbfgsConfig(max_iter=5, chunk=5, memory_size=7)
     fn = lbfgs.make_chunk_fn(quadratic, cfg)
@@ -86,6 +87,7 @@ def _check_many_equals_alone(fn, p0s, kwargs, batch, cfg, rtol):
 # round-off so much that moving the start by ONE ulp moves their lone runs by 0.3-1.3 % (measured
 # on the CPU), so a 2e-4 comparison held only where the vmapped and lone programs round alike
 # (it failed on an H200); after 20 iterations one ulp moves them by ≤ 2e-5.
+@pytest.mark.slow
 @pytest.mark.parametrize("x64, rtol, max_iter, kappa1", [(True, 1e-10, 60, 30.0), (False, 2e-4, 20, 10.0)])
 def test_minimize_many_equals_each_member_alone(x64, rtol, max_iter, kappa1):
     """Members stop at different chunks (gtol at once for κ = 1; later ones by gtol/ftol or
@@ -113,6 +115,7 @@ def test_minimize_many_rejects_unstacked_arguments():
                             fn_kwargs_stacked={"scale": jnp.ones(2)}, progress=False)
 
 
+@pytest.mark.slow
 def test_minimize_many_non_finite_names_the_member():
     def blows_up(params, batch, s):
         v, g = quadratic(params, batch)
@@ -124,6 +127,7 @@ def test_minimize_many_non_finite_names_the_member():
 
 
 # ----------------------------------------------------------------------------- stopping and progress
+@pytest.mark.slow
 def test_stop_reason_and_summary():
     target = jnp.array([1.0, -2.0])
     early = lbfgs.minimize(quadratic, {"p": jnp.zeros(2)}, target, lbfgs.LbfgsConfig(max_iter=40, chunk=10),
@@ -138,6 +142,7 @@ def test_stop_reason_and_summary():
     assert s["function_evaluations"] == 8 + sum(capped.history["linesearch_steps"]) >= 8
 
 
+@pytest.mark.slow
 def test_progress_counts_iterations_and_says_when_it_stopped_early(caplog):
     with caplog.at_level("INFO", logger="mp_jax.lbfgs"):
         res = lbfgs.minimize(quadratic, {"p": jnp.zeros(2)}, jnp.array([1.0, -2.0]),

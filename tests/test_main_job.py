@@ -7,6 +7,8 @@ import pytest
 
 from experiments import __main__ as main_job
 
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite only (-m "not slow" leaves them out)
+
 FAST_COMPILE = True  # tiny programs compiled once: XLA's optimizations cost more than they save (conftest)
 
 

@@ -5,6 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite only (-m "not slow" leaves them out)
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "bptt_by_hand.py"
 
 

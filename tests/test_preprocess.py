@@ -22,6 +22,7 @@ def patches(n=50):
     return (0.5 + 0.15 * RNG.standard_t(3, size=(n, 3, 16, 16))).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_matches_numpy_reference():
     rgb = patches()
     np.testing.assert_allclose(np.asarray(pp.preprocess(rgb)), numpy_reference(rgb.astype(np.float64)), atol=2e-6)
@@ -49,6 +50,7 @@ def test_linear_map_endpoints():
     np.testing.assert_allclose(np.asarray(pp.clip_and_rescale(c, 1.0)), [[0.1, 0.1, 0.5, 0.7, 0.9, 0.9]], atol=1e-7)
 
 
+@pytest.mark.slow
 def test_patch_mean_removed_before_clipping():
     rgb = patches(20)
     shifted = rgb.copy()

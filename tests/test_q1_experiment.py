@@ -17,6 +17,8 @@ from experiments import q1_autoencoder as q1
 from mp_jax import lbfgs, train
 from mp_jax.models import autoencoder as ae
 
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite only (-m "not slow" leaves them out)
+
 FAST_COMPILE = True  # tiny programs compiled once: XLA's optimizations cost more than they save (conftest)
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -34,6 +34,7 @@ def generated_corpus(path, n=1500, seed=0):
     return path
 
 
+@pytest.mark.slow
 def test_quick_run_writes_every_output(tmp_path, capsys):
     data_dir = tmp_path / "data"
     build_q2.build(data_dir, corpus=generated_corpus(tmp_path / "corpus.txt"))
@@ -125,6 +126,7 @@ def test_impl_names_the_gradients_and_keys_the_checkpoint():
     assert c.impl == "fast" and q2.Q2Config.from_args(argparse.Namespace(impl="reference")).impl == "reference"
 
 
+@pytest.mark.slow
 def test_reference_and_fast_runs_are_separate_checkpoints(tmp_path):
     """A reference run never resumes a fast one's checkpoint (they differ by rounding)."""
     import jax.numpy as jnp

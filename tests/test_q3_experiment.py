@@ -10,6 +10,8 @@ import pytest
 from experiments import q3_activity as q3, tables
 from q3_checks import PNG, check_quick_metrics
 
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite only (-m "not slow" leaves them out)
+
 FAST_COMPILE = True  # tiny programs compiled once: XLA's optimizations cost more than they save (conftest)
 
 

@@ -16,6 +16,8 @@ from experiments import q1_autoencoder as q1
 from experiments import q2_language_model as q2
 from experiments import q3_activity as q3
 
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite only (-m "not slow" leaves them out)
+
 FAST_COMPILE = True  # tiny programs compiled once (conftest)
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "recipes.md"

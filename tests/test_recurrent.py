@@ -64,6 +64,7 @@ def test_bad_cell_is_rejected():
         R.cell_name((1, 2, 3))
 
 
+@pytest.mark.slow
 def test_xavier_limits():
     p = R.init_params(jax.random.PRNGKey(0), "lstm", 3, 64, 32, 6)
     lim_x, lim_h = (6 / (3 + 64)) ** 0.5, (6 / (64 + 64)) ** 0.5
@@ -141,6 +142,7 @@ def test_the_reference_has_no_layout_tricks():
 
 
 # ----------------------------------------------------------------------------- training
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", R.CELLS)
 def test_manual_and_autodiff_training_agree(cell, fast_compile):
     """Same short run (SGD + momentum + clipping, shuffled minibatches) with the manual

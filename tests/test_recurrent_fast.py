@@ -21,6 +21,7 @@ def _max_relative_difference(a_tree, b_tree) -> float:
                for a, b in zip(jax.tree.leaves(a_tree), jax.tree.leaves(b_tree)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", R.CELLS)
 @pytest.mark.parametrize("d", [1, F.SMALL_INPUT + 4])
 def test_both_input_projections_equal_the_reference(cell, d, fast_compile):
@@ -71,6 +72,7 @@ def test_gru_forward_writes_its_weight_gradient_operand_in_place(fast_compile):
     np.testing.assert_allclose(np.asarray(h_t), h_next[-1], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", R.CELLS)
 def test_float64_input_with_float32_weights_trains_in_float32(cell, fast_compile):
     # e.g. numpy float64 data under jax_enable_x64: cast once, not a dtype error in a scan
@@ -173,6 +175,7 @@ def test_reusing_buffers_whatever_they_hold_gives_the_same_gradients(cell, fast_
         assert jax.tree.map(lambda a: (a.shape, a.dtype), out) == jax.tree.map(lambda a: (a.shape, a.dtype), buffers)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_an_epoch_reusing_buffers_trains_exactly_as_one_that_does_not(cell, fast_compile):
     # 20 examples in batches of 8: two full minibatches carry the buffers, the remainder of 4
@@ -193,6 +196,7 @@ def test_an_epoch_reusing_buffers_trains_exactly_as_one_that_does_not(cell, fast
     assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(out["plain"][0]), jax.tree.leaves(params))) > 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", R.CELLS)
 def test_unrolled_scans_give_the_same_gradients(cell, fast_compile):
     # unroll > 1 is slower (the GRU's in-place writes then copy their buffers) but exact

@@ -54,6 +54,7 @@ def test_init_params_builds_the_instances_structure(name):
 CASES = [pytest.param(name, impl, id=f"{name}-{impl}") for name, spec in registry.MODELS.items() for impl in spec.impls]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,impl", CASES)
 def test_custom_vjp_runs_the_manual_backward_under_jit_and_vmap(name, impl, fast_compile):
     spec = registry.get(name)
@@ -72,6 +73,7 @@ def test_custom_vjp_runs_the_manual_backward_under_jit_and_vmap(name, impl, fast
         np.testing.assert_allclose(jax.tree.leaves(triple)[0], 3.0 * jax.tree.leaves(want)[0], rtol=1e-13)
 
 
+@pytest.mark.slow
 def test_custom_vjp_really_uses_the_manual_backward(monkeypatch):
     """A wrong manual backward shows through jax.grad of the custom-VJP loss."""
     from mp_jax import bugzoo

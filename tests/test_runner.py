@@ -30,6 +30,7 @@ class Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_identical_parameters(tmp_path, monkeypatch):
     uninterrupted = run()
     real_save = checkpoint.save_state
@@ -72,6 +73,7 @@ def test_finished_runs_are_loaded_with_their_recorded_time(tmp_path, monkeypatch
     assert summary["train_seconds"] == pytest.approx(2 * first.seconds)
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_is_set_aside_with_a_message(tmp_path, caplog):
     with runner.checkpointing(tmp_path) as store:
         run(epochs=2)
@@ -86,6 +88,7 @@ def test_corrupt_checkpoint_is_set_aside_with_a_message(tmp_path, caplog):
     assert again.epochs_run == 2
 
 
+@pytest.mark.slow
 def test_changed_config_does_not_reuse_the_checkpoint(tmp_path):
     with runner.checkpointing(tmp_path) as store:
         run(epochs=2)
@@ -115,6 +118,7 @@ def test_cached_run_skips_a_finished_run_and_recomputes_a_corrupt_one(tmp_path):
     assert b.seconds == a.seconds  # the recorded time, not the loading time
 
 
+@pytest.mark.slow
 def test_a_run_at_another_matmul_precision_is_another_run(tmp_path):
     """A run computed at JAX's default precision (TensorFloat-32 on recent GPUs) must not
     be taken for the full-precision one; the default precision keeps the keys as they were."""
@@ -145,6 +149,7 @@ def test_a_run_at_another_matmul_precision_is_another_run(tmp_path):
     assert runner._with_precision({"a": 1}) == {"a": 1}
 
 
+@pytest.mark.slow
 def test_fit_members_vmapped_equals_one_by_one_and_is_loaded_when_run_again(tmp_path):
     data, val = blobs(96), blobs(40, 1)
     inits = [(mlp.init_params(jax.random.PRNGKey(i), 2, 8, 3), jax.random.PRNGKey(10 + i)) for i in range(2)]

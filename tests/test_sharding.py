@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite only (-m "not slow" leaves them out)
+
 SCRIPT = Path(__file__).parent / "scripts" / "sharded_training.py"
 # A guard against a hung subprocess only, not a time limit: far above the minute or so the
 # script takes on two idle cores, so a loaded machine is never mistaken for a failure.

@@ -1,6 +1,10 @@
 import json
 
+import pytest
+
 from experiments import smoke
+
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite only (-m "not slow" leaves them out)
 
 
 def test_smoke_quick_writes_metrics_and_figure(tmp_path):

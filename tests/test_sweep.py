@@ -34,6 +34,7 @@ def blobs(n, key=0):
     return c[y] + 0.9 * jax.random.normal(k2, (n, 2)), y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("patience", [None, 2])
 def test_each_member_equals_its_run_alone(patience):
     with jax.enable_x64(True):
@@ -61,6 +62,7 @@ def test_each_member_equals_its_run_alone(patience):
         assert res.seconds >= res.compile_seconds > 0
 
 
+@pytest.mark.slow
 def test_seed_sweep_without_hyperparameters():
     data = blobs(64)
     inits = [mlp.init_params(jax.random.PRNGKey(i), 2, 8, 3) for i in range(2)]

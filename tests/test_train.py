@@ -19,6 +19,7 @@ def blobs(n, key=0):
     return centers[y] + 0.5 * jax.random.normal(k2, (n, 2)), y
 
 
+@pytest.mark.slow
 def test_loss_falls_on_a_learnable_problem():
     data = blobs(500)
     params = mlp.init_params(jax.random.PRNGKey(1), 2, 16, 3)
@@ -52,6 +53,7 @@ def test_eval_weights_by_batch_size():
     assert float(ev({}, data)["loss"]) == pytest.approx(4.5)
 
 
+@pytest.mark.slow
 def test_early_stopping_returns_the_best_epochs_parameters():
     """A learning rate that first helps then overfits a tiny training set."""
     x, y = blobs(40, key=3)
@@ -71,6 +73,7 @@ def test_early_stopping_returns_the_best_epochs_parameters():
     assert not jnp.allclose(res.last_params.w_in, res.params.w_in)
 
 
+@pytest.mark.slow
 def test_nan_in_the_data_stops_training_with_the_epoch():
     x, y = blobs(100)
     x = x.at[37, 1].set(jnp.nan)
@@ -112,6 +115,7 @@ def test_the_epoch_is_traced_once():
     assert res.epochs_run == 6
 
 
+@pytest.mark.slow
 def test_resuming_from_a_state_continues_identically():
     data = blobs(300)
     params = mlp.init_params(jax.random.PRNGKey(1), 2, 16, 3)
@@ -175,6 +179,7 @@ def test_early_stopping_rule_for_a_run_and_for_members():
     assert never.exhausted(1000) is False and not never.exhausted(np.array([5, 9])).any()
 
 
+@pytest.mark.slow
 def test_keep_last_returns_the_last_iterate_and_loads_the_same():
     x, y = blobs(40, key=3)
     y = jnp.where(jnp.arange(40) % 3 == 0, (y + 1) % 3, y)
