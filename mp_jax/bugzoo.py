@@ -259,8 +259,8 @@ BUGS: dict[str, Bug] = {b.name: b for b in (
         "backpropagating through the matmul but not through the nonlinearity after it", "δ_t"),
     Bug("gru-fast-update-sign", "gru", "fast", recurrent_fast, "_gru_backward", _fast_gru_update_gate_sign,
         "δ_z with (n − h_{t−1}) where this GRU has (h_{t−1} − n)",
-        "two conventions are published, h_t = z ⊙ h_{t−1} + (1 − z) ⊙ n (Cho et al., used here) and "
-        "h_t = (1 − z) ⊙ h_{t−1} + z ⊙ n (PyTorch's docs); mixing them flips δ_z's sign", "δ_z"),
+        "two conventions are published, h_t = z ⊙ h_{t−1} + (1 − z) ⊙ n (Cho et al. 2014 and PyTorch, "
+        "used here) and h_t = (1 − z) ⊙ h_{t−1} + z ⊙ n (Chung et al. 2014); mixing them flips δ_z's sign", "δ_z"),
     Bug("embedding-set-not-added", "lm", "fast", layers, "embedding_backward", _embedding_backward_set,
         "dR[ids] = de: the embedding gradient written instead of added",
         "a word used twice (in one context or in two examples) contributes twice; NumPy's "
