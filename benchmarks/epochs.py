@@ -162,9 +162,9 @@ class JaxFns(NamedTuple):
 
 
 def jax_fns(workload: str, hyper: dict) -> JaxFns:
-    """The workload's :class:`JaxFns`, read from the registry (:mod:`mp_jax.registry`): the
+    """The workload's :class:`JaxFns`, read from the registry (:mod:`mp_jax.checks.registry`): the
     implementation training uses, the readable reference where a fast path exists, the loss."""
-    from mp_jax import registry
+    from mp_jax.checks import registry
 
     spec = registry.get(workload)
     reference = spec.impls["reference"].loss_and_grad if "fast" in spec.impls else None

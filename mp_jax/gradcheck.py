@@ -4,12 +4,12 @@
         [--T N] [--hidden H] [--batch N] [--case plain|square|saturated|repeat] [--seed S]
         [--fd] [--intermediates] [--bug NAME | --bug list] [--backward FILE]
 
-MODEL is a name of the registry (:mod:`mp_jax.registry`): ``ae`` (sparse autoencoder, tied
+MODEL is a name of the registry (:mod:`mp_jax.checks.registry`): ``ae`` (sparse autoencoder, tied
 weights), ``ae-untied``, ``lm`` (the 4-gram language model), ``rnn``, ``lstm``, ``gru`` (the
 sequence classifier with its ReLU head), ``mlp`` (the engine's smoke model) or ``logistic``
 (Q3's baseline). ``--impl`` picks the manual implementation (``reference``, ``fast`` where
 there is one; ``all``, the default, checks each). A small random instance is built by the
-registry; the check (:func:`mp_jax.gradtable.check_gradients`) runs in the chosen dtype at
+registry; the check (:func:`mp_jax.checks.gradtable.check_gradients`) runs in the chosen dtype at
 full matmul precision.
 
 How to read the output. The oracles:
@@ -29,7 +29,7 @@ first goes wrong: the output names it. For rnn, lstm and gru the table ‖∂L/�
 shows the gradient shrinking (vanishing) or growing (exploding) as it travels back in time;
 try ``--T 50`` with ``rnn`` and with ``lstm``.
 
-``--bug NAME`` swaps one wrong piece from the bug zoo (:mod:`mp_jax.bugzoo`) into the
+``--bug NAME`` swaps one wrong piece from the bug zoo (:mod:`mp_jax.checks.bugzoo`) into the
 backward, to show what a failing check looks like; ``--bug list`` names them.
 
 ``--backward FILE`` swaps a learner's own piece in: an exercise of ``exercises/`` (see
@@ -49,8 +49,9 @@ import argparse
 import contextlib
 import sys
 
-from mp_jax import bugzoo, cli, exercises, gradtable, registry
-from mp_jax.registry import Size
+from mp_jax import cli
+from mp_jax.checks import bugzoo, exercises, gradtable, registry
+from mp_jax.checks.registry import Size
 
 CASES = {"plain": "", "square": "square", "saturated": "saturated", "repeat": "repeat"}
 _CASE_MODELS = {"saturated": ("ae", "ae-untied"), "repeat": ("lm",)}

@@ -37,7 +37,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from mp_jax import offsets, registry  # noqa: E402
+from mp_jax.checks import offsets, registry  # noqa: E402
 from mp_jax.models import recurrent as R  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)  # float64: every comparison below is exact to ~1e-15
@@ -103,7 +103,7 @@ print("dW_h from the loop:", total.w_h.shape, "| ‖dc_t‖ per step:",
 # ## 4. Every tensor against `jax.grad`
 #
 # `jax.grad` of the loss gives the parameter gradients. For an intermediate such as δ_f at step t
-# there is no parameter to differentiate; instead `mp_jax.offsets` writes the loss again with a
+# there is no parameter to differentiate; instead `mp_jax.checks.offsets` writes the loss again with a
 # zero offset ε added where the tensor is produced (a_f + ε for δ_f, c_t + ε for dc_t). At ε = 0
 # the loss is unchanged and ∂L/∂ε is exactly that tensor's gradient.
 

@@ -5,7 +5,8 @@ import io
 
 import pytest
 
-from mp_jax import bugzoo, gradcheck, gradtable, registry
+from mp_jax import gradcheck
+from mp_jax.checks import bugzoo, gradtable, registry
 
 
 # the fast tier (-m "not slow") runs three: a reference recurrence, a fast one and the autoencoder

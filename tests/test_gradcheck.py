@@ -12,7 +12,8 @@ import sys
 import jax
 import pytest
 
-from mp_jax import gradcheck, registry
+from mp_jax import gradcheck
+from mp_jax.checks import registry
 from mp_jax.models import autoencoder, recurrent_fast
 
 SMALL = ["--T", "4", "--hidden", "3", "--batch", "3"]

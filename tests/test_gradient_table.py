@@ -1,11 +1,11 @@
 """The gradient table: every manual backward of the registry, checked by three oracles.
 
 One row per model × implementation × dtype × case, with ids that read as a table
-(``lstm-fast-float64-T150``). Each row runs :func:`mp_jax.gradtable.check_gradients`: every
+(``lstm-fast-float64-T150``). Each row runs :func:`mp_jax.checks.gradtable.check_gradients`: every
 parameter gradient against ``jax.grad`` of the reference loss, every named intermediate of the
 backward against ``jax.grad`` in a zero offset, and, in float64, against central finite
-differences. Tolerances: :data:`mp_jax.gradtable.TOLERANCES` (float64 1e-10 relative, float32
-1e-4), :data:`mp_jax.gradtable.FD_TOLERANCE`.
+differences. Tolerances: :data:`mp_jax.checks.gradtable.TOLERANCES` (float64 1e-10 relative, float32
+1e-4), :data:`mp_jax.checks.gradtable.FD_TOLERANCE`.
 
 The cases are the shapes that break backward passes: batch 1; T = 1, 2 and 150 for the
 recurrences; a word repeated inside one context for the language model; saturated hidden
@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mp_jax import gradtable, registry
+from mp_jax.checks import gradtable, registry
 
 # The fast tier (-m "not slow") keeps every model and implementation in float64 on its first
 # case; the other cases and float32 run in the full suite.
@@ -99,7 +99,7 @@ def test_docs_state_the_tolerances_and_the_zoo_the_code_uses():
     sample, the zoo's size, the cases."""
     from pathlib import Path
 
-    from mp_jax import bugzoo
+    from mp_jax.checks import bugzoo
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "checks.md").read_text()
     assert f"| float64 | {gradtable.TOLERANCES['float64']:.0e} |" in text

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import pytest
 
 from mp_jax import layers
-from mp_jax.testing import assert_grads_match
+from mp_jax.checks.testing import assert_grads_match
 
 
 def _keys(n):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import mp_jax.models
-from mp_jax import registry
+from mp_jax.checks import registry
 
 
 def _manual_gradients_defined():
@@ -76,7 +76,7 @@ def test_custom_vjp_runs_the_manual_backward_under_jit_and_vmap(name, impl, fast
 @pytest.mark.slow
 def test_custom_vjp_really_uses_the_manual_backward(monkeypatch):
     """A wrong manual backward shows through jax.grad of the custom-VJP loss."""
-    from mp_jax import bugzoo
+    from mp_jax.checks import bugzoo
     spec = registry.get("ae")
     with jax.enable_x64(True):
         params, x = spec.instance()

@@ -2,7 +2,7 @@
 import jax.numpy as jnp
 import pytest
 
-from mp_jax.testing import assert_grads_match
+from mp_jax.checks.testing import assert_grads_match
 
 
 def loss(p, b):
@@ -48,7 +48,7 @@ def _dot_precision() -> str:
 def test_the_check_runs_at_full_matmul_precision_whatever_the_callers_default(monkeypatch):
     import jax
 
-    from mp_jax import testing
+    from mp_jax.checks import testing
 
     seen = []
     real = testing.grad_errors

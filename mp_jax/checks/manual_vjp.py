@@ -13,8 +13,8 @@ inside the same harness as autodiff. What it cannot do: forward-mode differentia
 (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``) of a ``custom_vjp`` function is refused by JAX,
 and no gradient flows to the batch (its cotangent is zero: these backwards do not compute it).
 
-    from mp_jax import registry
-    from mp_jax.manual_vjp import manual_vjp
+    from mp_jax.checks import registry
+    from mp_jax.checks.manual_vjp import manual_vjp
     loss = manual_vjp(registry.get("lstm").impls["fast"].loss_and_grad)
     value, grads = jax.value_and_grad(loss)(params, batch)  # the fast manual BPTT
 """

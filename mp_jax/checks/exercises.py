@@ -4,7 +4,7 @@ An exercise file (``exercises/*.py``) defines one function with the signature of
 manual backward and two names: ``TARGET = "module:function"``, the piece it replaces, and
 ``MODEL``, the registry model it is checked on by default. ``python -m mp_jax.gradcheck
 --backward exercises/lstm_step.py`` loads it (:func:`load`), swaps it in
-(:func:`mp_jax.bugzoo.swapped`) and runs the three-oracle check, tensor by tensor.
+(:func:`mp_jax.checks.bugzoo.swapped`) and runs the three-oracle check, tensor by tensor.
 """
 from __future__ import annotations
 

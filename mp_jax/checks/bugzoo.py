@@ -9,7 +9,7 @@ models read their pieces as module attributes when they run, so the swapped piec
 traced.
 
 ``tests/test_bugzoo.py`` asserts that the gradient table's check
-(:func:`mp_jax.gradtable.check_gradients`, default tolerances) fails for every bug and that
+(:func:`mp_jax.checks.gradtable.check_gradients`, default tolerances) fails for every bug and that
 the first wrong tensor it names is :attr:`Bug.first_wrong`. ``python -m mp_jax.gradcheck MODEL
 --bug NAME`` shows what such a failure looks like; ``--bug list`` names them all.
 """
@@ -27,7 +27,7 @@ from mp_jax.models import autoencoder, language_model_fast, logistic, recurrent,
 from mp_jax.models.language_model import LMCache
 from mp_jax.models.logistic import LogisticParams
 from mp_jax.models.recurrent import GRUParams, LSTMParams, RNNParams
-from mp_jax.registry import Size
+from mp_jax.checks.registry import Size
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,9 +4,9 @@ For each name (``ae``, ``ae-untied``, ``lm``, ``rnn``, ``lstm``, ``gru``, ``mlp`
 ``logistic``) a :class:`ModelSpec` holds its ``init_params``, its reference ``loss`` (what
 ``jax.grad`` differentiates), its manual implementations by name (``reference``, and ``fast``
 where a speed path exists), the loss with zero offsets at every named intermediate
-(:mod:`mp_jax.offsets`) and a builder of small random instances. ``python -m
+(:mod:`mp_jax.checks.offsets`) and a builder of small random instances. ``python -m
 mp_jax.gradcheck``, the gradient table (``tests/test_gradient_table.py``), the bug zoo
-(:mod:`mp_jax.bugzoo`) and the benchmarks read it; a test fails when a module under
+(:mod:`mp_jax.checks.bugzoo`) and the benchmarks read it; a test fails when a module under
 ``mp_jax/models/`` defines a manual gradient that is not listed here.
 
 Every implementation is an :class:`Implementation`: its ``loss_and_grad(params, batch) ->
@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mp_jax import offsets
-from mp_jax.manual_vjp import manual_vjp
+from mp_jax.checks import offsets
+from mp_jax.checks.manual_vjp import manual_vjp
 from mp_jax.models import (autoencoder, language_model, language_model_fast, logistic, mlp, recurrent,
                            recurrent_fast)
 
@@ -54,7 +54,7 @@ class Size(NamedTuple):
 class Implementation:
     """One manual backward: ``loss_and_grad`` and the same computation with its named
     intermediate gradients. Names read module attributes when called, so a replacement of a
-    backward piece (:mod:`mp_jax.bugzoo`, an exercise) is the one that runs."""
+    backward piece (:mod:`mp_jax.checks.bugzoo`, an exercise) is the one that runs."""
 
     module: object
     attribute: str = "loss_and_grad"
@@ -73,7 +73,7 @@ class ModelSpec:
     init_params: Callable  # the model module's own initialiser
     loss: Callable  # (params, batch) -> scalar: the reference for jax.grad
     impls: dict  # implementation name -> Implementation
-    offset_loss: Callable  # (params, batch, eps) -> scalar (mp_jax.offsets)
+    offset_loss: Callable  # (params, batch, eps) -> scalar (mp_jax.checks.offsets)
     build: Callable  # (rng, Size) -> (params, batch) in float64 numpy
     shapes: Callable  # (params, batch) -> {name: shape}, in backward order
     per_step: tuple = ()  # names of the per-step intermediates <[T, N, ·]> (recurrences)
@@ -98,7 +98,7 @@ class ModelSpec:
 
     def manual_loss(self, impl: str = "reference") -> Callable:
         """``loss(params, batch)`` whose ``jax.grad`` runs implementation ``impl``'s manual
-        backward (a ``jax.custom_vjp``; :mod:`mp_jax.manual_vjp`)."""
+        backward (a ``jax.custom_vjp``; :mod:`mp_jax.checks.manual_vjp`)."""
         return manual_vjp(self.impls[impl].loss_and_grad)
 
 
