@@ -84,9 +84,9 @@ def _run(args, configs: dict) -> int:
         module = importlib.import_module(QUESTIONS[q][0])
         t = time.perf_counter()
         print(f"== {QUESTIONS[q][1]}")
-        with common.session(args, config.results_name(q), lock=False) as (_, store):
-            module.run(config)
-        seconds, counts = time.perf_counter() - t, store.summary()
+        with common.session(args, config.results_name(q), lock=False, progress=config.progress) as (_, ctx):
+            module.run(config, ctx)
+        seconds, counts = time.perf_counter() - t, ctx.summary()
         summary.append((q, seconds, counts))
         print(f"== {q} done in {seconds:.1f}s ({_runs(counts)})")
 

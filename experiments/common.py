@@ -23,7 +23,7 @@ from typing import Any, Callable, ClassVar, Optional, Sequence
 
 import numpy as np
 
-from mp_jax import atomic, cli, distributed
+from mp_jax import atomic, checkpoint, cli, distributed
 from mp_jax.errors import storage_error
 from mp_jax.lock import FolderLock
 
@@ -52,6 +52,13 @@ class RunOptions:
 
     FLAGS: ClassVar[tuple] = ()  # a question's own flags: fields taken from the arguments when given
     HANDOUT: ClassVar[dict] = {}  # the course handout's settings where they differ from the defaults
+    # The fields that cannot change a result, and so are left out of every run's checkpoint key
+    # (run_key); every other field, a question's own included, is in it.
+    KEY_EXCLUDED: ClassVar[dict] = {
+        "data_dir": "where the data file is found: the key holds the digest of its content",
+        "results_dir": "where results and checkpoints are written",
+        "progress": "how training shows its progress (a bar or log lines)",
+    }
 
     data_dir: Path = Path("data")
     results_dir: Path = Path("results")
@@ -90,10 +97,11 @@ class RunOptions:
         its lock): ``question`` for the default recipe, ``<question>_handout`` for the handout's."""
         return results_name(question, self.recipe)
 
-    def recipe_key(self) -> dict:
-        """What a run's checkpoint key adds for the recipe: nothing for the default recipe (so the default
-        runs keep their keys), ``{"recipe": name}`` otherwise."""
-        return {} if self.recipe == "default" else {"recipe": self.recipe}
+    def run_key(self, *, data: str, split, **run) -> dict:
+        """What keys a run's checkpoint (:func:`mp_jax.checkpoint.run_key`): every field of this
+        configuration except :attr:`KEY_EXCLUDED`, the data's digest ``data``, the ``split`` of
+        it the run trains on and the run's own settings ``run``."""
+        return checkpoint.run_key(self, self.KEY_EXCLUDED, data=data, split=split, **run)
 
     def batch_sizes(self) -> dict:
         """``{what: batch size}`` of the runs that ``--devices`` splits over a mesh (each must
@@ -216,12 +224,12 @@ def question_lock(results_dir: os.PathLike, question: str):
 
 
 @contextlib.contextmanager
-def session(args, question: str, *, lock: bool = True):
+def session(args, question: str, *, lock: bool = True, progress: Optional[bool] = None):
     """What every experiment's ``run`` trains inside: the question's results folder locked
-    (:func:`question_lock`; ``lock=False`` when the caller already holds it), the device
-    mesh (``--devices``) and per-epoch checkpoints in
-    ``<results-dir>/<question>/checkpoints`` (``--fresh`` moves the question's earlier
-    results aside first, under the lock). Yields the question's results folder."""
+    (:func:`question_lock`; ``lock=False`` when the caller already holds it), and the
+    question's :class:`experiments.runner.RunContext`: the device mesh (``--devices``) and
+    per-epoch checkpoints in ``<results-dir>/<question>/checkpoints`` (``--fresh`` moves the
+    question's earlier results aside first, under the lock). Yields ``(results folder, context)``."""
     from experiments import runner
 
     qdir = Path(args.results_dir) / question
@@ -232,8 +240,7 @@ def session(args, question: str, *, lock: bool = True):
             qdir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise storage_error(e, qdir, doing="creating") from e
-        with runner.devices(getattr(args, "devices", None)), runner.checkpointing(qdir / "checkpoints") as store:
-            yield qdir, store
+        yield qdir, runner.RunContext.start(qdir / "checkpoints", getattr(args, "devices", None), progress)
 
 
 def check_config(parser: argparse.ArgumentParser, args, configs: Sequence[RunOptions]) -> None:
@@ -316,14 +323,14 @@ def set_matmul_precision(name: str) -> None:
 def run_main(question: str, parser: argparse.ArgumentParser, config_from_args, run, argv=None) -> int:
     """An entry point's ``main``: parse ``argv``, check the configuration it asks for
     (:func:`check_config`), start the devices (:func:`start_devices`) and logging, then
-    ``run(config)`` inside the question's :func:`session` (mesh, checkpoints, ``--fresh``)."""
+    ``run(config, ctx)`` with the question's :func:`session` (mesh, checkpoints, ``--fresh``)."""
     args = parser.parse_args(argv)
     config = config_from_args(args)
     check_config(parser, args, [config])
     start_devices(args, parser, [config])
     setup_logging()
-    with session(args, config.results_name(question)):
-        run(config)
+    with session(args, config.results_name(question), progress=config.progress) as (_, ctx):
+        run(config, ctx)
     return 0
 
 

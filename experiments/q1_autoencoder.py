@@ -90,12 +90,6 @@ class Q1Config(common.RunOptions):
         return (train.sgd_momentum(self.sgd_lr, self.sgd_momentum),
                 train.FitConfig(epochs=self.sgd_epochs, batch_size=self.sgd_batch))
 
-    def run_config(self, optimizer: str, hidden: int, hp: ae.AEHyper) -> dict:
-        """The settings that key a run's checkpoint."""
-        steps = (dict(lr=self.sgd_lr, momentum=self.sgd_momentum, batch=self.sgd_batch, epochs=self.sgd_epochs)
-                 if optimizer == "sgd" else dict(iters=self.lbfgs_iters, memory=self.lbfgs_memory))
-        return {"model": "autoencoder", "tied": True, "hidden": hidden, "optimizer": optimizer,
-                "hp": {k: float(v) for k, v in hp._asdict().items()}, **steps, **self.recipe_key()}
 
 
 Config = Q1Config
@@ -104,7 +98,8 @@ Config = Q1Config
 class Patches(NamedTuple):
     path: Any
     attrs: dict
-    data_id: str
+    data_id: str  # the file's content digest
+    split: str  # which patches train and which are held out
     sets: splits.PatchSets  # the patches shown in (a), σ
     x_train: jax.Array  # <float32>[N_train, 256], preprocessed
     x_held: jax.Array  # <float32>[N_held, 256], never trained on
@@ -115,7 +110,7 @@ def load(c: Q1Config) -> Patches:
     data = load_patches(path)
     sets = splits.patch_sets(data, c.heldout_fraction, np.random.default_rng(c.seed), n_patches=c.n_patches)
     n, n_held = len(sets.x_train) + len(sets.x_held), len(sets.x_held)
-    return Patches(path, data.attrs, f"{common.file_digest(path)}:n{n}:heldout{n_held}:seed{c.seed}", sets,
+    return Patches(path, data.attrs, common.file_digest(path), f"n{n}:heldout{n_held}:seed{c.seed}", sets,
                    jnp.asarray(sets.x_train), jnp.asarray(sets.x_held))
 
 
@@ -125,8 +120,8 @@ _init = jax.jit(functools.partial(ae.init_params, n_in=256), static_argnums=1)  
 class Trainer:
     """Trains each (optimiser, L_hid, hyperparameters) once and keeps its (parameters, record)."""
 
-    def __init__(self, config: Q1Config, data: Patches):
-        self.c, self.d, self.done = config, data, {}
+    def __init__(self, config: Q1Config, data: Patches, ctx: runner.RunContext):
+        self.c, self.d, self.ctx, self.done = config, data, ctx, {}
         self.key_init, self.key_fit = jax.random.split(jax.random.PRNGKey(config.seed))
 
     @staticmethod
@@ -149,28 +144,33 @@ class Trainer:
         self.done[rec["name"]] = (params, rec)
         return params, rec
 
+    def run_key(self, optimizer: str, hidden: int, hp, **more) -> dict:
+        """The checkpoint key of a run (:meth:`experiments.common.RunOptions.run_key`)."""
+        return self.c.run_key(data=self.d.data_id, split=self.d.split, model="autoencoder", optimizer=optimizer,
+                              hidden=hidden, hp=[float(v) for v in hp], **more)
+
     def one(self, optimizer: str, hidden: int, hp: ae.AEHyper) -> tuple:
         """(parameters, record) of one run trained alone (or loaded, or trained before)."""
         name, params = self.name(optimizer, hidden, hp), _init(self.key_init, hidden)
         if name in self.done:
             return self.done[name]
-        config = self.c.run_config(optimizer, hidden, hp)
+        run_key = self.run_key(optimizer, hidden, hp)
         if optimizer == "sgd":
             opt, fit_config = self.c.sgd_config()
-            res = runner.fit_run(name, config=config, data_id=self.d.data_id, optimizer=opt, params=params,
-                                 loss_and_grad=functools.partial(ae.loss_and_grad, hp=hp), train_data=self.d.x_train,
-                                 fit_config=fit_config, key=self.key_fit, val_data=self.d.x_held,
-                                 metrics_fn=functools.partial(ae.metrics, hp=hp), progress=self.c.progress)
+            training = runner.Training(functools.partial(ae.loss_and_grad, hp=hp), opt, fit_config,
+                                       metrics_fn=functools.partial(ae.metrics, hp=hp))
+            res = runner.fit_run(self.ctx, name, training, params, self.d.x_train, key=self.key_fit, run_key=run_key,
+                                 val_data=self.d.x_held)
             # the report keeps the weights after the last epoch
             return self._record(optimizer, hidden, hp, res.last_params, _sgd_steps(res.history, res.epochs_run),
                                 res.seconds, res.loaded)
 
         def compute():
             res = lbfgs.minimize(ae.loss_and_grad, params, self.d.x_train, self.c.lbfgs_config(), fn_kwargs={"hp": hp},
-                                 progress=self.c.progress, desc=name)
+                                 progress=self.ctx.progress, desc=name)
             return res.params, {"steps": _lbfgs_steps(res)}
 
-        out = runner.cached_run(name, config=config, data_id=self.d.data_id, template=params, compute=compute)
+        out = runner.cached_run(self.ctx, name, run_key=run_key, template=params, compute=compute)
         return self._record(optimizer, hidden, hp, out.params, out.record["steps"], out.seconds, out.loaded)
 
     def study(self, hidden: int, hps: list) -> list:
@@ -191,16 +191,16 @@ class Trainer:
         def compute():
             if opt_name == "lbfgs":
                 res = lbfgs.minimize_many(ae.loss_and_grad, params, x, self.c.lbfgs_config(),
-                                          fn_kwargs_stacked={"hp": stacked}, progress=self.c.progress, desc=desc)
+                                          fn_kwargs_stacked={"hp": stacked}, progress=self.ctx.progress, desc=desc)
                 return sweep.stack([r.params for r in res]), {"members": [_lbfgs_steps(r) for r in res]}
             res = sweep.fit_sweep(ae.loss_and_grad, *self.c.sgd_config(), params, x, keys=jnp.stack([self.key_fit] * m),
-                                  hps=stacked, val_data=self.d.x_held, metrics_fn=ae.metrics, progress=self.c.progress,
+                                  hps=stacked, val_data=self.d.x_held, metrics_fn=ae.metrics, progress=self.ctx.progress,
                                   desc=desc)
             return res.last_params, {"members": [_sgd_steps(h, e) for h, e in zip(res.histories, res.epochs_run)]}
 
-        config = {**self.c.run_config(opt_name, hidden, hps[0]), "hps": [[float(v) for v in hp] for hp in hps]}
-        out = runner.cached_run(f"ae_{opt_name}_H{hidden}_vmap{m}", config=config, data_id=self.d.data_id,
-                                template=params, compute=compute)
+        run_key = self.run_key(opt_name, hidden, hps[0], hps=[[float(v) for v in hp] for hp in hps])
+        out = runner.cached_run(self.ctx, f"ae_{opt_name}_H{hidden}_vmap{m}", run_key=run_key, template=params,
+                                compute=compute)
         for i, hp in enumerate(hps):  # each member's share of the program's time
             self._record(opt_name, hidden, hp, sweep.unstack(out.params, i), out.record["members"][i],
                          out.seconds / m, out.loaded)
@@ -219,13 +219,15 @@ def _strip(rec: dict) -> dict:
     return {k: v for k, v in rec.items() if k != "curve"}
 
 
-def run(config: Q1Config) -> dict:
+def run(config: Q1Config, ctx: Optional[runner.RunContext] = None) -> dict:
+    """Q1 end to end under ``ctx`` (default: no checkpoints, the default devices)."""
     c, t_start = config, time.perf_counter()
+    ctx = ctx or runner.RunContext(progress=c.progress)
     out = common.question_dir(c.results_dir, c.results_name("q1"))
     data = load(c)
     common.announce_data("q1", data.path, data.attrs)
     plotting.patch_figures(data.sets.shown_rgb, data.sets.shown, out, common.short_source(data.attrs))
-    trainer = Trainer(c, data)
+    trainer = Trainer(c, data, ctx)
     # (b) the default setting, by both optimisers
     comparison = {opt: trainer.one(opt, c.hidden, c.hp) for opt in sorted(OPTIMIZERS, key=lambda o: o != c.optimizer)}
     params, rec = comparison[c.optimizer]
@@ -263,7 +265,7 @@ def run(config: Q1Config) -> dict:
                                                f"above {c.duplicate_threshold:g}, one per group"},
         "sweep_timing": {"mode": mode, "optimizer": c.optimizer, "beta_rho_seconds": t_beta_rho,
                          "sweep_seconds": t_sweep, "note": "the default run is trained once and reused by both"},
-        "training": runner.training_summary(),
+        "training": ctx.summary(),
         "total_seconds": time.perf_counter() - t_start,
     }
     common.write_json(out / "metrics.json", metrics)

@@ -123,18 +123,18 @@ def loss_and_grad(impl: str):
     return importlib.import_module(module).loss_and_grad
 
 
-def train_setting(c: Q2Config, i: int, d: int, p: int, vocab: int, data_id: str, train_data, val_data):
+def train_setting(ctx: runner.RunContext, c: Q2Config, i: int, d: int, p: int, vocab: int, data_id: str, train_data,
+                  val_data):
     """One (D, P) network through the checkpointed engine: its :class:`mp_jax.train.FitResult`."""
     k_init, k_fit = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(c.seed), i))
-    config = {"model": "language_model", "D": d, "P": p, "vocab": vocab, "init_std": c.init_std,
-              "learning_rate": c.learning_rate, "momentum": c.momentum, "seed": c.seed, "quick": bool(c.is_quick),
-              "impl": c.impl, **c.recipe_key()}
-    return runner.fit_run(f"lm_D{d}_P{p}", config=config, data_id=data_id, loss_and_grad=loss_and_grad(c.impl),
-                          optimizer=train.sgd_momentum(c.learning_rate, c.momentum),
-                          params=lm.init_params(k_init, vocab, d, p, std=c.init_std), train_data=train_data,
-                          fit_config=train.FitConfig(epochs=c.epochs, batch_size=c.batch_size, patience=c.patience),
-                          key=k_fit, val_data=val_data, metrics_fn=lm.metrics, progress=c.progress,
-                          per_example_mean=True)
+    split = {"train": int(len(train_data[1])), "val": int(len(val_data[1])), "rows": "the first of each split"}
+    training = runner.Training(loss_and_grad(c.impl), train.sgd_momentum(c.learning_rate, c.momentum),
+                               train.FitConfig(epochs=c.epochs, batch_size=c.batch_size, patience=c.patience),
+                               metrics_fn=lm.metrics, per_example_mean=True)
+    return runner.fit_run(ctx, f"lm_D{d}_P{p}", training, lm.init_params(k_init, vocab, d, p, std=c.init_std),
+                          train_data, key=k_fit, val_data=val_data,
+                          run_key=c.run_key(data=data_id, split=split, model="language_model", D=d, P=p, vocab=vocab,
+                                            index=i))
 
 
 def _numbers(why: dict) -> str:
@@ -191,14 +191,15 @@ def load(c: Q2Config):
     return path, data.attrs, common.file_digest(path), list(data.words), split
 
 
-def train_networks(c: Q2Config, words: list, data_id: str, split: dict, out) -> tuple[dict, dict]:
+def train_networks(ctx: runner.RunContext, c: Q2Config, words: list, data_id: str, split: dict,
+                   out) -> tuple[dict, dict]:
     """Every (D, P) network: ({name: record}, {name: best parameters}), and its loss figure."""
     evaluate = train.make_eval_fn(lm.metrics, 4096)
     jx = {k: (jnp.asarray(x), jnp.asarray(y)) for k, (x, y) in split.items()}
     records, nets = {}, {}
     for i, (d, p) in enumerate(c.settings):
         name = f"D={d},P={p}"
-        res = train_setting(c, i, d, p, len(words), data_id, jx["train"], jx["val"])
+        res = train_setting(ctx, c, i, d, p, len(words), data_id, jx["train"], jx["val"])
         test, val = ({k: float(v) for k, v in evaluate(res.params, jx[s]).items()} for s in ("test", "val"))
         records[name] = {"test_cross_entropy": test["loss"], "perplexity": math.exp(test["loss"]),
                          "top1_accuracy": test["top1"], "top10_accuracy": test["top10"], "val_cross_entropy": val["loss"],
@@ -213,11 +214,13 @@ def train_networks(c: Q2Config, words: list, data_id: str, split: dict, out) -> 
     return records, nets
 
 
-def run(config: Q2Config) -> dict:
+def run(config: Q2Config, ctx: Optional[runner.RunContext] = None) -> dict:
+    """Q2 end to end under ``ctx`` (default: no checkpoints, the default devices)."""
+    ctx = ctx or runner.RunContext(progress=config.progress)
     c, out = config, common.question_dir(config.results_dir, config.results_name("q2"))
     path, attrs, data_id, words, split = load(c)
     (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = split["train"], split["val"], split["test"]
-    metrics, nets = train_networks(c, words, data_id, split, out)
+    metrics, nets = train_networks(ctx, c, words, data_id, split, out)
     # the count baseline, and its mixture with the largest network (the weight chosen on validation)
     t = time.perf_counter()
     kn = kneser_ney.fit(tr_x, tr_y, len(words))
@@ -259,7 +262,7 @@ def run(config: Q2Config) -> dict:
                      "early_stopping": "validation cross-entropy, best epoch's parameters kept"},
         "data": {"path": str(path), "digest": data_id, "source": common.describe_source(attrs),
                  "vocab_size": len(words), "n_train": int(len(tr_y)), "n_val": int(len(va_y)), "n_test": int(len(te_y))},
-        "training": runner.training_summary(), "quick": bool(c.is_quick)})
+        "training": ctx.summary(), "quick": bool(c.is_quick)})
     common.write_json(out / "metrics.json", metrics)
     print(table + anchor_text + f"q2: results in {out}")
     return metrics

@@ -166,12 +166,11 @@ class Q3Config(common.RunOptions):
                 train.FitConfig(epochs=epochs, batch_size=self.batch_size, patience=self.patience, keep=self.keep,
                                 augment=augmentation))
 
-    def run_config(self, cell: str, seed: int, data_seed: Optional[int] = None) -> dict:
-        """The settings that key a run's checkpoint (``data_seed`` only when it is not ``seed``)."""
-        keys = ("hidden", "mlp", "batch_size", "momentum", "clip_norm", "warmup_epochs", "patience", "keep", "impl")
-        config = dict(model=cell, learning_rate=self.lr(cell), epochs=self.n_epochs(cell), schedule=self.schedule,
-                      **{k: getattr(self, k) for k in keys}, seed=seed, quick=bool(self.is_quick), **self.recipe_key())
-        return config if data_seed in (None, seed) else {**config, "data_seed": data_seed}
+    def member_key(self, data: str, split, cell: str, seed: int, data_seed: Optional[int] = None, **run) -> dict:
+        """The checkpoint key of ``cell``'s run for ``seed`` (:meth:`run_key`; ``data_seed``, the
+        seed of the data side, only when it is not ``seed``)."""
+        more = {} if data_seed in (None, seed) else {"data_seed": data_seed}
+        return self.run_key(data=data, split=split, model=cell, seed=seed, **more, **run)
 
 
 Config = Q3Config
@@ -256,12 +255,21 @@ def gradients(impl: str) -> tuple:
     raise ValueError(f"--impl must be one of {common.IMPLS}, found {impl!r}")
 
 
-def train_seeds(cell: str, seeds: list, train_data, val_data, c: Q3Config, n_classes: int, *, vmap: bool,
-                data_seed: Optional[int] = None, data_id: Optional[str] = None, augmentation=None,
-                stage: str = "refit", keep_diverged: bool = False) -> list:
+def split_key(d: "Activity", stage: str) -> dict:
+    """Which windows a run of ``stage`` trains on, for its checkpoint key: the training part
+    (validation runs) or every training window (refits), with the validation split."""
+    s = d.sets
+    n = len(s.train[1]) if stage == "validation" else len(s.train_all[1])
+    return {"stage": stage, "n_train": int(n), "validation": s.how}
+
+
+def train_seeds(ctx: runner.RunContext, cell: str, seeds: list, train_data, val_data, c: Q3Config, n_classes: int, *,
+                vmap: bool, data_seed: Optional[int] = None, data_id: Optional[str] = None, split=None,
+                augmentation=None, stage: str = "refit", keep_diverged: bool = False) -> list:
     """``cell`` trained once per seed on the same data: [:class:`experiments.runner.Member`] in
     the order of ``seeds``. Member j is the run ``--seed seeds[j]`` trains (:func:`member_key`);
-    ``vmap``, ``data_id``: see :func:`experiments.runner.fit_members` (None: no checkpoints);
+    ``vmap``: see :func:`experiments.runner.fit_members`; ``data_id`` (None: no checkpoints) and
+    ``split`` (:func:`split_key`): the data's part of the runs' checkpoint keys;
     ``augmentation``: :meth:`Q3Config.augmentation`; ``stage``: "validation" (the selection
     run on the training part) or "refit" (on every training window), part of the run's name.
     A run that diverges raises :class:`mp_jax.train.NonFiniteError` naming it, unless
@@ -270,13 +278,14 @@ def train_seeds(cell: str, seeds: list, train_data, val_data, c: Q3Config, n_cla
     n_in, dtype = train_data[0].shape[-1], train_data[0].dtype
     (opt, fit_config), (alone, vmapped) = c.fit(cell, len(train_data[1]), augmentation), gradients(c.impl)
     base = f"q3_{cell}" if stage == "refit" else f"q3_{cell}_{stage}"
+    training = runner.Training(alone, opt, fit_config, metrics_fn=recurrent.metrics, split_over_cpu_cores=True,
+                               vmapped_loss_and_grad=vmapped)
     return runner.fit_members(
-        [base if seed == data_seed else f"{base}_seed{seed}" for seed in seeds],
-        [{**c.run_config(cell, seed, data_seed), "stage": stage} for seed in seeds],
-        [member_init(cell, member_key(seed, cell), n_in, c, n_classes, dtype) for seed in seeds],
-        vmap=vmap, group=f"{base}_seeds{seeds[0]}-{seeds[-1]}_vmap", data_id=data_id, loss_and_grad=alone,
-        vmapped_loss_and_grad=vmapped, optimizer=opt, train_data=train_data, fit_config=fit_config, val_data=val_data,
-        metrics_fn=recurrent.metrics, progress=c.progress, split_over_cpu_cores=True, keep_diverged=keep_diverged)
+        ctx, [base if seed == data_seed else f"{base}_seed{seed}" for seed in seeds],
+        [None if data_id is None else c.member_key(data_id, split, cell, seed, data_seed, stage=stage)
+         for seed in seeds],
+        [member_init(cell, member_key(seed, cell), n_in, c, n_classes, dtype) for seed in seeds], training, train_data,
+        vmap=vmap, group=f"{base}_seeds{seeds[0]}-{seeds[-1]}_vmap", val_data=val_data, keep_diverged=keep_diverged)
 
 
 @functools.lru_cache(maxsize=None)
@@ -296,7 +305,7 @@ def timing(m: runner.Member) -> dict:
     return {"seconds": float(m.seconds), "seconds_per_epoch": float(np.mean(secs)) if secs else float("nan")}
 
 
-def run_model(cell: str, d: Activity, c: Q3Config, out) -> dict:
+def run_model(ctx: runner.RunContext, cell: str, d: Activity, c: Q3Config, out) -> dict:
     """``cell`` under the protocol of :class:`Q3Config`: one validation run (seed S, the
     training part, scored on the validation subjects), then a refit on every training
     window for each seed, scored on the test windows. Returns its ``metrics.json`` record:
@@ -306,7 +315,8 @@ def run_model(cell: str, d: Activity, c: Q3Config, out) -> dict:
     vmap = common.use_vmap(c.vmap) and len(seeds) > 1
     s, n_classes = d.sets, len(d.names)
     as_jax = lambda xy: (jnp.asarray(xy[0]), jnp.asarray(xy[1]))  # noqa: E731
-    sel = train_seeds(cell, [c.seed], as_jax(s.train), as_jax(s.val), c, n_classes, vmap=False, data_id=d.data_id,
+    sel = train_seeds(ctx, cell, [c.seed], as_jax(s.train), as_jax(s.val), c, n_classes, vmap=False,
+                      data_id=d.data_id, split=split_key(d, "validation"),
                       augmentation=c.augmentation(s.mean, s.std), stage="validation",
                       keep_diverged=c.recipe != "default")[0]  # the handout's recipe may diverge: a finding
     val = evaluate(recurrent.metrics, sel.params, as_jax(s.val))
@@ -316,8 +326,9 @@ def run_model(cell: str, d: Activity, c: Q3Config, out) -> dict:
                   **timing(sel)}
     predict = jax.jit(recurrent.predict)
     if c.refit:
-        members = train_seeds(cell, seeds, as_jax(s.train_all), None, c, n_classes, vmap=vmap, data_seed=c.seed,
-                              data_id=d.data_id, augmentation=c.augmentation(s.mean_all, s.std_all), stage="refit")
+        members = train_seeds(ctx, cell, seeds, as_jax(s.train_all), None, c, n_classes, vmap=vmap, data_seed=c.seed,
+                              data_id=d.data_id, split=split_key(d, "refit"),
+                              augmentation=c.augmentation(s.mean_all, s.std_all), stage="refit")
         fit_xy, test_xy = s.train_all, s.test_all
     else:  # the validation run is the model (the handout's recipe: one seed, no refit)
         seeds, vmap, members, fit_xy, test_xy = [c.seed], False, [sel], s.train, s.test
@@ -384,33 +395,32 @@ def seed_summary(rows: list) -> dict:
     return out
 
 
-def run_baseline(d: Activity, c: Q3Config, key, out) -> dict:
+def run_baseline(ctx: runner.RunContext, d: Activity, c: Q3Config, key, out) -> dict:
     """The logistic regression on window statistics under the same protocol: early stopping
     on the validation subjects chooses its number of epochs, then it is refit on every
     training window for that many epochs, once per seed, and scored on the test windows."""
     s = d.sets
     fit_config = train.FitConfig(epochs=c.baseline_epochs, batch_size=c.baseline_batch, patience=c.baseline_patience)
     hp = logistic.LogisticHP(l2=c.baseline_l2)
-    base_config = dict(model="logistic", features=list(logistic.FEATURES), quick=bool(c.is_quick), **c.recipe_key(),
-                       **{k: v for k, v in dataclasses.asdict(c).items() if k.startswith("baseline_")})
 
     def featurize(train_xy, *others):
         feats = [logistic.window_features(jnp.asarray(x)) for x, _ in (train_xy, *others)]
         st = logistic.fit_standardizer(feats[0])
         return [(logistic.standardize(f, st), jnp.asarray(y)) for f, (_, y) in zip(feats, (train_xy, *others))]
 
-    def fit(name, config, data, epochs, seed_key, val_data=None, patience=c.baseline_patience):
-        return runner.fit_member(
-            name, config=config, data_id=d.data_id, loss_and_grad=functools.partial(logistic.loss_and_grad, hp=hp),
-            optimizer=train.sgd_momentum(c.baseline_lr, c.baseline_momentum),
-            params=logistic.init_params(seed_key, data[0].shape[1], len(d.names)), train_data=data, key=seed_key,
-            val_data=val_data, metrics_fn=logistic.metrics, progress=c.progress,
-            fit_config=dataclasses.replace(fit_config, epochs=epochs, patience=patience,
-                                           keep="best" if val_data is not None else "last"))
+    def fit(name, stage, seed, data, epochs, seed_key, val_data=None, patience=c.baseline_patience):
+        training = runner.Training(functools.partial(logistic.loss_and_grad, hp=hp),
+                                   train.sgd_momentum(c.baseline_lr, c.baseline_momentum),
+                                   dataclasses.replace(fit_config, epochs=epochs, patience=patience,
+                                                       keep="best" if val_data is not None else "last"),
+                                   metrics_fn=logistic.metrics)
+        run_key = c.run_key(data=d.data_id, split=split_key(d, stage), model="logistic",
+                            features=list(logistic.FEATURES), seed=seed, stage=stage, epochs=epochs)
+        return runner.fit_member(ctx, name, training, logistic.init_params(seed_key, data[0].shape[1], len(d.names)),
+                                 data, key=seed_key, run_key=run_key, val_data=val_data)
 
     tr, va = featurize(s.train, s.val)
-    sel = fit("q3_baseline_logistic_validation", {**base_config, "seed": c.seed, "stage": "validation"}, tr,
-              c.baseline_epochs, key, val_data=va)
+    sel = fit("q3_baseline_logistic_validation", "validation", c.seed, tr, c.baseline_epochs, key, val_data=va)
     val = evaluate(logistic.metrics, sel.params, va)
     epochs = max(1, int(sel.best_epoch))
     all_tr, te = featurize(s.train_all, s.test_all)
@@ -418,8 +428,8 @@ def run_baseline(d: Activity, c: Q3Config, key, out) -> dict:
     rows = []
     for j in range(c.seeds):
         k = key if j == 0 else jax.random.fold_in(key, j)
-        m = fit("q3_baseline_logistic" + (f"_seed{c.seed + j}" if j else ""),
-                {**base_config, "seed": c.seed + j, "stage": "refit", "epochs": epochs}, all_tr, epochs, k, patience=None)
+        m = fit("q3_baseline_logistic" + (f"_seed{c.seed + j}" if j else ""), "refit", c.seed + j, all_tr, epochs, k,
+                patience=None)
         rows.append(member_row(c.seed + j, m, logistic.metrics, predict, all_tr, te, len(d.names)))
     res = seed_summary(rows)
     res.update(model="multinomial logistic regression on standardized per-axis mean, std, min, max, energy",
@@ -436,7 +446,7 @@ def run_baseline(d: Activity, c: Q3Config, key, out) -> dict:
     return res
 
 
-def run_selection(c: Q3Config, d: Activity, out) -> dict:
+def run_selection(ctx: runner.RunContext, c: Q3Config, d: Activity, out) -> dict:
     """The selection step alone: for each model of ``c.models`` and each peak learning rate
     of ``c.select``, the validation runs (seeds S … S+K−1, K = ``c.seeds``, on the training
     part, the model's epochs) scored on the validation subjects. The test windows are not
@@ -456,8 +466,9 @@ def run_selection(c: Q3Config, d: Activity, out) -> dict:
         rows = []
         for lr in c.select:
             cc = dataclasses.replace(c, learning_rates=tuple({**dict(c.learning_rates), cell: float(lr)}.items()))
-            ms = train_seeds(cell, seeds, as_jax(s.train), as_jax(s.val), cc, len(d.names), vmap=False,
-                             data_seed=c.seed, data_id=d.data_id, augmentation=c.augmentation(s.mean, s.std),
+            ms = train_seeds(ctx, cell, seeds, as_jax(s.train), as_jax(s.val), cc, len(d.names), vmap=False,
+                             data_seed=c.seed, data_id=d.data_id, split=split_key(d, "validation"),
+                             augmentation=c.augmentation(s.mean, s.std),
                              stage="validation", keep_diverged=True)
             row = {"learning_rate": float(lr), "epochs": c.n_epochs(cell), "val_accuracy": None,
                    "val_accuracy_per_seed": None, "val_loss": None, "diverged": [m.diverged for m in ms], "best": False}
@@ -499,19 +510,21 @@ def run_selection(c: Q3Config, d: Activity, out) -> dict:
     return table
 
 
-def run(config: Q3Config) -> dict:
+def run(config: Q3Config, ctx: Optional[runner.RunContext] = None) -> dict:
+    """Q3 end to end under ``ctx`` (default: no checkpoints, the default devices)."""
     c, out = config, common.question_dir(config.results_dir, config.results_name("q3"))
+    ctx = ctx or runner.RunContext(progress=c.progress)
     d = load(c)
     common.announce_data("q3", d.path, d.attrs)
     if c.select:
-        return run_selection(c, d, out)
+        return run_selection(ctx, c, d, out)
     s, how = d.sets, d.sets.how
     log.info("q3: %d training windows (%d in the training part, %d of %s-wise validation%s) / %d test, classes %s",
              len(s.train_all[1]), len(s.train[1]), len(s.val[1]), how["kind"],
              f", subjects {how['subjects']}" if how["subjects"] else "", len(s.test[1]), list(d.names))
-    results = {cell: run_model(cell, d, c, out) for cell in MODELS if cell in c.models}
+    results = {cell: run_model(ctx, cell, d, c, out) for cell in MODELS if cell in c.models}
     k_base = jax.random.split(jax.random.PRNGKey(c.seed), 1 + len(MODELS))[0]  # the models': member_key
-    results["baseline"] = run_baseline(d, c, k_base, out)
+    results["baseline"] = run_baseline(ctx, d, c, k_base, out)
     plotting.all_losses({m.upper(): r["validation"]["history"] for m, r in results.items() if m != "baseline"},
                         out / "loss_all.png", f"Q3: training (dashed) and validation loss per model (validation "
                         f"runs, seed {c.seed})")
@@ -535,7 +548,7 @@ def run(config: Q3Config) -> dict:
         "protocol": protocol_text(c, d),
         "chance_accuracy": chance,
         "majority_test_accuracy": float(np.bincount(y_te, minlength=len(d.names)).max() / len(y_te)),
-        "training": runner.training_summary(),
+        "training": ctx.summary(),
         **results,
     }
     common.write_json(out / "metrics.json", metrics_)

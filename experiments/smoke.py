@@ -6,6 +6,7 @@ Writes ``<results-dir>/smoke/metrics.json`` and ``loss.png``.
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -48,17 +49,18 @@ class SmokeConfig(common.RunOptions):
 Config = SmokeConfig
 
 
-def run(config: SmokeConfig) -> dict:
+def run(config: SmokeConfig, ctx: Optional[runner.RunContext] = None) -> dict:
     c, out = config, common.question_dir(config.results_dir, "smoke")
+    ctx = ctx or runner.RunContext(progress=c.progress)
     k_data, k_init, k_fit = jax.random.split(jax.random.PRNGKey(c.seed), 3)
     x, y = spirals(k_data, c.n + c.n // 5)
     train_data, val_data = (x[:c.n], y[:c.n]), (x[c.n:], y[c.n:])
-    res = runner.fit_run("smoke_mlp", config={"hidden": c.hidden, "lr": c.learning_rate, "momentum": c.momentum,
-                                              "n": c.n}, data_id=f"spirals-{c.seed}",
-                         loss_and_grad=mlp.loss_and_grad, optimizer=train.sgd_momentum(c.learning_rate, c.momentum),
-                         params=mlp.init_params(k_init, 2, c.hidden, 2), train_data=train_data, val_data=val_data,
-                         metrics_fn=mlp.metrics, key=k_fit, progress=c.progress,
-                         fit_config=train.FitConfig(epochs=c.epochs, batch_size=c.batch_size, patience=c.patience))
+    training = runner.Training(mlp.loss_and_grad, train.sgd_momentum(c.learning_rate, c.momentum),
+                               train.FitConfig(epochs=c.epochs, batch_size=c.batch_size, patience=c.patience),
+                               metrics_fn=mlp.metrics)
+    res = runner.fit_run(ctx, "smoke_mlp", training, mlp.init_params(k_init, 2, c.hidden, 2), train_data, key=k_fit,
+                         val_data=val_data, run_key=c.run_key(data=f"spirals-{c.seed}", split=f"{c.n} training, "
+                                                              f"{c.n // 5} validation", model="mlp"))
     final = train.make_eval_fn(mlp.metrics, 4096)(res.params, val_data)
     metrics = {"val_loss": float(final["loss"]), "val_accuracy": float(final["accuracy"]), "best_epoch": res.best_epoch,
                "epochs_run": res.epochs_run, "seconds": res.seconds, "loaded": res.loaded, "history": res.history}

@@ -15,7 +15,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -114,3 +114,23 @@ def config_hash(obj: Any, n_hex: int = 12) -> str:
     import hashlib
 
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n_hex]
+
+
+def run_key(config: Any, excluded: Mapping[str, str], *, data: str, split: Any, **run: Any) -> dict:
+    """What identifies a run, for :func:`config_hash`: every field of the frozen dataclass
+    ``config`` (:func:`dataclasses.asdict`) except those of ``excluded`` (``{field: why it
+    cannot change a result}``, e.g. where results are written), the data's digest ``data``,
+    the ``split`` of it the run trains on, and the run's own settings ``run`` (its model,
+    seed, stage...). A field of the configuration that shapes a run therefore always changes
+    its key: no field has to be remembered in a list of keyed settings.
+
+    Raises ValueError when ``excluded`` names a field ``config`` does not have (a stale
+    exclusion would hide nothing and mislead the reader)."""
+    import dataclasses
+
+    fields = dataclasses.asdict(config)
+    stale = sorted(set(excluded) - set(fields))
+    if stale:
+        raise ValueError(f"excluded from the run key but not fields of {type(config).__name__}: {stale}")
+    return {"config": {k: v for k, v in fields.items() if k not in excluded}, "type": type(config).__name__,
+            "data": data, "split": split, "run": run}

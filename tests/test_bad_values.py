@@ -201,11 +201,10 @@ def _blobs(n):
 
 
 def _member(lr, keep_diverged, name="mlp_member"):
-    return runner.fit_member(name, config={}, data_id=None, loss_and_grad=mlp.loss_and_grad,
-                             optimizer=train.sgd_momentum(lr, 0.9),
-                             params=mlp.init_params(jax.random.PRNGKey(0), 2, 4, 3), train_data=_blobs(64),
-                             fit_config=train.FitConfig(epochs=2, batch_size=32), key=jax.random.PRNGKey(1),
-                             progress=False, keep_diverged=keep_diverged)
+    training = runner.Training(mlp.loss_and_grad, train.sgd_momentum(lr, 0.9), train.FitConfig(epochs=2, batch_size=32))
+    return runner.fit_member(runner.RunContext(progress=False), name, training,
+                             mlp.init_params(jax.random.PRNGKey(0), 2, 4, 3), _blobs(64), key=jax.random.PRNGKey(1),
+                             run_key=None, keep_diverged=keep_diverged)
 
 
 @pytest.mark.slow

@@ -135,9 +135,10 @@ def test_reference_and_fast_runs_are_separate_checkpoints(tmp_path):
 
     rng = np.random.default_rng(0)
     x, y = jnp.asarray(rng.integers(0, 20, (64, 3)), jnp.int32), jnp.asarray(rng.integers(0, 20, 64), jnp.int32)
-    with runner.checkpointing(tmp_path) as store:
-        for impl in ("fast", "reference", "fast"):
-            c = q2.Q2Config.quick(impl=impl, epochs=1, batch_size=32, progress=False)
-            q2.train_setting(c, 0, 4, 8, 20, "data", (x, y), (x, y))
+    ctx = runner.RunContext.start(tmp_path, progress=False)
+    store = ctx.store
+    for impl in ("fast", "reference", "fast"):
+        c = q2.Q2Config.quick(impl=impl, epochs=1, batch_size=32, progress=False)
+        q2.train_setting(ctx, c, 0, 4, 8, 20, "data", (x, y), (x, y))
     assert [e[1] for e in store.events] == ["trained", "trained", "loaded"]
     assert len(list(tmp_path.glob("lm_D4_P8-*.h5"))) == 2

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import q3_activity as q3, tables
+from experiments import q3_activity as q3, runner, tables
 from q3_checks import PNG, check_quick_metrics
 
 pytestmark = pytest.mark.slow  # end-to-end runs: the full suite only (-m "not slow" leaves them out)
@@ -56,8 +56,10 @@ def test_impl_names_the_gradients_and_keys_the_checkpoint():
     with pytest.raises(ValueError, match="--impl"):
         q3.gradients("slow")
     fast, ref = q3.Q3Config(), q3.Q3Config(impl="reference")
-    assert fast.run_config("gru", 0)["impl"] == "fast" and ref.run_config("gru", 0)["impl"] == "reference"
-    assert fast.run_config("gru", 1, data_seed=0)["data_seed"] == 0 and "data_seed" not in fast.run_config("gru", 0, 0)
+    key = lambda c, *a: c.member_key("data", "split", "gru", *a)  # noqa: E731
+    assert key(fast, 0)["config"]["impl"] == "fast" and key(ref, 0)["config"]["impl"] == "reference"
+    assert key(fast, 0) != key(ref, 0)
+    assert key(fast, 1, 0)["run"]["data_seed"] == 0 and "data_seed" not in key(fast, 0, 0)["run"]
 
 
 # ----------------------------------------------------------------------------- repeated seeds
@@ -78,12 +80,12 @@ def test_each_seed_sweep_member_equals_that_seed_trained_alone():
     # peak lr 5 without warm-up, patience 1: the members stop early, at different epochs (2, 5, 4 of at most 6)
     c = q3.Q3Config(hidden=8, mlp=8, batch_size=16, epochs=6, patience=1, keep="best", warmup_epochs=0.0,
                     progress=False, learning_rates=(("lstm", 5.0),))
-    seeds = [0, 1, 2]
+    seeds, ctx = [0, 1, 2], runner.RunContext(progress=False)
     with jax.enable_x64(True):
         tr, va = _tiny_problem()
         # one after another: each member is mp_jax.train.fit of that seed alone
-        alone = q3.train_seeds("lstm", seeds, tr, va, c, 3, vmap=False)
-        vmapped = q3.train_seeds("lstm", seeds, tr, va, c, 3, vmap=True)
+        alone = q3.train_seeds(ctx, "lstm", seeds, tr, va, c, 3, vmap=False)
+        vmapped = q3.train_seeds(ctx, "lstm", seeds, tr, va, c, 3, vmap=True)
         assert min(m.epochs_run for m in alone) < c.epochs
         assert len({m.epochs_run for m in alone}) > 1  # the members stop at different epochs
         for member, lone in zip(vmapped, alone):

@@ -51,18 +51,19 @@ def test_the_handout_runs_have_their_own_checkpoint_keys_and_folders(tmp_path):
     from experiments import runner
 
     default, handout = q3.Q3Config(), q3.Q3Config.handout()
-    assert default.run_config("gru", 0) != handout.run_config("gru", 0)
-    assert "recipe" not in default.run_config("gru", 0)  # the default runs keep their keys
+    key = lambda c: c.member_key("data", "split", "gru", 0)  # noqa: E731
+    assert key(default) != key(handout)
     same = q3.Q3Config(recipe="handout")  # even with every other setting equal
-    assert same.run_config("gru", 0) != default.run_config("gru", 0)
+    assert key(same) != key(default)
     assert (default.results_name("q3"), handout.results_name("q3")) == ("q3", "q3_handout")
     # Q2's settings are the handout's already: only the recipe tells the runs apart
     rng = np.random.default_rng(0)
     x, y = jnp.asarray(rng.integers(0, 20, (64, 3)), jnp.int32), jnp.asarray(rng.integers(0, 20, 64), jnp.int32)
-    with runner.checkpointing(tmp_path) as store:
-        for recipe in ("default", "handout", "default"):
-            c = q2.Q2Config.make(is_quick=True, recipe=recipe, epochs=1, batch_size=32, progress=False)
-            q2.train_setting(c, 0, 4, 8, 20, "data", (x, y), (x, y))
+    ctx = runner.RunContext.start(tmp_path, progress=False)
+    store = ctx.store
+    for recipe in ("default", "handout", "default"):
+        c = q2.Q2Config.make(is_quick=True, recipe=recipe, epochs=1, batch_size=32, progress=False)
+        q2.train_setting(ctx, c, 0, 4, 8, 20, "data", (x, y), (x, y))
     assert [e[1] for e in store.events] == ["trained", "trained", "loaded"]
 
 

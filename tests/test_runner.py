@@ -1,5 +1,8 @@
 """fit_run and cached_run: load finished runs (with the training time they recorded), resume
 interrupted ones identically, set aside bad checkpoints; fit_members one by one or vmapped."""
+import contextlib
+import dataclasses
+
 import chex
 import jax
 import pytest
@@ -18,12 +21,21 @@ def blobs(n, key=0):
     return centers[y] + 0.7 * jax.random.normal(k2, (n, 2)), y
 
 
-def run(epochs=6):
-    return runner.fit_run(
-        "mlp", config={"hidden": 8}, data_id="blobs", loss_and_grad=mlp.loss_and_grad,
-        optimizer=train.sgd_momentum(0.05, 0.9), params=mlp.init_params(jax.random.PRNGKey(0), 2, 8, 3),
-        train_data=blobs(300), val_data=blobs(100, 1), metrics_fn=mlp.metrics,
-        fit_config=train.FitConfig(epochs=epochs, batch_size=32), key=jax.random.PRNGKey(1), progress=False)
+PLAIN = runner.RunContext(progress=False)  # no checkpoints
+
+
+@contextlib.contextmanager
+def checkpointing(directory):
+    """A run context with checkpoints in ``directory``: (context, its store)."""
+    ctx = runner.RunContext.start(directory, progress=False)
+    yield ctx, ctx.store
+
+
+def run(ctx=PLAIN, epochs=6):
+    training = runner.Training(mlp.loss_and_grad, train.sgd_momentum(0.05, 0.9),
+                               train.FitConfig(epochs=epochs, batch_size=32), metrics_fn=mlp.metrics)
+    return runner.fit_run(ctx, "mlp", training, mlp.init_params(jax.random.PRNGKey(0), 2, 8, 3), blobs(300),
+                          key=jax.random.PRNGKey(1), run_key={"hidden": 8, "data": "blobs"}, val_data=blobs(100, 1))
 
 
 class Interrupt(Exception):
@@ -42,12 +54,12 @@ def test_interrupted_run_resumes_to_identical_parameters(tmp_path, monkeypatch):
         if state.epoch == 3 and not meta.get("finished"):
             raise Interrupt("killed after epoch 3")
 
-    with runner.checkpointing(tmp_path) as store:
+    with checkpointing(tmp_path) as (ctx, store):
         monkeypatch.setattr(checkpoint, "save_state", save_then_die)
         with pytest.raises(Interrupt):
-            run()
+            run(ctx)
         monkeypatch.setattr(checkpoint, "save_state", real_save)
-        resumed = run()
+        resumed = run(ctx)
         assert [e[1] for e in store.events] == ["resumed"]
     assert saves == [1, 2, 3]
     chex.assert_trees_all_equal(resumed.last_params, uninterrupted.last_params)
@@ -59,10 +71,10 @@ def test_interrupted_run_resumes_to_identical_parameters(tmp_path, monkeypatch):
 
 
 def test_finished_runs_are_loaded_with_their_recorded_time(tmp_path, monkeypatch):
-    with runner.checkpointing(tmp_path) as store:
-        first = run()
+    with checkpointing(tmp_path) as (ctx, store):
+        first = run(ctx)
         monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("a finished run was trained again"))
-        second = run()
+        second = run(ctx)
     assert [e[1] for e in store.events] == ["trained", "loaded"]
     chex.assert_trees_all_equal(first.params, second.params)
     assert second.history["train_loss"] == first.history["train_loss"]
@@ -75,12 +87,12 @@ def test_finished_runs_are_loaded_with_their_recorded_time(tmp_path, monkeypatch
 
 @pytest.mark.slow
 def test_corrupt_checkpoint_is_set_aside_with_a_message(tmp_path, caplog):
-    with runner.checkpointing(tmp_path) as store:
-        run(epochs=2)
+    with checkpointing(tmp_path) as (ctx, store):
+        run(ctx, epochs=2)
         (ckpt,) = tmp_path.glob("mlp-*.h5")
         ckpt.write_bytes(b"not a checkpoint at all")
         with caplog.at_level("WARNING", logger="experiments.runner"):
-            again = run(epochs=2)
+            again = run(ctx, epochs=2)
     assert [e[1] for e in store.events] == ["trained", "trained"]
     assert "unreadable checkpoint" in caplog.text and "set aside" in caplog.text
     aside = list(tmp_path.glob("mlp-*.bad-*.h5"))
@@ -90,9 +102,9 @@ def test_corrupt_checkpoint_is_set_aside_with_a_message(tmp_path, caplog):
 
 @pytest.mark.slow
 def test_changed_config_does_not_reuse_the_checkpoint(tmp_path):
-    with runner.checkpointing(tmp_path) as store:
-        run(epochs=2)
-        run(epochs=3)
+    with checkpointing(tmp_path) as (ctx, store):
+        run(ctx, epochs=2)
+        run(ctx, epochs=3)
     assert [e[1] for e in store.events] == ["trained", "trained"]
     assert len(list(tmp_path.glob("mlp-*.h5"))) == 2
 
@@ -105,13 +117,13 @@ def test_cached_run_skips_a_finished_run_and_recomputes_a_corrupt_one(tmp_path):
         calls.append(1)
         return {"w": jax.numpy.arange(3.0)}, {"cost": 1.5, "curve": [3.0, 2.0, 1.5]}
 
-    with runner.checkpointing(tmp_path) as store:
-        a = runner.cached_run("lbfgs", config={"it": 5}, data_id="d", template=template, compute=compute)
-        b = runner.cached_run("lbfgs", config={"it": 5}, data_id="d", template=template, compute=compute)
+    with checkpointing(tmp_path) as (ctx, store):
+        a = runner.cached_run(ctx, "lbfgs", run_key={"config": {"it": 5}, "data": "d"}, template=template, compute=compute)
+        b = runner.cached_run(ctx, "lbfgs", run_key={"config": {"it": 5}, "data": "d"}, template=template, compute=compute)
         (f,) = tmp_path.glob("lbfgs-*.h5")
         f.write_bytes(b"garbage")
-        c = runner.cached_run("lbfgs", config={"it": 5}, data_id="d", template=template, compute=compute)
-        runner.cached_run("lbfgs", config={"it": 5}, data_id=None, template=template, compute=compute)  # not saved
+        c = runner.cached_run(ctx, "lbfgs", run_key={"config": {"it": 5}, "data": "d"}, template=template, compute=compute)
+        runner.cached_run(ctx, "lbfgs", run_key=None, template=template, compute=compute)  # not saved
     assert len(calls) == 3 and [e[1] for e in store.events] == ["trained", "loaded", "trained"]
     chex.assert_trees_all_equal(a.params, b.params, c.params)
     assert b.record == a.record and b.loaded and not a.loaded and not c.loaded
@@ -132,15 +144,15 @@ def test_a_run_at_another_matmul_precision_is_another_run(tmp_path):
         return {"w": jax.numpy.arange(3.0)}, {}
 
     try:
-        with runner.checkpointing(tmp_path) as store:
-            runner.cached_run("c", config={}, data_id="d", template=template, compute=compute)
-            run(epochs=1)
+        with checkpointing(tmp_path) as (ctx, store):
+            runner.cached_run(ctx, "c", run_key={"config": {}, "data": "d"}, template=template, compute=compute)
+            run(ctx, epochs=1)
             common.set_matmul_precision("default")
-            runner.cached_run("c", config={}, data_id="d", template=template, compute=compute)
-            run(epochs=1)
+            runner.cached_run(ctx, "c", run_key={"config": {}, "data": "d"}, template=template, compute=compute)
+            run(ctx, epochs=1)
             common.set_matmul_precision("highest")
-            runner.cached_run("c", config={}, data_id="d", template=template, compute=compute)
-            run(epochs=1)
+            runner.cached_run(ctx, "c", run_key={"config": {}, "data": "d"}, template=template, compute=compute)
+            run(ctx, epochs=1)
     finally:
         jax.config.update("jax_default_matmul_precision", "highest")  # as conftest.py set it
     assert [e[1] for e in store.events] == ["trained", "trained", "trained", "trained", "loaded", "loaded"]
@@ -153,14 +165,15 @@ def test_a_run_at_another_matmul_precision_is_another_run(tmp_path):
 def test_fit_members_vmapped_equals_one_by_one_and_is_loaded_when_run_again(tmp_path):
     data, val = blobs(96), blobs(40, 1)
     inits = [(mlp.init_params(jax.random.PRNGKey(i), 2, 8, 3), jax.random.PRNGKey(10 + i)) for i in range(2)]
-    kw = dict(group="g", loss_and_grad=mlp.loss_and_grad, vmapped_loss_and_grad=mlp.loss_and_grad,
-              optimizer=train.sgd_momentum(0.05, 0.9), train_data=data, val_data=val, metrics_fn=mlp.metrics,
-              fit_config=train.FitConfig(epochs=3, batch_size=16), progress=False)
-    names, configs = ["m0", "m1"], [{"seed": 0}, {"seed": 1}]
-    with runner.checkpointing(tmp_path) as store:
-        alone = runner.fit_members(names, configs, inits, vmap=False, data_id="blobs", **kw)
-        vmapped = runner.fit_members(names, configs, inits, vmap=True, data_id="blobs", **kw)
-        again = runner.fit_members(names, configs, inits, vmap=True, data_id="blobs", **kw)
+    training = runner.Training(mlp.loss_and_grad, train.sgd_momentum(0.05, 0.9),
+                               train.FitConfig(epochs=3, batch_size=16), metrics_fn=mlp.metrics,
+                               vmapped_loss_and_grad=mlp.loss_and_grad)
+    kw = dict(group="g", val_data=val)
+    names, keys = ["m0", "m1"], [{"seed": 0, "data": "blobs"}, {"seed": 1, "data": "blobs"}]
+    with checkpointing(tmp_path) as (ctx, store):
+        alone = runner.fit_members(ctx, names, keys, inits, training, data, vmap=False, **kw)
+        vmapped = runner.fit_members(ctx, names, keys, inits, training, data, vmap=True, **kw)
+        again = runner.fit_members(ctx, names, keys, inits, training, data, vmap=True, **kw)
     assert [e[1] for e in store.events] == ["trained", "trained", "trained", "loaded"]
     for a, v, g in zip(alone, vmapped, again):
         chex.assert_trees_all_close(a.params, v.params, rtol=1e-5, atol=1e-6)
@@ -174,8 +187,8 @@ def test_resuming_in_a_distributed_run_goes_through_process_zero(tmp_path, monke
     run in one process, where the broadcasts hand back what they are given."""
     from mp_jax import distributed
 
-    with runner.checkpointing(tmp_path):
-        first = run(epochs=3)
+    with checkpointing(tmp_path) as (ctx, _):
+        first = run(ctx, epochs=3)
     shared = []
     real_share = distributed.share_fit_state
 
@@ -185,8 +198,8 @@ def test_resuming_in_a_distributed_run_goes_through_process_zero(tmp_path, monke
 
     monkeypatch.setattr(distributed, "num_processes", lambda: 2)
     monkeypatch.setattr(distributed, "share_fit_state", share)
-    with runner.checkpointing(tmp_path) as store:
-        again = run(epochs=3)
+    with checkpointing(tmp_path) as (ctx, store):
+        again = run(ctx, epochs=3)
     assert shared == [True] and [e[1] for e in store.events] == ["loaded"]
     assert again.loaded and again.seconds == pytest.approx(first.seconds, rel=1e-5)
     chex.assert_trees_all_equal(again.params, first.params)
@@ -199,9 +212,25 @@ def test_a_process_other_than_zero_reads_and_writes_no_checkpoint(tmp_path, monk
     reads = []
     real_load = checkpoint.load_state
     monkeypatch.setattr(checkpoint, "load_state", lambda *a, **k: reads.append(a[0]) or real_load(*a, **k))
-    with runner.checkpointing(tmp_path) as store:
-        res = run(epochs=2)
-        out = runner.cached_run("c", config={}, data_id="d", template={"w": jax.numpy.zeros(2)},
+    with checkpointing(tmp_path) as (ctx, store):
+        res = run(ctx, epochs=2)
+        out = runner.cached_run(ctx, "c", run_key={"config": {}, "data": "d"}, template={"w": jax.numpy.zeros(2)},
                                 compute=lambda: ({"w": jax.numpy.ones(2)}, {"r": 1}))
     assert res.epochs_run == 2 and not out.loaded and [e[1] for e in store.events] == ["trained", "trained"]
     assert reads == [] and list(tmp_path.iterdir()) == []
+
+
+def test_run_state_is_passed_in_the_open():
+    """No run state at module level: what a run uses (store, mesh, writer, progress) is the
+    RunContext it is handed."""
+    import inspect
+
+    from experiments import common
+
+    for module in (runner, common):
+        src = inspect.getsource(module)
+        assert "contextvars" not in src and "global " not in src, module.__name__
+    plain = runner.RunContext()
+    assert plain.store is None and plain.summary() is None and plain.run_mesh(32, False) is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plain.progress = False
