@@ -227,10 +227,11 @@ def question_lock(results_dir: os.PathLike, question: str):
 def session(args, question: str, *, lock: bool = True, progress: Optional[bool] = None):
     """What every experiment's ``run`` trains inside: the question's results folder locked
     (:func:`question_lock`; ``lock=False`` when the caller already holds it), and the
-    question's :class:`experiments.runner.RunContext`: the device mesh (``--devices``) and
+    question's :class:`experiments.runs.RunContext`: the device mesh (``--devices``) and
     per-epoch checkpoints in ``<results-dir>/<question>/checkpoints`` (``--fresh`` moves the
     question's earlier results aside first, under the lock). Yields ``(results folder, context)``."""
-    from experiments import runner
+
+    from mp_jax.protocols import runs
 
     qdir = Path(args.results_dir) / question
     with question_lock(args.results_dir, question) if lock else contextlib.nullcontext():
@@ -240,7 +241,7 @@ def session(args, question: str, *, lock: bool = True, progress: Optional[bool] 
             qdir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise storage_error(e, qdir, doing="creating") from e
-        yield qdir, runner.RunContext.start(qdir / "checkpoints", getattr(args, "devices", None), progress)
+        yield qdir, runs.RunContext.start(qdir / "checkpoints", getattr(args, "devices", None), progress)
 
 
 def check_config(parser: argparse.ArgumentParser, args, configs: Sequence[RunOptions]) -> None:

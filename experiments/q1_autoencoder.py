@@ -34,7 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import common, plotting, runner
+from experiments import common, plotting
+from mp_jax.protocols import runs
 from mp_jax import cli, distributed, lbfgs, sweep, train
 from mp_jax.data import load_patches, splits
 from mp_jax.models import autoencoder as ae
@@ -120,7 +121,7 @@ _init = jax.jit(functools.partial(ae.init_params, n_in=256), static_argnums=1)  
 class Trainer:
     """Trains each (optimiser, L_hid, hyperparameters) once and keeps its (parameters, record)."""
 
-    def __init__(self, config: Q1Config, data: Patches, ctx: runner.RunContext):
+    def __init__(self, config: Q1Config, data: Patches, ctx: runs.RunContext):
         self.c, self.d, self.ctx, self.done = config, data, ctx, {}
         self.key_init, self.key_fit = jax.random.split(jax.random.PRNGKey(config.seed))
 
@@ -157,9 +158,9 @@ class Trainer:
         run_key = self.run_key(optimizer, hidden, hp)
         if optimizer == "sgd":
             opt, fit_config = self.c.sgd_config()
-            training = runner.Training(functools.partial(ae.loss_and_grad, hp=hp), opt, fit_config,
+            training = runs.Training(functools.partial(ae.loss_and_grad, hp=hp), opt, fit_config,
                                        metrics_fn=functools.partial(ae.metrics, hp=hp))
-            res = runner.fit_run(self.ctx, name, training, params, self.d.x_train, key=self.key_fit, run_key=run_key,
+            res = runs.fit_run(self.ctx, name, training, params, self.d.x_train, key=self.key_fit, run_key=run_key,
                                  val_data=self.d.x_held)
             # the report keeps the weights after the last epoch
             return self._record(optimizer, hidden, hp, res.last_params, _sgd_steps(res.history, res.epochs_run),
@@ -170,7 +171,7 @@ class Trainer:
                                  progress=self.ctx.progress, desc=name)
             return res.params, {"steps": _lbfgs_steps(res)}
 
-        out = runner.cached_run(self.ctx, name, run_key=run_key, template=params, compute=compute)
+        out = runs.cached_run(self.ctx, name, run_key=run_key, template=params, compute=compute)
         return self._record(optimizer, hidden, hp, out.params, out.record["steps"], out.seconds, out.loaded)
 
     def study(self, hidden: int, hps: list) -> list:
@@ -199,7 +200,7 @@ class Trainer:
             return res.last_params, {"members": [_sgd_steps(h, e) for h, e in zip(res.histories, res.epochs_run)]}
 
         run_key = self.run_key(opt_name, hidden, hps[0], hps=[[float(v) for v in hp] for hp in hps])
-        out = runner.cached_run(self.ctx, f"ae_{opt_name}_H{hidden}_vmap{m}", run_key=run_key, template=params,
+        out = runs.cached_run(self.ctx, f"ae_{opt_name}_H{hidden}_vmap{m}", run_key=run_key, template=params,
                                 compute=compute)
         for i, hp in enumerate(hps):  # each member's share of the program's time
             self._record(opt_name, hidden, hp, sweep.unstack(out.params, i), out.record["members"][i],
@@ -219,10 +220,10 @@ def _strip(rec: dict) -> dict:
     return {k: v for k, v in rec.items() if k != "curve"}
 
 
-def run(config: Q1Config, ctx: Optional[runner.RunContext] = None) -> dict:
+def run(config: Q1Config, ctx: Optional[runs.RunContext] = None) -> dict:
     """Q1 end to end under ``ctx`` (default: no checkpoints, the default devices)."""
     c, t_start = config, time.perf_counter()
-    ctx = ctx or runner.RunContext(progress=c.progress)
+    ctx = ctx or runs.RunContext(progress=c.progress)
     out = common.question_dir(c.results_dir, c.results_name("q1"))
     data = load(c)
     common.announce_data("q1", data.path, data.attrs)

@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import common, plotting, runner, tables
+from experiments import common, plotting, tables
+from mp_jax.protocols import runs
 from mp_jax import cli, distributed, train
 from mp_jax.data import load_ngrams
 from mp_jax.models import kneser_ney
@@ -123,15 +124,15 @@ def loss_and_grad(impl: str):
     return importlib.import_module(module).loss_and_grad
 
 
-def train_setting(ctx: runner.RunContext, c: Q2Config, i: int, d: int, p: int, vocab: int, data_id: str, train_data,
+def train_setting(ctx: runs.RunContext, c: Q2Config, i: int, d: int, p: int, vocab: int, data_id: str, train_data,
                   val_data):
     """One (D, P) network through the checkpointed engine: its :class:`mp_jax.train.FitResult`."""
     k_init, k_fit = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(c.seed), i))
     split = {"train": int(len(train_data[1])), "val": int(len(val_data[1])), "rows": "the first of each split"}
-    training = runner.Training(loss_and_grad(c.impl), train.sgd_momentum(c.learning_rate, c.momentum),
+    training = runs.Training(loss_and_grad(c.impl), train.sgd_momentum(c.learning_rate, c.momentum),
                                train.FitConfig(epochs=c.epochs, batch_size=c.batch_size, patience=c.patience),
                                metrics_fn=lm.metrics, per_example_mean=True)
-    return runner.fit_run(ctx, f"lm_D{d}_P{p}", training, lm.init_params(k_init, vocab, d, p, std=c.init_std),
+    return runs.fit_run(ctx, f"lm_D{d}_P{p}", training, lm.init_params(k_init, vocab, d, p, std=c.init_std),
                           train_data, key=k_fit, val_data=val_data,
                           run_key=c.run_key(data=data_id, split=split, model="language_model", D=d, P=p, vocab=vocab,
                                             index=i))
@@ -191,7 +192,7 @@ def load(c: Q2Config):
     return path, data.attrs, common.file_digest(path), list(data.words), split
 
 
-def train_networks(ctx: runner.RunContext, c: Q2Config, words: list, data_id: str, split: dict,
+def train_networks(ctx: runs.RunContext, c: Q2Config, words: list, data_id: str, split: dict,
                    out) -> tuple[dict, dict]:
     """Every (D, P) network: ({name: record}, {name: best parameters}), and its loss figure."""
     evaluate = train.make_eval_fn(lm.metrics, 4096)
@@ -214,9 +215,9 @@ def train_networks(ctx: runner.RunContext, c: Q2Config, words: list, data_id: st
     return records, nets
 
 
-def run(config: Q2Config, ctx: Optional[runner.RunContext] = None) -> dict:
+def run(config: Q2Config, ctx: Optional[runs.RunContext] = None) -> dict:
     """Q2 end to end under ``ctx`` (default: no checkpoints, the default devices)."""
-    ctx = ctx or runner.RunContext(progress=config.progress)
+    ctx = ctx or runs.RunContext(progress=config.progress)
     c, out = config, common.question_dir(config.results_dir, config.results_name("q2"))
     path, attrs, data_id, words, split = load(c)
     (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = split["train"], split["val"], split["test"]

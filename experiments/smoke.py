@@ -11,7 +11,8 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from experiments import common, plotting, runner
+from experiments import common, plotting
+from mp_jax.protocols import runs
 from mp_jax import cli, distributed, train
 from mp_jax.models import mlp
 
@@ -49,16 +50,16 @@ class SmokeConfig(common.RunOptions):
 Config = SmokeConfig
 
 
-def run(config: SmokeConfig, ctx: Optional[runner.RunContext] = None) -> dict:
+def run(config: SmokeConfig, ctx: Optional[runs.RunContext] = None) -> dict:
     c, out = config, common.question_dir(config.results_dir, "smoke")
-    ctx = ctx or runner.RunContext(progress=c.progress)
+    ctx = ctx or runs.RunContext(progress=c.progress)
     k_data, k_init, k_fit = jax.random.split(jax.random.PRNGKey(c.seed), 3)
     x, y = spirals(k_data, c.n + c.n // 5)
     train_data, val_data = (x[:c.n], y[:c.n]), (x[c.n:], y[c.n:])
-    training = runner.Training(mlp.loss_and_grad, train.sgd_momentum(c.learning_rate, c.momentum),
+    training = runs.Training(mlp.loss_and_grad, train.sgd_momentum(c.learning_rate, c.momentum),
                                train.FitConfig(epochs=c.epochs, batch_size=c.batch_size, patience=c.patience),
                                metrics_fn=mlp.metrics)
-    res = runner.fit_run(ctx, "smoke_mlp", training, mlp.init_params(k_init, 2, c.hidden, 2), train_data, key=k_fit,
+    res = runs.fit_run(ctx, "smoke_mlp", training, mlp.init_params(k_init, 2, c.hidden, 2), train_data, key=k_fit,
                          val_data=val_data, run_key=c.run_key(data=f"spirals-{c.seed}", split=f"{c.n} training, "
                                                               f"{c.n // 5} validation", model="mlp"))
     final = train.make_eval_fn(mlp.metrics, 4096)(res.params, val_data)

@@ -15,7 +15,8 @@ import pytest
 from benchmarks import epochs as bench_epochs
 from benchmarks import floor as bench_floor
 from experiments import __main__ as main_job
-from experiments import common, q1_autoencoder, q2_language_model, q3_activity, runner, smoke
+from experiments import common, q1_autoencoder, q2_language_model, q3_activity, smoke
+from mp_jax.protocols import runs
 from mp_jax import cli, train
 from mp_jax.models import mlp
 
@@ -201,8 +202,8 @@ def _blobs(n):
 
 
 def _member(lr, keep_diverged, name="mlp_member"):
-    training = runner.Training(mlp.loss_and_grad, train.sgd_momentum(lr, 0.9), train.FitConfig(epochs=2, batch_size=32))
-    return runner.fit_member(runner.RunContext(progress=False), name, training,
+    training = runs.Training(mlp.loss_and_grad, train.sgd_momentum(lr, 0.9), train.FitConfig(epochs=2, batch_size=32))
+    return runs.fit_member(runs.RunContext(progress=False), name, training,
                              mlp.init_params(jax.random.PRNGKey(0), 2, 4, 3), _blobs(64), key=jax.random.PRNGKey(1),
                              run_key=None, keep_diverged=keep_diverged)
 

@@ -131,11 +131,12 @@ def test_reference_and_fast_runs_are_separate_checkpoints(tmp_path):
     """A reference run never resumes a fast one's checkpoint (they differ by rounding)."""
     import jax.numpy as jnp
 
-    from experiments import runner
+
+    from mp_jax.protocols import runs
 
     rng = np.random.default_rng(0)
     x, y = jnp.asarray(rng.integers(0, 20, (64, 3)), jnp.int32), jnp.asarray(rng.integers(0, 20, 64), jnp.int32)
-    ctx = runner.RunContext.start(tmp_path, progress=False)
+    ctx = runs.RunContext.start(tmp_path, progress=False)
     store = ctx.store
     for impl in ("fast", "reference", "fast"):
         c = q2.Q2Config.quick(impl=impl, epochs=1, batch_size=32, progress=False)

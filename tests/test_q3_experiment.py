@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import q3_activity as q3, runner, tables
+from experiments import q3_activity as q3, tables
+from mp_jax.protocols import activity, runs
 from q3_checks import PNG, check_quick_metrics
 
 pytestmark = pytest.mark.slow  # end-to-end runs: the full suite only (-m "not slow" leaves them out)
@@ -51,12 +52,12 @@ def test_flags_and_config():
 def test_impl_names_the_gradients_and_keys_the_checkpoint():
     from mp_jax.models import recurrent, recurrent_fast
 
-    assert q3.gradients("fast") == (recurrent_fast.loss_and_grad_reusing, recurrent_fast.loss_and_grad)
-    assert q3.gradients("reference") == (recurrent.loss_and_grad, recurrent.loss_and_grad)
+    assert activity.gradients("fast") == (recurrent_fast.loss_and_grad_reusing, recurrent_fast.loss_and_grad)
+    assert activity.gradients("reference") == (recurrent.loss_and_grad, recurrent.loss_and_grad)
     with pytest.raises(ValueError, match="--impl"):
-        q3.gradients("slow")
+        activity.gradients("slow")
     fast, ref = q3.Q3Config(), q3.Q3Config(impl="reference")
-    key = lambda c, *a: c.member_key("data", "split", "gru", *a)  # noqa: E731
+    key = lambda c, *a: c.cell_run_key("data", "split", "gru", *a)  # noqa: E731
     assert key(fast, 0)["config"]["impl"] == "fast" and key(ref, 0)["config"]["impl"] == "reference"
     assert key(fast, 0) != key(ref, 0)
     assert key(fast, 1, 0)["run"]["data_seed"] == 0 and "data_seed" not in key(fast, 0, 0)["run"]
@@ -80,12 +81,12 @@ def test_each_seed_sweep_member_equals_that_seed_trained_alone():
     # peak lr 5 without warm-up, patience 1: the members stop early, at different epochs (2, 5, 4 of at most 6)
     c = q3.Q3Config(hidden=8, mlp=8, batch_size=16, epochs=6, patience=1, keep="best", warmup_epochs=0.0,
                     progress=False, learning_rates=(("lstm", 5.0),))
-    seeds, ctx = [0, 1, 2], runner.RunContext(progress=False)
+    seeds, ctx = [0, 1, 2], runs.RunContext(progress=False)
     with jax.enable_x64(True):
         tr, va = _tiny_problem()
         # one after another: each member is mp_jax.train.fit of that seed alone
-        alone = q3.train_seeds(ctx, "lstm", seeds, tr, va, c, 3, vmap=False)
-        vmapped = q3.train_seeds(ctx, "lstm", seeds, tr, va, c, 3, vmap=True)
+        alone = activity.train_seeds(ctx, "lstm", seeds, tr, va, c, 3, vmap=False)
+        vmapped = activity.train_seeds(ctx, "lstm", seeds, tr, va, c, 3, vmap=True)
         assert min(m.epochs_run for m in alone) < c.epochs
         assert len({m.epochs_run for m in alone}) > 1  # the members stop at different epochs
         for member, lone in zip(vmapped, alone):
@@ -97,7 +98,7 @@ def test_each_seed_sweep_member_equals_that_seed_trained_alone():
     # and a member is the run `--seed seed` trains: PRNGKey(seed) -> (baseline, rnn, lstm, gru) -> (init, shuffling)
     for seed in seeds:
         k_init, k_fit = jax.random.split(jax.random.split(jax.random.PRNGKey(seed), 4)[2])
-        params, key = q3.member_init("lstm", q3.member_key(seed, "lstm"), 3, c, 3)
+        params, key = activity.member_init("lstm", activity.member_key(seed, "lstm"), 3, c, 3)
         chex.assert_trees_all_equal(params, recurrent.init_params(k_init, "lstm", 3, 8, 8, 3))
         np.testing.assert_array_equal(key, k_fit)
 
@@ -136,7 +137,7 @@ def test_quick_seed_sweep_end_to_end_and_skipped_when_run_again(tmp_path):
 def _record(accs, losses, lr=0.05):
     rows = [{"seed": s, "test_accuracy": a, "test_loss": l, "train_accuracy": 0.9, "train_loss": 0.3,
              "epochs_run": 30, "seconds_per_epoch": 0.5} for s, a, l in zip(range(len(accs)), accs, losses)]
-    return {**q3.seed_summary(rows), "learning_rate": lr, "epochs": 30, "val_accuracy": 0.8, "seconds": 45.0}
+    return {**activity.seed_summary(rows), "learning_rate": lr, "epochs": 30, "val_accuracy": 0.8, "seconds": 45.0}
 
 
 def test_seed_summary_and_the_gaps_against_the_spread():
@@ -179,13 +180,13 @@ def test_wisdm_file_end_to_end(tmp_path):
                     reason="seglearn is not installed: the quick run builds the default Q3 stand-in from it")
 def test_selection_scores_on_validation_and_never_touches_the_test_windows(tmp_path, monkeypatch):
     seen = []
-    evaluate = q3.evaluate
+    evaluate = activity.evaluate
 
     def recording(metrics_fn, params, data):
         seen.append(int(data[1].shape[0]))
         return evaluate(metrics_fn, params, data)
 
-    monkeypatch.setattr(q3, "evaluate", recording)
+    monkeypatch.setattr(activity, "evaluate", recording)
     res = tmp_path / "results"
     argv = ["--quick", "--models", "rnn", "--select", "0.01,0.1", "--data-dir", str(tmp_path / "data"),
             "--results-dir", str(res), "--no-progress"]

@@ -48,10 +48,11 @@ def test_the_handout_configs_carry_the_handouts_numbers():
 def test_the_handout_runs_have_their_own_checkpoint_keys_and_folders(tmp_path):
     import jax.numpy as jnp
 
-    from experiments import runner
+
+    from mp_jax.protocols import runs
 
     default, handout = q3.Q3Config(), q3.Q3Config.handout()
-    key = lambda c: c.member_key("data", "split", "gru", 0)  # noqa: E731
+    key = lambda c: c.cell_run_key("data", "split", "gru", 0)  # noqa: E731
     assert key(default) != key(handout)
     same = q3.Q3Config(recipe="handout")  # even with every other setting equal
     assert key(same) != key(default)
@@ -59,7 +60,7 @@ def test_the_handout_runs_have_their_own_checkpoint_keys_and_folders(tmp_path):
     # Q2's settings are the handout's already: only the recipe tells the runs apart
     rng = np.random.default_rng(0)
     x, y = jnp.asarray(rng.integers(0, 20, (64, 3)), jnp.int32), jnp.asarray(rng.integers(0, 20, 64), jnp.int32)
-    ctx = runner.RunContext.start(tmp_path, progress=False)
+    ctx = runs.RunContext.start(tmp_path, progress=False)
     store = ctx.store
     for recipe in ("default", "handout", "default"):
         c = q2.Q2Config.make(is_quick=True, recipe=recipe, epochs=1, batch_size=32, progress=False)

@@ -44,14 +44,14 @@ def _member(seed, acc, loss):
 
 
 def _q3(accs: dict, flows: dict):
-    from experiments import q3_activity as q3
+    from mp_jax.protocols import activity
 
     names = ["ABD", "FEL", "IR"]
     m = {"data": {"class_names": names, "class_descriptions": {"ABD": "abduction", "FEL": "forward elevation",
                                                                  "IR": "internal rotation"}},
          "protocol": {"validation": "whole subjects [4, 7]"}}
     for k, per_seed in accs.items():
-        r = q3.seed_summary([_member(s, a, 0.5) for s, a in enumerate(per_seed)])
+        r = activity.seed_summary([_member(s, a, 0.5) for s, a in enumerate(per_seed)])
         r.update(learning_rate=0.05, epochs=30, val_accuracy=per_seed[0] - 0.02, seconds=10.0,
                  confusion_test=[[20, 5, 0], [1, 30, 2], [0, 9, 25]])
         if k in flows:

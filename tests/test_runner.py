@@ -7,7 +7,8 @@ import chex
 import jax
 import pytest
 
-from experiments import runner
+
+from mp_jax.protocols import runs
 from mp_jax import checkpoint, train
 from mp_jax.models import mlp
 
@@ -21,20 +22,20 @@ def blobs(n, key=0):
     return centers[y] + 0.7 * jax.random.normal(k2, (n, 2)), y
 
 
-PLAIN = runner.RunContext(progress=False)  # no checkpoints
+PLAIN = runs.RunContext(progress=False)  # no checkpoints
 
 
 @contextlib.contextmanager
 def checkpointing(directory):
     """A run context with checkpoints in ``directory``: (context, its store)."""
-    ctx = runner.RunContext.start(directory, progress=False)
+    ctx = runs.RunContext.start(directory, progress=False)
     yield ctx, ctx.store
 
 
 def run(ctx=PLAIN, epochs=6):
-    training = runner.Training(mlp.loss_and_grad, train.sgd_momentum(0.05, 0.9),
+    training = runs.Training(mlp.loss_and_grad, train.sgd_momentum(0.05, 0.9),
                                train.FitConfig(epochs=epochs, batch_size=32), metrics_fn=mlp.metrics)
-    return runner.fit_run(ctx, "mlp", training, mlp.init_params(jax.random.PRNGKey(0), 2, 8, 3), blobs(300),
+    return runs.fit_run(ctx, "mlp", training, mlp.init_params(jax.random.PRNGKey(0), 2, 8, 3), blobs(300),
                           key=jax.random.PRNGKey(1), run_key={"hidden": 8, "data": "blobs"}, val_data=blobs(100, 1))
 
 
@@ -91,7 +92,7 @@ def test_corrupt_checkpoint_is_set_aside_with_a_message(tmp_path, caplog):
         run(ctx, epochs=2)
         (ckpt,) = tmp_path.glob("mlp-*.h5")
         ckpt.write_bytes(b"not a checkpoint at all")
-        with caplog.at_level("WARNING", logger="experiments.runner"):
+        with caplog.at_level("WARNING", logger="mp_jax.protocols.runs"):
             again = run(ctx, epochs=2)
     assert [e[1] for e in store.events] == ["trained", "trained"]
     assert "unreadable checkpoint" in caplog.text and "set aside" in caplog.text
@@ -118,12 +119,12 @@ def test_cached_run_skips_a_finished_run_and_recomputes_a_corrupt_one(tmp_path):
         return {"w": jax.numpy.arange(3.0)}, {"cost": 1.5, "curve": [3.0, 2.0, 1.5]}
 
     with checkpointing(tmp_path) as (ctx, store):
-        a = runner.cached_run(ctx, "lbfgs", run_key={"config": {"it": 5}, "data": "d"}, template=template, compute=compute)
-        b = runner.cached_run(ctx, "lbfgs", run_key={"config": {"it": 5}, "data": "d"}, template=template, compute=compute)
+        a = runs.cached_run(ctx, "lbfgs", run_key={"config": {"it": 5}, "data": "d"}, template=template, compute=compute)
+        b = runs.cached_run(ctx, "lbfgs", run_key={"config": {"it": 5}, "data": "d"}, template=template, compute=compute)
         (f,) = tmp_path.glob("lbfgs-*.h5")
         f.write_bytes(b"garbage")
-        c = runner.cached_run(ctx, "lbfgs", run_key={"config": {"it": 5}, "data": "d"}, template=template, compute=compute)
-        runner.cached_run(ctx, "lbfgs", run_key=None, template=template, compute=compute)  # not saved
+        c = runs.cached_run(ctx, "lbfgs", run_key={"config": {"it": 5}, "data": "d"}, template=template, compute=compute)
+        runs.cached_run(ctx, "lbfgs", run_key=None, template=template, compute=compute)  # not saved
     assert len(calls) == 3 and [e[1] for e in store.events] == ["trained", "loaded", "trained"]
     chex.assert_trees_all_equal(a.params, b.params, c.params)
     assert b.record == a.record and b.loaded and not a.loaded and not c.loaded
@@ -145,35 +146,35 @@ def test_a_run_at_another_matmul_precision_is_another_run(tmp_path):
 
     try:
         with checkpointing(tmp_path) as (ctx, store):
-            runner.cached_run(ctx, "c", run_key={"config": {}, "data": "d"}, template=template, compute=compute)
+            runs.cached_run(ctx, "c", run_key={"config": {}, "data": "d"}, template=template, compute=compute)
             run(ctx, epochs=1)
             common.set_matmul_precision("default")
-            runner.cached_run(ctx, "c", run_key={"config": {}, "data": "d"}, template=template, compute=compute)
+            runs.cached_run(ctx, "c", run_key={"config": {}, "data": "d"}, template=template, compute=compute)
             run(ctx, epochs=1)
             common.set_matmul_precision("highest")
-            runner.cached_run(ctx, "c", run_key={"config": {}, "data": "d"}, template=template, compute=compute)
+            runs.cached_run(ctx, "c", run_key={"config": {}, "data": "d"}, template=template, compute=compute)
             run(ctx, epochs=1)
     finally:
         jax.config.update("jax_default_matmul_precision", "highest")  # as conftest.py set it
     assert [e[1] for e in store.events] == ["trained", "trained", "trained", "trained", "loaded", "loaded"]
     assert len(calls) == 2 and len(list(tmp_path.glob("*.h5"))) == 4
     # at full precision the key is the one written before the option existed
-    assert runner._with_precision({"a": 1}) == {"a": 1}
+    assert runs._with_precision({"a": 1}) == {"a": 1}
 
 
 @pytest.mark.slow
 def test_fit_members_vmapped_equals_one_by_one_and_is_loaded_when_run_again(tmp_path):
     data, val = blobs(96), blobs(40, 1)
     inits = [(mlp.init_params(jax.random.PRNGKey(i), 2, 8, 3), jax.random.PRNGKey(10 + i)) for i in range(2)]
-    training = runner.Training(mlp.loss_and_grad, train.sgd_momentum(0.05, 0.9),
+    training = runs.Training(mlp.loss_and_grad, train.sgd_momentum(0.05, 0.9),
                                train.FitConfig(epochs=3, batch_size=16), metrics_fn=mlp.metrics,
                                vmapped_loss_and_grad=mlp.loss_and_grad)
     kw = dict(group="g", val_data=val)
     names, keys = ["m0", "m1"], [{"seed": 0, "data": "blobs"}, {"seed": 1, "data": "blobs"}]
     with checkpointing(tmp_path) as (ctx, store):
-        alone = runner.fit_members(ctx, names, keys, inits, training, data, vmap=False, **kw)
-        vmapped = runner.fit_members(ctx, names, keys, inits, training, data, vmap=True, **kw)
-        again = runner.fit_members(ctx, names, keys, inits, training, data, vmap=True, **kw)
+        alone = runs.fit_members(ctx, names, keys, inits, training, data, vmap=False, **kw)
+        vmapped = runs.fit_members(ctx, names, keys, inits, training, data, vmap=True, **kw)
+        again = runs.fit_members(ctx, names, keys, inits, training, data, vmap=True, **kw)
     assert [e[1] for e in store.events] == ["trained", "trained", "trained", "loaded"]
     for a, v, g in zip(alone, vmapped, again):
         chex.assert_trees_all_close(a.params, v.params, rtol=1e-5, atol=1e-6)
@@ -214,7 +215,7 @@ def test_a_process_other_than_zero_reads_and_writes_no_checkpoint(tmp_path, monk
     monkeypatch.setattr(checkpoint, "load_state", lambda *a, **k: reads.append(a[0]) or real_load(*a, **k))
     with checkpointing(tmp_path) as (ctx, store):
         res = run(ctx, epochs=2)
-        out = runner.cached_run(ctx, "c", run_key={"config": {}, "data": "d"}, template={"w": jax.numpy.zeros(2)},
+        out = runs.cached_run(ctx, "c", run_key={"config": {}, "data": "d"}, template={"w": jax.numpy.zeros(2)},
                                 compute=lambda: ({"w": jax.numpy.ones(2)}, {"r": 1}))
     assert res.epochs_run == 2 and not out.loaded and [e[1] for e in store.events] == ["trained", "trained"]
     assert reads == [] and list(tmp_path.iterdir()) == []
@@ -227,10 +228,10 @@ def test_run_state_is_passed_in_the_open():
 
     from experiments import common
 
-    for module in (runner, common):
+    for module in (runs, common):
         src = inspect.getsource(module)
         assert "contextvars" not in src and "global " not in src, module.__name__
-    plain = runner.RunContext()
+    plain = runs.RunContext()
     assert plain.store is None and plain.summary() is None and plain.run_mesh(32, False) is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         plain.progress = False

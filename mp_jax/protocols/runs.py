@@ -37,7 +37,7 @@ import optax
 
 from mp_jax import checkpoint, distributed, parallel, sweep, train
 
-log = logging.getLogger("experiments.runner")
+log = logging.getLogger("mp_jax.protocols.runs")
 
 
 @dataclasses.dataclass
