@@ -27,7 +27,7 @@ import importlib
 import logging
 import time
 
-from experiments import common, report
+from experiments import common, files, report
 from mp_jax import cli, distributed
 from mp_jax.data.course import parse_questions
 
@@ -45,8 +45,8 @@ def data_sources(questions, data_dir) -> dict:
 
     out = {}
     for q in questions:
-        path = common.resolve_data(q, data_dir)
-        out[q] = f"{path} — {common.describe_source(LOADERS[q](path).attrs)}"
+        path = files.resolve_data(q, data_dir)
+        out[q] = f"{path} — {files.describe_source(LOADERS[q](path).attrs)}"
     return out
 
 

@@ -1,6 +1,10 @@
-"""What every experiment entry point shares: arguments, the options every question's
-configuration carries (:class:`RunOptions`), logging, devices, result files, and the one
-line each question prints about its data.
+"""An entry point's start-up: the flags every experiment takes (:func:`base_parser`), the
+check of the settings they ask for (:func:`check_config`), the devices and float32
+precision (:func:`start_devices`), logging, and the session each question runs in (its
+results folder locked, ``--fresh``, its :class:`mp_jax.protocols.runs.RunContext`), all
+put together by :func:`run_main`. A question's configuration base class is in
+:mod:`experiments.config`; the files the entry points read and write in
+:mod:`experiments.files`.
 
 Failure handling: bad flags stop at parsing (exit status 2, one line naming the flag), and so
 do settings that do not fit together (:func:`check_config`: ``--devices`` not dividing a batch,
@@ -13,142 +17,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
-import json
 import logging
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
-import numpy as np
-
-from mp_jax import atomic, checkpoint, cli, distributed
+from experiments.config import IMPLS, RECIPES, RunOptions
+from mp_jax import cli, distributed
 from mp_jax.errors import storage_error
 from mp_jax.lock import FolderLock
 
 
 MATMUL_PRECISIONS = ("highest", "default")
-IMPLS = ("fast", "reference")
-RECIPES = ("default", "handout")  # --recipe: the defaults, or the course handout's settings (docs/recipes.md)
-
-
-@dataclasses.dataclass(frozen=True)
-class RunOptions:
-    """What every question's configuration carries besides its own settings (each
-    question's frozen dataclass extends this one; ``quick()`` gives its tiny settings).
-
-    Attributes:
-      data_dir: where the ``.h5`` files are (stand-ins are built there when missing).
-      results_dir: where ``<question>/`` with metrics and figures goes.
-      seed: the PRNG seed (initial parameters, shuffling, subsets, splits).
-      is_quick: made by ``quick()``: the tiny settings (every step and output, about a minute in all).
-      progress: None: a bar on a terminal, log lines otherwise; False: log lines.
-      vmap: train a study's members as one ``jax.vmap`` program (True) or one after another
-        (False); None picks by device (:func:`use_vmap`).
-      recipe: "default" (the defaults) or "handout" (the course handout's settings, :attr:`HANDOUT`
-        over the defaults; its results go to ``<results-dir>/<question>_handout/``).
-    """
-
-    FLAGS: ClassVar[tuple] = ()  # a question's own flags: fields taken from the arguments when given
-    HANDOUT: ClassVar[dict] = {}  # the course handout's settings where they differ from the defaults
-    # The fields that cannot change a result, and so are left out of every run's checkpoint key
-    # (run_key); every other field, a question's own included, is in it.
-    KEY_EXCLUDED: ClassVar[dict] = {
-        "data_dir": "where the data file is found: the key holds the digest of its content",
-        "results_dir": "where results and checkpoints are written",
-        "progress": "how training shows its progress (a bar or log lines)",
-    }
-
-    data_dir: Path = Path("data")
-    results_dir: Path = Path("results")
-    seed: int = 0
-    is_quick: bool = False
-    progress: Optional[bool] = None
-    vmap: Optional[bool] = None
-    recipe: str = "default"
-
-    @classmethod
-    def quick(cls, **changes):
-        """The tiny settings (a question overrides this with its own)."""
-        return cls(**{"is_quick": True, **changes})
-
-    @classmethod
-    def handout(cls, **changes):
-        """The course handout's recipe: :attr:`HANDOUT` over the defaults, then ``changes``."""
-        return cls.make(recipe="handout", **changes)
-
-    @classmethod
-    def make(cls, *, is_quick: bool = False, recipe: str = "default", **changes):
-        """The configuration of ``recipe`` ("default" or "handout"), tiny with ``is_quick``: the
-        defaults, then the recipe's fields (:attr:`HANDOUT`), then the tiny sizes of
-        :meth:`quick` (which keep their own values of the fields they set), then ``changes``."""
-        if recipe not in RECIPES:
-            raise ValueError(f"recipe must be one of {RECIPES}, found {recipe!r}")
-        fields = {**cls.HANDOUT, "recipe": "handout"} if recipe == "handout" else {}
-        if not is_quick:
-            return cls(**{**fields, **changes})
-        plain, tiny = cls(), cls.quick()
-        fields = {k: v for k, v in fields.items() if getattr(tiny, k) == getattr(plain, k)}
-        return cls.quick(**{**fields, **changes})
-
-    def results_name(self, question: str) -> str:
-        """The folder of this configuration's results under ``results_dir`` (and the name of
-        its lock): ``question`` for the default recipe, ``<question>_handout`` for the handout's."""
-        return results_name(question, self.recipe)
-
-    def run_key(self, *, data: str, split, **run) -> dict:
-        """What keys a run's checkpoint (:func:`mp_jax.checkpoint.run_key`): every field of this
-        configuration except :attr:`KEY_EXCLUDED`, the data's digest ``data``, the ``split`` of
-        it the run trains on and the run's own settings ``run``."""
-        return checkpoint.run_key(self, self.KEY_EXCLUDED, data=data, split=split, **run)
-
-    def batch_sizes(self) -> dict:
-        """``{what: batch size}`` of the runs that ``--devices`` splits over a mesh (each must
-        divide by the device count; :func:`check_devices_divide`). None here."""
-        return {}
-
-    def usage_errors(self) -> list:
-        """What is wrong with these settings as a whole, one line each, naming the flags (a
-        question checks its flags together here; each flag's own range is checked by its
-        parser). Checked before any data is read (:func:`check_config`)."""
-        return []
-
-    @classmethod
-    def options_from_args(cls, args) -> dict:
-        """The :class:`RunOptions` fields from parsed arguments (absent flags: defaults),
-        and the fields named in ``FLAGS`` that the arguments set."""
-        own = {k: getattr(args, k) for k in cls.FLAGS if getattr(args, k, None) is not None}
-        return dict(data_dir=Path(getattr(args, "data_dir", "data")),
-                    results_dir=Path(getattr(args, "results_dir", "results")),
-                    seed=int(getattr(args, "seed", 0)), is_quick=bool(getattr(args, "quick", False)),
-                    progress=progress_flag(args), vmap=getattr(args, "vmap", None),
-                    recipe=getattr(args, "recipe", None) or "default", **own)
-
-    @classmethod
-    def from_args(cls, args):
-        """The configuration a command line asks for (:meth:`make`): the ``--recipe``'s
-        settings, tiny with ``--quick``, with the flags given."""
-        return cls.make(**cls.options_from_args(args))
-
-
-def results_name(question: str, recipe: str = "default") -> str:
-    """``q3`` for the default recipe, ``q3_handout`` for the handout's: the folder under
-    ``--results-dir`` (and the lock) of a question's run under that recipe."""
-    return question if recipe == "default" else f"{question}_{recipe}"
-
-
-def use_vmap(flag: Optional[bool] = None) -> bool:
-    """Whether a study's members train as one vmapped program: ``flag`` when given, else
-    on an accelerator yes and on a CPU no. On a CPU a batched matmul of a few members runs
-    no faster per FLOP than each member's own, and the members one after another finished
-    sooner (Q1's (β, ρ) study 154 s against 204 s vmapped, its sweep 150 s against 349 s on 2
-    cores: BENCHMARKS.md); on an accelerator one member leaves the device mostly idle."""
-    if flag is not None:
-        return bool(flag)
-    import jax
-
-    return jax.default_backend() != "cpu"
 
 
 Parser = cli.Parser  # one-line usage errors (mp_jax.cli.Parser)
@@ -375,109 +256,3 @@ def setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def progress_flag(args) -> bool | None:
-    return False if getattr(args, "no_progress", False) else None
-
-
-def question_dir(results_dir: os.PathLike, question: str) -> Path:
-    d = Path(results_dir) / question
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise storage_error(e, d, doing="creating") from e
-    return d
-
-
-def _jsonable(x: Any):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, Path):
-        return str(x)
-    if hasattr(x, "tolist"):  # numpy / jax arrays and scalars
-        return _jsonable(np.asarray(x).tolist())
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
-
-
-def write_json(path: os.PathLike, obj: Any) -> Path:
-    """Write JSON (arrays as lists, non-finite floats as null) atomically
-    (:func:`mp_jax.atomic.write_json`: a reader sees the old file or the new one, never a
-    part; no space left raises a one-line error naming the folder). Only the writing
-    process of a distributed run writes (:func:`mp_jax.distributed.is_writer`)."""
-    path = Path(path)
-    if not distributed.is_writer():
-        return path
-    return atomic.write_json(path, _jsonable(obj))
-
-
-def write_text(path: os.PathLike, text: str) -> Path:
-    """Write a text file atomically (:func:`mp_jax.atomic.write_text`); process 0 only."""
-    path = Path(path)
-    if not distributed.is_writer():
-        return path
-    return atomic.write_text(path, text)
-
-
-def read_json(path: os.PathLike) -> Any:
-    with open(path) as f:
-        return json.load(f)
-
-
-def file_digest(path: os.PathLike, n_hex: int = 16) -> str:
-    """A content hash of a data file (keys checkpoints to the exact data used)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:n_hex]
-
-
-def resolve_data(question: str, data_dir: os.PathLike) -> Path:
-    """The question's data file: the course file in ``data_dir`` when present, else the
-    stand-in, built there on the fly (never overwriting anything). Logs which one."""
-    from mp_jax.data import builders
-    from mp_jax.data.course import find_course_file
-
-    log = logging.getLogger(f"experiments.{question}")
-    path = find_course_file(data_dir, question)
-    if path is None:
-        log.info("%s: no course file in %s/; building the stand-in from public data", question, data_dir)
-        path = builders.build(question, data_dir)
-    return path
-
-
-def describe_source(attrs: dict) -> str:
-    """Where the data came from, in full (stand-in attributes with their credits and
-    licence, or the course file): for ``metrics.json`` and REPORT.md."""
-    if attrs.get("source_kind") == "stand-in":
-        return f"stand-in: {attrs.get('source', '?')} (licence: {attrs.get('licence', '?')})"
-    return "course file"
-
-
-def short_source(attrs: dict, limit: int = 100) -> str:
-    """Where the data came from in a few words: "course file", or "stand-in from" the
-    names of the stand-in's sources (a file path shortened to its stem; credits dropped)."""
-    if attrs.get("source_kind") != "stand-in":
-        return "course file"
-    names = []
-    for part in str(attrs.get("source", "")).split("; "):
-        name = part.split(" (")[0].split(": ")[0].strip()
-        if "/" in name:
-            name = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-        if name:
-            names.append(name)
-    text = "stand-in from " + (", ".join(names) or "?")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def announce_data(question: str, path: os.PathLike, attrs: dict) -> str:
-    """Print (and return) the one line a question says about its data."""
-    line = f"{question} data: {path} ({short_source(attrs)}" + \
-        ("; credits in REPORT.md and data/README.md)" if attrs.get("source_kind") == "stand-in" else ")")
-    print(line, flush=True)
-    return line

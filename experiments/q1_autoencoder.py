@@ -34,7 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import common, plotting
+from experiments import common, files, plotting
+from experiments.config import RunOptions, use_vmap
 from mp_jax.protocols import runs
 from mp_jax import cli, distributed, lbfgs, sweep, train
 from mp_jax.data import load_patches, splits
@@ -47,7 +48,7 @@ LABEL = {"lbfgs": "L-BFGS (full batch)", "sgd": "SGD+momentum (batch 32)"}
 
 
 @dataclasses.dataclass(frozen=True)
-class Q1Config(common.RunOptions):
+class Q1Config(RunOptions):
     """Q1's settings (the defaults are the report's; :meth:`quick` the tiny ones)."""
 
     FLAGS = ("optimizer", "lbfgs_iters", "sgd_epochs")
@@ -107,11 +108,11 @@ class Patches(NamedTuple):
 
 
 def load(c: Q1Config) -> Patches:
-    path = common.resolve_data("q1", c.data_dir)
+    path = files.resolve_data("q1", c.data_dir)
     data = load_patches(path)
     sets = splits.patch_sets(data, c.heldout_fraction, np.random.default_rng(c.seed), n_patches=c.n_patches)
     n, n_held = len(sets.x_train) + len(sets.x_held), len(sets.x_held)
-    return Patches(path, data.attrs, common.file_digest(path), f"n{n}:heldout{n_held}:seed{c.seed}", sets,
+    return Patches(path, data.attrs, files.file_digest(path), f"n{n}:heldout{n_held}:seed{c.seed}", sets,
                    jnp.asarray(sets.x_train), jnp.asarray(sets.x_held))
 
 
@@ -146,7 +147,7 @@ class Trainer:
         return params, rec
 
     def run_key(self, optimizer: str, hidden: int, hp, **more) -> dict:
-        """The checkpoint key of a run (:meth:`experiments.common.RunOptions.run_key`)."""
+        """The checkpoint key of a run (:meth:`experiments.RunOptions.run_key`)."""
         return self.c.run_key(data=self.d.data_id, split=self.d.split, model="autoencoder", optimizer=optimizer,
                               hidden=hidden, hp=[float(v) for v in hp], **more)
 
@@ -177,9 +178,9 @@ class Trainer:
     def study(self, hidden: int, hps: list) -> list:
         """[(parameters, record)] by ``config.optimizer`` for each of ``hps``: runs trained
         before are reused, the others trained as one vmapped program or one by one
-        (:func:`experiments.common.use_vmap`)."""
+        (:func:`experiments.use_vmap`)."""
         todo = [hp for hp in hps if self.name(self.c.optimizer, hidden, hp) not in self.done]
-        if len(todo) > 1 and common.use_vmap(self.c.vmap):
+        if len(todo) > 1 and use_vmap(self.c.vmap):
             self._vmapped(hidden, todo)
         return [self.one(self.c.optimizer, hidden, hp) for hp in hps]
 
@@ -224,10 +225,10 @@ def run(config: Q1Config, ctx: Optional[runs.RunContext] = None) -> dict:
     """Q1 end to end under ``ctx`` (default: no checkpoints, the default devices)."""
     c, t_start = config, time.perf_counter()
     ctx = ctx or runs.RunContext(progress=c.progress)
-    out = common.question_dir(c.results_dir, c.results_name("q1"))
+    out = files.question_dir(c.results_dir, c.results_name("q1"))
     data = load(c)
-    common.announce_data("q1", data.path, data.attrs)
-    plotting.patch_figures(data.sets.shown_rgb, data.sets.shown, out, common.short_source(data.attrs))
+    files.announce_data("q1", data.path, data.attrs)
+    plotting.patch_figures(data.sets.shown_rgb, data.sets.shown, out, files.short_source(data.attrs))
     trainer = Trainer(c, data, ctx)
     # (b) the default setting, by both optimisers
     comparison = {opt: trainer.one(opt, c.hidden, c.hp) for opt in sorted(OPTIMIZERS, key=lambda o: o != c.optimizer)}
@@ -248,10 +249,10 @@ def run(config: Q1Config, ctx: Optional[runs.RunContext] = None) -> dict:
                                                        min_smoothness=c.smooth_units_min)}
     plotting.q1_study_figures(beta_rho, grid, LABEL[c.optimizer], out,
                               chosen=tuple(v["name"] for v in choices.values()))
-    mode = "vmap" if common.use_vmap(c.vmap) else "sequential"
+    mode = "vmap" if use_vmap(c.vmap) else "sequential"
     metrics = {
         **_strip(rec),
-        "data": {"path": str(data.path), "source": common.describe_source(data.attrs),
+        "data": {"path": str(data.path), "source": files.describe_source(data.attrs),
                  "n_patches": int(len(data.x_train) + len(data.x_held)), "n_train": int(len(data.x_train)),
                  "n_heldout": int(len(data.x_held)), "sigma": data.sets.sigma},
         "settings": {**dataclasses.asdict(c), "hp": {k: float(v) for k, v in c.hp._asdict().items()}},
@@ -269,7 +270,7 @@ def run(config: Q1Config, ctx: Optional[runs.RunContext] = None) -> dict:
         "training": ctx.summary(),
         "total_seconds": time.perf_counter() - t_start,
     }
-    common.write_json(out / "metrics.json", metrics)
+    files.write_json(out / "metrics.json", metrics)
     print(f"q1: {LABEL[c.optimizer]} J {rec['final_cost']:.4f}, held-out MSE {rec['heldout_reconstruction_mse']:.5f} "
           f"(mean patch {rec['heldout_mean_patch_mse']:.5f}), ρ̂ {rec['mean_hidden_activation']:.4f} (ρ {rec['rho']:g}), "
           f"of {rec['hidden']} units {rec['duplicate_units']} duplicates, {rec['noise_units']} noise, "

@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import common, plotting, tables
+from experiments import common, files, plotting, tables
+from experiments.config import IMPLS, RunOptions
 from mp_jax.protocols import runs
 from mp_jax import cli, distributed, train
 from mp_jax.data import load_ngrams
@@ -45,7 +46,7 @@ log = logging.getLogger("experiments.q2")
 
 
 @dataclasses.dataclass(frozen=True)
-class Q2Config(common.RunOptions):
+class Q2Config(RunOptions):
     """Q2's settings (the defaults are the report's; :meth:`quick` the tiny ones).
 
     The defaults are the course handout's training settings already (η 0.15, α 0.85, batch 200,
@@ -63,7 +64,7 @@ class Q2Config(common.RunOptions):
     epochs: int = 50
     patience: int = 5
     init_std: float = 0.01
-    impl: str = "fast"  # "fast" or "reference" gradients (common.IMPLS)
+    impl: str = "fast"  # "fast" or "reference" gradients (IMPLS)
     n_train: Optional[int] = None  # None: every example of each split
     n_eval: Optional[int] = None
     n_samples: int = 5
@@ -118,8 +119,8 @@ def course_order(settings) -> list:
 
 def loss_and_grad(impl: str):
     """The manual ``loss_and_grad`` that ``impl`` names ("fast" or "reference")."""
-    if impl not in common.IMPLS:
-        raise ValueError(f"--impl must be one of {common.IMPLS}, found {impl!r}")
+    if impl not in IMPLS:
+        raise ValueError(f"--impl must be one of {IMPLS}, found {impl!r}")
     module = "mp_jax.models.language_model_fast" if impl == "fast" else "mp_jax.models.language_model"
     return importlib.import_module(module).loss_and_grad
 
@@ -184,12 +185,12 @@ def anchors_text(c: Q2Config, words: list, best, kn, weight: float, split: dict)
 def load(c: Q2Config):
     """The file, its digest, the vocabulary and the three splits ((x, y) each; the first
     ``n_train`` / ``n_eval`` rows with ``quick``)."""
-    path = common.resolve_data("q2", c.data_dir)
+    path = files.resolve_data("q2", c.data_dir)
     data = load_ngrams(path)
-    common.announce_data("q2", path, data.attrs)
+    files.announce_data("q2", path, data.attrs)
     sizes = {"train": c.n_train, "val": c.n_eval, "test": c.n_eval}
     split = {k: (getattr(data, f"{k}_x")[:n], getattr(data, f"{k}_y")[:n]) for k, n in sizes.items()}
-    return path, data.attrs, common.file_digest(path), list(data.words), split
+    return path, data.attrs, files.file_digest(path), list(data.words), split
 
 
 def train_networks(ctx: runs.RunContext, c: Q2Config, words: list, data_id: str, split: dict,
@@ -218,7 +219,7 @@ def train_networks(ctx: runs.RunContext, c: Q2Config, words: list, data_id: str,
 def run(config: Q2Config, ctx: Optional[runs.RunContext] = None) -> dict:
     """Q2 end to end under ``ctx`` (default: no checkpoints, the default devices)."""
     ctx = ctx or runs.RunContext(progress=config.progress)
-    c, out = config, common.question_dir(config.results_dir, config.results_name("q2"))
+    c, out = config, files.question_dir(config.results_dir, config.results_name("q2"))
     path, attrs, data_id, words, split = load(c)
     (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = split["train"], split["val"], split["test"]
     metrics, nets = train_networks(ctx, c, words, data_id, split, out)
@@ -239,32 +240,32 @@ def run(config: Q2Config, ctx: Optional[runs.RunContext] = None) -> dict:
     metrics["interpolated"] = {**scoring.score(weight * nn_test + (1 - weight) * kn_test, te_y), "weight": weight,
                                "val_cross_entropy": mix_val_ce, "components": [main_name, "kneser_ney"]}
     table = tables.q2_table(dict(metrics))
-    common.write_text(out / "table.txt", table)
+    files.write_text(out / "table.txt", table)
     # five random test trigrams (a fixed seed), the nearest words, the course's sample trigrams
     idx = np.sort(np.random.default_rng(c.seed).choice(len(te_y), size=min(c.n_samples, len(te_y)), replace=False))
     samples = [{"index": int(j), "trigram": " ".join(words[w] for w in te_x[j]), "true": words[te_y[j]],
                 "p_true": float(nn_test[j, te_y[j]]), "rank_true": int(r),
                 "p_true_kneser_ney": float(kn_test[j, te_y[j]]), "top10": scoring.top_words(nn_test[j], words, c.top_k)}
                for j, r in zip(idx, scoring.target_ranks(nn_test[idx], te_y[idx]))]
-    common.write_text(out / "samples.txt", tables.q2_samples(samples))
+    files.write_text(out / "samples.txt", tables.q2_samples(samples))
     plotting.samples_figure(samples, out / "samples.png",
                             f"Q2: top-10 fourth words of the network {main_name} (green: the true word)")
     queries = [w for w in c.query_words if w in words][:c.n_queries]
     neighbours = {q: scoring.nearest_words(best.emb, words, q) for q in queries}
-    common.write_text(out / "neighbours.txt", f"10 nearest words by cosine similarity of the {main_name} embedding\n"
+    files.write_text(out / "neighbours.txt", f"10 nearest words by cosine similarity of the {main_name} embedding\n"
                       + "".join(f"{q:<8} " + ", ".join(f"{w} ({s:.2f})" for w, s in nb) + "\n"
                                 for q, nb in neighbours.items()))
     anchors, anchor_text = anchors_text(c, words, best, kn, weight, split)
-    common.write_text(out / "anchors.txt", anchor_text)
+    files.write_text(out / "anchors.txt", anchor_text)
     metrics.update({
         "samples": samples, "neighbours": neighbours, "anchors": anchors,
         "model_selection": selection, "settings_course_order": course_order(c.settings),
         "settings": {**dataclasses.asdict(c), "max_epochs": c.epochs,
                      "early_stopping": "validation cross-entropy, best epoch's parameters kept"},
-        "data": {"path": str(path), "digest": data_id, "source": common.describe_source(attrs),
+        "data": {"path": str(path), "digest": data_id, "source": files.describe_source(attrs),
                  "vocab_size": len(words), "n_train": int(len(tr_y)), "n_val": int(len(va_y)), "n_test": int(len(te_y))},
         "training": ctx.summary(), "quick": bool(c.is_quick)})
-    common.write_json(out / "metrics.json", metrics)
+    files.write_json(out / "metrics.json", metrics)
     print(table + anchor_text + f"q2: results in {out}")
     return metrics
 

@@ -35,7 +35,8 @@ from typing import Optional
 import jax
 import numpy as np
 
-from experiments import common, plotting, tables
+from experiments import common, files, plotting, tables
+from experiments.config import RunOptions, use_vmap
 from mp_jax import augment, cli, distributed, train
 from mp_jax.errors import UserError
 from mp_jax.protocols import activity, runs
@@ -45,7 +46,7 @@ log = logging.getLogger("experiments.q3")
 
 
 @dataclasses.dataclass(frozen=True)
-class Q3Config(common.RunOptions):
+class Q3Config(RunOptions):
     """Q3's settings (the defaults are the report's; :meth:`quick` the tiny ones).
 
     The peak learning rates and epochs were chosen on the stand-in by validation accuracy
@@ -104,7 +105,7 @@ class Q3Config(common.RunOptions):
     learning_rates: tuple = (("rnn", 0.01), ("lstm", 0.1), ("gru", 0.1))
     seeds: int = 3  # members per model: seeds S … S+K−1
     select: tuple = ()  # peak learning rates to compare on validation (run_selection) instead of the protocol
-    impl: str = "fast"  # the recurrences' gradients: "fast" or "reference" (common.IMPLS)
+    impl: str = "fast"  # the recurrences' gradients: "fast" or "reference" (experiments.config.IMPLS)
     n_train: Optional[int] = None  # a random subset of the windows (None: all)
     n_test: Optional[int] = None
     baseline_lr: float = 0.1
@@ -176,8 +177,8 @@ Config = Q3Config
 
 def load(c: Q3Config) -> activity.Activity:
     """The activity file (the course's, else the stand-in) split as ``c`` says (:func:`mp_jax.protocols.activity.split_data`)."""
-    path = common.resolve_data("q3", c.data_dir)
-    return activity.split_data(path, common.file_digest(path), c)
+    path = files.resolve_data("q3", c.data_dir)
+    return activity.split_data(path, files.file_digest(path), c)
 
 
 def model_figures(cell: str, res: dict, d: activity.Activity, c: Q3Config, out) -> None:
@@ -209,8 +210,8 @@ def run_selection(ctx: runs.RunContext, c: Q3Config, d: activity.Activity, out) 
                              + ", ".join(f"{100 * v:.1f}" for v in r["val_accuracy_per_seed"])
                              + f" % | {r['val_loss']:.3f} |")
     text = "\n".join(lines) + "\n"
-    common.write_text(out / "selection.md", text)
-    common.write_json(out / "selection.json", {"validation": how, "seeds": seeds, "models": table})
+    files.write_text(out / "selection.md", text)
+    files.write_json(out / "selection.json", {"validation": how, "seeds": seeds, "models": table})
     if distributed.is_writer():
         print(text + f"q3: wrote {out}/selection.md")
     if failed:
@@ -221,10 +222,10 @@ def run_selection(ctx: runs.RunContext, c: Q3Config, d: activity.Activity, out) 
 
 def run(config: Q3Config, ctx: Optional[runs.RunContext] = None) -> dict:
     """Q3 end to end under ``ctx`` (default: no checkpoints, the default devices)."""
-    c, out = config, common.question_dir(config.results_dir, config.results_name("q3"))
+    c, out = config, files.question_dir(config.results_dir, config.results_name("q3"))
     ctx = ctx or runs.RunContext(progress=c.progress)
     d = load(c)
-    common.announce_data("q3", d.path, d.attrs)
+    files.announce_data("q3", d.path, d.attrs)
     if c.select:
         return run_selection(ctx, c, d, out)
     s, how = d.sets, d.sets.how
@@ -233,7 +234,7 @@ def run(config: Q3Config, ctx: Optional[runs.RunContext] = None) -> dict:
              f", subjects {how['subjects']}" if how["subjects"] else "", len(s.test[1]), list(d.names))
     results = {}
     for cell in (m for m in MODELS if m in c.models):
-        results[cell] = activity.run_model(ctx, cell, d, c, vmap=common.use_vmap(c.vmap))
+        results[cell] = activity.run_model(ctx, cell, d, c, vmap=use_vmap(c.vmap))
         model_figures(cell, results[cell], d, c, out)
     results["baseline"] = base = activity.run_baseline(ctx, d, c, activity.baseline_key(c.seed))
     plotting.confusions({"training": np.asarray(base["confusion_train"]), "test": np.asarray(base["confusion_test"])},
@@ -247,17 +248,17 @@ def run(config: Q3Config, ctx: Optional[runs.RunContext] = None) -> dict:
         plotting.gradient_flow(flows, out / "gradient_flow.png")
     chance = 1.0 / len(d.names)
     table = tables.q3_comparison(results, chance)
-    common.write_text(out / "comparison.md", table)
+    files.write_text(out / "comparison.md", table)
     y_te = s.test[1]
     metrics_ = {
         "question": "q3",
-        "data": {"path": str(d.path), "digest": d.data_id, "source": common.describe_source(d.attrs),
+        "data": {"path": str(d.path), "digest": d.data_id, "source": files.describe_source(d.attrs),
                  "recipe": d.attrs.get("recipe"), "class_names": list(d.names),
                  "class_descriptions": activity.class_descriptions(d.names, d.attrs),
                  "n_train": int(len(s.train_all[1])), "n_train_part": int(len(s.train[1])),
                  "n_val": int(len(s.val[1])), "n_test": int(len(y_te)), "validation": how,
                  "channel_mean": s.mean_all.tolist(), "channel_std": s.std_all.tolist()},
-        "settings": {**dataclasses.asdict(c), "learning_rates": dict(c.learning_rates), "vmap": common.use_vmap(c.vmap),
+        "settings": {**dataclasses.asdict(c), "learning_rates": dict(c.learning_rates), "vmap": use_vmap(c.vmap),
                      "devices": [str(x) for x in jax.devices()]},
         "protocol": activity.protocol_text(c, d),
         "chance_accuracy": chance,
@@ -265,7 +266,7 @@ def run(config: Q3Config, ctx: Optional[runs.RunContext] = None) -> dict:
         "training": ctx.summary(),
         **results,
     }
-    common.write_json(out / "metrics.json", metrics_)
+    files.write_json(out / "metrics.json", metrics_)
     if distributed.is_writer():
         print(table + f"q3: wrote {out}/metrics.json and figures")
     return metrics_

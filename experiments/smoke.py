@@ -11,7 +11,8 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from experiments import common, plotting
+from experiments import common, files, plotting
+from experiments.config import RunOptions
 from mp_jax.protocols import runs
 from mp_jax import cli, distributed, train
 from mp_jax.models import mlp
@@ -28,7 +29,7 @@ def spirals(key, n: int, noise: float = 0.15):
 
 
 @dataclasses.dataclass(frozen=True)
-class SmokeConfig(common.RunOptions):
+class SmokeConfig(RunOptions):
     """The smoke run's settings (:meth:`quick`: fewer examples and epochs)."""
 
     n: int = 3000  # training examples (a fifth as many more for validation)
@@ -51,7 +52,7 @@ Config = SmokeConfig
 
 
 def run(config: SmokeConfig, ctx: Optional[runs.RunContext] = None) -> dict:
-    c, out = config, common.question_dir(config.results_dir, "smoke")
+    c, out = config, files.question_dir(config.results_dir, "smoke")
     ctx = ctx or runs.RunContext(progress=c.progress)
     k_data, k_init, k_fit = jax.random.split(jax.random.PRNGKey(c.seed), 3)
     x, y = spirals(k_data, c.n + c.n // 5)
@@ -66,7 +67,7 @@ def run(config: SmokeConfig, ctx: Optional[runs.RunContext] = None) -> dict:
     metrics = {"val_loss": float(final["loss"]), "val_accuracy": float(final["accuracy"]), "best_epoch": res.best_epoch,
                "epochs_run": res.epochs_run, "seconds": res.seconds, "loaded": res.loaded, "history": res.history}
     plotting.loss_curves(res.history, out / "loss.png", "smoke: MLP on two spirals", best_epoch=res.best_epoch)
-    common.write_json(out / "metrics.json", metrics)
+    files.write_json(out / "metrics.json", metrics)
     print(f"smoke: val accuracy {metrics['val_accuracy']:.3f} (best epoch {res.best_epoch}) -> {out}")
     return metrics
 

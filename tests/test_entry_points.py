@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from experiments import __main__ as main_job
-from experiments import common, q1_autoencoder, q3_activity, smoke
+from experiments import common, files, q1_autoencoder, q3_activity, smoke
 from mp_jax import atomic, cli
 from mp_jax.lock import FolderLock
 
@@ -199,8 +199,8 @@ def test_only_the_writing_process_writes(monkeypatch, tmp_path):
     from mp_jax import distributed
 
     monkeypatch.setattr(distributed, "is_writer", lambda: False)
-    common.write_json(tmp_path / "m.json", {"a": 1})
-    common.write_text(tmp_path / "t.txt", "x")
+    files.write_json(tmp_path / "m.json", {"a": 1})
+    files.write_text(tmp_path / "t.txt", "x")
     import matplotlib.pyplot as plt
 
     from experiments import plotting

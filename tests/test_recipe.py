@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import common, report
+from experiments import report
+from experiments.config import RECIPES, results_name
 from experiments import __main__ as main_job
 from experiments import q1_autoencoder as q1
 from experiments import q2_language_model as q2
@@ -204,8 +205,8 @@ def test_docs_recipes_settings_table_matches_the_configs():
 
 
 def test_recipe_names_and_folders():
-    assert common.RECIPES == ("default", "handout")
-    assert common.results_name("q2") == "q2" and common.results_name("q2", "handout") == "q2_handout"
+    assert RECIPES == ("default", "handout")
+    assert results_name("q2") == "q2" and results_name("q2", "handout") == "q2_handout"
 
 
 def test_the_main_job_runs_the_handout_recipe_beside_ours(tmp_path, capsys):

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments import common, smoke
+from experiments import smoke
+from experiments.config import RunOptions
 from experiments.q1_autoencoder import Q1Config
 from experiments.q2_language_model import Q2Config
 from experiments.q3_activity import Q3Config
@@ -76,7 +77,7 @@ def test_the_data_and_its_split_key_a_run():
 
 def test_a_stale_exclusion_is_refused():
     with pytest.raises(ValueError, match="not fields"):
-        checkpoint.run_key(common.RunOptions(), {"no_such_field": "why"}, data="d", split="s")
+        checkpoint.run_key(RunOptions(), {"no_such_field": "why"}, data="d", split="s")
 
 
 def test_the_recipes_key_their_runs_apart():

@@ -5,7 +5,7 @@
 checkpoint store, the device mesh, whether this process writes, how progress shows. With
 a store (the entry points open one per question) every run writes a checkpoint after each
 epoch, keyed by a hash of its name, its run key (every setting of the question's frozen
-configuration, the data's digest and split: :meth:`experiments.common.RunOptions.run_key`),
+configuration, the data's digest and split: :meth:`experiments.config.RunOptions.run_key`),
 the engine's settings and its PRNG key; calling the same run again loads it when it
 finished (with the training time it recorded then), resumes it from its last epoch when
 it was interrupted (ending with the same parameters as an uninterrupted run), and sets
@@ -215,7 +215,7 @@ def fit_run(ctx: RunContext, name: str, training: Training, params: Any, train_d
       name: a short unique name within the question, e.g. ``"lm_D32_P256"``.
       training: how it trains (:class:`Training`).
       run_key: what defines the run (JSON-serialisable), normally
-        :meth:`experiments.common.RunOptions.run_key`: every setting of the question's
+        :meth:`experiments.config.RunOptions.run_key`: every setting of the question's
         configuration, the data's digest and split, the run's own settings. Together with
         ``name``, the engine's settings and ``key`` it keys the checkpoint. None: no checkpoint.
       The rest as :func:`mp_jax.train.fit`.
