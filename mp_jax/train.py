@@ -406,7 +406,7 @@ class FitResult(NamedTuple):
     compile_seconds: float
     state: FitState
     seconds: float = math.nan  # training wall time, compilation included (a loaded run: as recorded)
-    loaded: bool = False  # restored from a finished checkpoint instead of trained (experiments.runner)
+    loaded: bool = False  # restored from a finished checkpoint instead of trained (mp_jax.protocols.runs)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -151,16 +151,16 @@ def check_autoencoder_and_meshes(out):
 
     # which mesh a run gets: CPU cores (as many as divide the batch) only for runs that ask, and
     # only when --devices was not given
-    from experiments import runner
+    from mp_jax.protocols.runs import RunContext
 
     def size(m):
         return None if m is None else m.size
 
     out["cpu_mesh"] = {b: size(parallel.cpu_mesh(b)) for b in (32, 6, 5)}
-    with runner.devices(None):
-        out["run_mesh_default"] = [size(runner.run_mesh(32, True)), size(runner.run_mesh(32, False))]
-    with runner.devices(2):
-        out["run_mesh_explicit"] = [size(runner.run_mesh(32, True)), size(runner.run_mesh(32, False))]
+    ctx = RunContext.start(n_devices=None)
+    out["run_mesh_default"] = [size(ctx.run_mesh(32, True)), size(ctx.run_mesh(32, False))]
+    ctx = RunContext.start(n_devices=2)
+    out["run_mesh_explicit"] = [size(ctx.run_mesh(32, True)), size(ctx.run_mesh(32, False))]
     out["use_cpu_cores_too_late"] = parallel.use_cpu_cores(2)
 
 
