@@ -6,7 +6,7 @@ Implementations (same data, same initial parameters, same optimizer settings):
 
 * ``manual``   — the hand-derived fast path, in the engine's one-jit epoch, set up as the
   experiments train it: the recurrences' :mod:`mp_jax.models.recurrent_fast` with each
-  batch split over the CPU cores as devices (:mod:`mp_jax.parallel`; their scans run on
+  batch split over the CPU cores as devices (:mod:`mp_jax.engine.parallel`; their scans run on
   one core each) and the GRU's and LSTM's scan buffers reused from one batch to the next
   (``recurrent_fast.loss_and_grad_reusing``, :class:`mp_jax.models.recurrent_fast.BufferReuse`); the language model's
   :mod:`mp_jax.models.language_model_fast` and the autoencoder on one device;
@@ -313,7 +313,7 @@ def _jax_runner(workload: str, impl: str, s: dict, p, data, hyper, clip, split: 
     devices instead (see the module doc)."""
     import jax
 
-    from mp_jax import parallel, train
+    from mp_jax.engine import parallel, train
 
     lag = loss_and_grad_of(jax_fns(workload, hyper), impl)
     opt = train.sgd_momentum(s["lr"], s["momentum"], clip)
@@ -337,7 +337,7 @@ def interleaved(workload: str, s: dict, reps: int, impls=INTERLEAVED) -> dict:
     that all see the same machine: on a shared VM whose speed drifts by tens of percent
     between processes, the ratio of two neighbouring epochs is the steadier measure.
     Returns ``times``: {impl: [seconds of epoch r, ...]}, epoch r of each timed in round r."""
-    from mp_jax import parallel
+    from mp_jax.engine import parallel
 
     impls = implementations(workload, [i for i in INTERLEAVED if i in impls])
     if len(impls) < 2:
@@ -371,7 +371,7 @@ def worker(workload: str, impl: str, quick: bool, reps: int, interleave=INTERLEA
         raise SystemExit(f"--worker {workload} manual_reference: the autoencoder has one manual path only")
     mesh = None  # one device unless a JAX implementation splits the batch below
     if impl in JAX_IMPLS:  # before any JAX computation: the CPU as one device per core, or one
-        from mp_jax import parallel
+        from mp_jax.engine import parallel
 
         parallel.use_cpu_cores(None if splits_over_cpu_cores(workload, impl, "cpu") else 1)
     platform = jax_platform() if impl in JAX_IMPLS else "cpu"
@@ -653,7 +653,7 @@ def _names(parser: argparse.ArgumentParser, flag: str, value: str, allowed, empt
 
 
 def main(argv=None) -> int:
-    from mp_jax import cli
+    from mp_jax.runtime import cli
 
     p = cli.Parser(prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes, one round (a few minutes)")
@@ -694,6 +694,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from mp_jax import cli
+    from mp_jax.runtime import cli
 
     raise SystemExit(cli.run_main(main))

@@ -27,7 +27,7 @@ The floor is not a model (its numbers mean nothing); it bounds what any rewrite 
 manual elementwise work could reach with XLA's CPU matmuls. The three programs are timed
 in turn, ``--reps`` rounds, and the medians are printed as milliseconds per minibatch with
 the ratios. Sizes are the per-core work of training: the GRU's batch of 32 is split over
-the two cores (:mod:`mp_jax.parallel`), so its worker is pinned to one core and times
+the two cores (:mod:`mp_jax.engine.parallel`), so its worker is pinned to one core and times
 16 sequences of 150 steps, H = 128; the language model trains on one device with both
 cores, batch 200, D = 32, P = 256, V = 250. Each workload runs in its own process.
 """
@@ -225,7 +225,7 @@ def print_rows(rows) -> None:
 
 
 def main(argv=None) -> int:
-    from mp_jax import cli
+    from mp_jax.runtime import cli
 
     p = cli.Parser(prog="python -m benchmarks.floor", description=__doc__,
                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -255,6 +255,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from mp_jax import cli
+    from mp_jax.runtime import cli
 
     raise SystemExit(cli.run_main(main))

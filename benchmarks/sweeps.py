@@ -7,16 +7,16 @@ members one by one), each both ways on the same data and initial parameters:
 
 * ``sweep_q3_seeds`` — Q3's repeated seeds (``python -m experiments.q3_activity --seeds
   K``): M LSTM members (each its own initial parameters and shuffling key) trained by
-  :func:`mp_jax.sweep.fit_sweep` (``vmap``: one jitted program over the members, with
-  ``recurrent_fast.loss_and_grad``) and by :func:`mp_jax.train.fit` once per member
+  :func:`mp_jax.engine.sweep.fit_sweep` (``vmap``: one jitted program over the members, with
+  ``recurrent_fast.loss_and_grad``) and by :func:`mp_jax.engine.train.fit` once per member
   (``sequential``, with ``recurrent_fast.loss_and_grad_reusing``), as Q3 trains them.
   Every member runs every epoch (no early stopping), with a validation pass per epoch as
   in Q3. Both ways compile their epoch inside the call; ``seconds`` is the call's wall
   time minus the compile time each reports (``compile_seconds``), after a first call on
   one short batch has warmed up the eager operations around the epoch.
 * ``sweep_q1_beta_rho`` — Q1's (β, ρ) study: one tied-weight sparse autoencoder per
-  (β, ρ) trained by full-batch L-BFGS, :func:`mp_jax.lbfgs.minimize_many` (``vmap``)
-  against :func:`mp_jax.lbfgs.minimize` per member (``sequential``), as Q1 trains them
+  (β, ρ) trained by full-batch L-BFGS, :func:`mp_jax.engine.lbfgs.minimize_many` (``vmap``)
+  against :func:`mp_jax.engine.lbfgs.minimize` per member (``sequential``), as Q1 trains them
   with its default optimiser. Their compiled chunks are cached, so each way is run once
   beforehand to compile, and ``seconds`` is the second run's wall time.
 
@@ -55,7 +55,7 @@ def time_q3_seeds(s: dict, seed: int = 0, warmup: bool = True) -> list:
     import jax
     import jax.numpy as jnp
 
-    from mp_jax import sweep, train
+    from mp_jax.engine import sweep, train
     from mp_jax.models import recurrent, recurrent_fast
 
     rng = np.random.default_rng(seed)
@@ -109,7 +109,7 @@ def time_q1_beta_rho(s: dict, seed: int = 0) -> list:
     import jax
     import jax.numpy as jnp
 
-    from mp_jax import lbfgs, sweep
+    from mp_jax.engine import lbfgs, sweep
     from mp_jax.models import autoencoder as ae
 
     rng = np.random.default_rng(seed)
@@ -174,7 +174,7 @@ def write_rows(path, rows: list, keep_existing: bool) -> None:
 
 
 def main(argv=None) -> int:
-    from mp_jax import cli
+    from mp_jax.runtime import cli
 
     p = cli.Parser(prog="python -m benchmarks.sweeps", description=__doc__,
                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -188,6 +188,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from mp_jax import cli
+    from mp_jax.runtime import cli
 
     raise SystemExit(cli.run_main(main))

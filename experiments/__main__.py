@@ -28,7 +28,8 @@ import logging
 import time
 
 from experiments import common, files, report
-from mp_jax import cli, distributed
+from mp_jax.runtime import cli
+from mp_jax.engine import distributed
 from mp_jax.data.course import parse_questions
 
 QUESTIONS = {

@@ -11,8 +11,8 @@ do settings that do not fit together (:func:`check_config`: ``--devices`` not di
 Q3's seeds past the PRNG's range), before JAX starts or any data is read; each
 question's results folder is locked while a run uses it (:func:`question_lock`, a lock file
 ``<results-dir>/.<question>.lock`` beside the folder, so that ``--fresh`` can move the folder
-aside); results are written atomically (:mod:`mp_jax.atomic`), by process 0 only in a
-distributed run (:mod:`mp_jax.distributed`)."""
+aside); results are written atomically (:mod:`mp_jax.runtime.atomic`), by process 0 only in a
+distributed run (:mod:`mp_jax.engine.distributed`)."""
 from __future__ import annotations
 
 import argparse
@@ -24,15 +24,16 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from experiments.config import IMPLS, RECIPES, RunOptions
-from mp_jax import cli, distributed
-from mp_jax.errors import storage_error
-from mp_jax.lock import FolderLock
+from mp_jax.runtime import cli
+from mp_jax.engine import distributed
+from mp_jax.runtime.errors import storage_error
+from mp_jax.runtime.lock import FolderLock
 
 
 MATMUL_PRECISIONS = ("highest", "default")
 
 
-Parser = cli.Parser  # one-line usage errors (mp_jax.cli.Parser)
+Parser = cli.Parser  # one-line usage errors (mp_jax.runtime.cli.Parser)
 
 
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -72,7 +73,7 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 def move_aside(path: os.PathLike) -> Optional[Path]:
     """Rename an existing results folder to ``<name>.old-<timestamp>`` (never deletes).
-    Only the writing process (:func:`mp_jax.distributed.is_writer`) moves anything."""
+    Only the writing process (:func:`mp_jax.engine.distributed.is_writer`) moves anything."""
     import time
 
     path = Path(path)
@@ -94,7 +95,7 @@ def move_aside(path: os.PathLike) -> Optional[Path]:
 def question_lock(results_dir: os.PathLike, question: str):
     """The lock of ``<results_dir>/<question>/`` while a run uses it: a lock file
     ``<results_dir>/.<question>.lock`` (beside the folder, which ``--fresh`` may move aside)
-    holding the run's pid and host (:class:`mp_jax.lock.FolderLock`). A second run on the
+    holding the run's pid and host (:class:`mp_jax.runtime.lock.FolderLock`). A second run on the
     same folder stops at once with a one-line error naming the holder. In a distributed run
     only process 0 takes it (the others write nothing; on one machine they would otherwise
     stop each other); there this is a context that does nothing."""
@@ -165,14 +166,14 @@ def check_devices_divide(parser: argparse.ArgumentParser, configs: Sequence[RunO
 def start_devices(args, parser: Optional[argparse.ArgumentParser] = None,
                   configs: Sequence[RunOptions] = ()) -> int:
     """First thing after parsing (and :func:`check_config`), before any JAX computation: the
-    CPU as ``--cpu-devices`` devices (default one per core; see :mod:`mp_jax.parallel`), the
+    CPU as ``--cpu-devices`` devices (default one per core; see :mod:`mp_jax.engine.parallel`), the
     distributed run the flags describe, if any
-    (:func:`mp_jax.distributed.initialize_from_args`), ``--devices`` checked against the
+    (:func:`mp_jax.engine.distributed.initialize_from_args`), ``--devices`` checked against the
     devices JAX then has (with ``parser``: a usage error, exit status 2) and, when not
     given, the devices the runs would take against ``configs``' batch sizes
     (:func:`check_devices_divide`), and float32 matmuls at ``--matmul-precision`` (see
     :func:`set_matmul_precision`). Returns the CPU device count."""
-    from mp_jax import parallel
+    from mp_jax.engine import parallel
 
     n = parallel.use_cpu_cores(getattr(args, "cpu_devices", None))
     distributed.initialize_from_args(args, parser)
@@ -232,7 +233,7 @@ def parse_assignments(text: str, choices: tuple, flag: str, defaults: tuple,
                       allowed: Optional[str] = None) -> tuple:
     """``"rnn=0.01,all=0.1"`` applied in order over ``defaults`` ((name, value) pairs), as such
     pairs; ``all`` sets every one of ``choices``. ``number`` reads a value (a ValueError or
-    ``ArgumentTypeError`` refuses it; e.g. :func:`mp_jax.cli.positive_number`), ``what`` names
+    ``ArgumentTypeError`` refuses it; e.g. :func:`mp_jax.runtime.cli.positive_number`), ``what`` names
     it in the message and ``allowed`` says which values it takes."""
     values = dict(defaults)
     for item in text.split(","):

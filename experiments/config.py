@@ -8,7 +8,7 @@ import dataclasses
 from pathlib import Path
 from typing import ClassVar, Optional
 
-from mp_jax import checkpoint
+from mp_jax.engine import checkpoint
 
 IMPLS = ("fast", "reference")
 RECIPES = ("default", "handout")  # --recipe: the defaults, or the course handout's settings (docs/recipes.md)
@@ -79,7 +79,7 @@ class RunOptions:
         return results_name(question, self.recipe)
 
     def run_key(self, *, data: str, split, **run) -> dict:
-        """What keys a run's checkpoint (:func:`mp_jax.checkpoint.run_key`): every field of this
+        """What keys a run's checkpoint (:func:`mp_jax.engine.checkpoint.run_key`): every field of this
         configuration except :attr:`KEY_EXCLUDED`, the data's digest ``data``, the ``split`` of
         it the run trains on and the run's own settings ``run``."""
         return checkpoint.run_key(self, self.KEY_EXCLUDED, data=data, split=split, **run)

@@ -1,6 +1,6 @@
 """What the entry points read and write: each question's results folder, JSON and text
-files written atomically by the writing process only (:mod:`mp_jax.atomic`,
-:mod:`mp_jax.distributed`), the data file (the course's or the stand-in, its content
+files written atomically by the writing process only (:mod:`mp_jax.runtime.atomic`,
+:mod:`mp_jax.engine.distributed`), the data file (the course's or the stand-in, its content
 digest) and the lines that say where the data came from."""
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from mp_jax import atomic, distributed
-from mp_jax.errors import storage_error
+from mp_jax.runtime import atomic
+from mp_jax.engine import distributed
+from mp_jax.runtime.errors import storage_error
 
 
 def question_dir(results_dir: os.PathLike, question: str) -> Path:
@@ -41,9 +42,9 @@ def _jsonable(x: Any):
 
 def write_json(path: os.PathLike, obj: Any) -> Path:
     """Write JSON (arrays as lists, non-finite floats as null) atomically
-    (:func:`mp_jax.atomic.write_json`: a reader sees the old file or the new one, never a
+    (:func:`mp_jax.runtime.atomic.write_json`: a reader sees the old file or the new one, never a
     part; no space left raises a one-line error naming the folder). Only the writing
-    process of a distributed run writes (:func:`mp_jax.distributed.is_writer`)."""
+    process of a distributed run writes (:func:`mp_jax.engine.distributed.is_writer`)."""
     path = Path(path)
     if not distributed.is_writer():
         return path
@@ -51,7 +52,7 @@ def write_json(path: os.PathLike, obj: Any) -> Path:
 
 
 def write_text(path: os.PathLike, text: str) -> Path:
-    """Write a text file atomically (:func:`mp_jax.atomic.write_text`); process 0 only."""
+    """Write a text file atomically (:func:`mp_jax.runtime.atomic.write_text`); process 0 only."""
     path = Path(path)
     if not distributed.is_writer():
         return path

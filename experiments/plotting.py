@@ -18,15 +18,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from mp_jax import atomic, distributed  # noqa: E402
-from mp_jax.metrics import accuracy, row_normalized  # noqa: E402
+from mp_jax.engine import distributed  # noqa: E402
+from mp_jax.runtime import atomic  # noqa: E402
+from mp_jax.engine.metrics import accuracy, row_normalized  # noqa: E402
 from mp_jax.models.autoencoder_measures import unit_images  # noqa: E402
 
 
 def save(fig, path: os.PathLike, dpi: int = 120) -> Path:
-    """Save a figure as PNG atomically (:func:`mp_jax.atomic.save_figure`: rendered in
+    """Save a figure as PNG atomically (:func:`mp_jax.runtime.atomic.save_figure`: rendered in
     memory, then a temporary file renamed over ``path``) and close it. In a distributed run
-    only the writing process saves (:func:`mp_jax.distributed.is_writer`)."""
+    only the writing process saves (:func:`mp_jax.engine.distributed.is_writer`)."""
     path = Path(path)
     if not distributed.is_writer():
         plt.close(fig)

@@ -37,7 +37,8 @@ import numpy as np
 from experiments import common, files, plotting
 from experiments.config import RunOptions, use_vmap
 from mp_jax.protocols import runs
-from mp_jax import cli, distributed, lbfgs, sweep, train
+from mp_jax.runtime import cli
+from mp_jax.engine import distributed, lbfgs, sweep, train
 from mp_jax.data import load_patches, splits
 from mp_jax.models import autoencoder as ae
 from mp_jax.models import autoencoder_measures as measures

@@ -36,7 +36,8 @@ import numpy as np
 from experiments import common, files, plotting, tables
 from experiments.config import IMPLS, RunOptions
 from mp_jax.protocols import runs
-from mp_jax import cli, distributed, train
+from mp_jax.runtime import cli
+from mp_jax.engine import distributed, train
 from mp_jax.data import load_ngrams
 from mp_jax.models import kneser_ney
 from mp_jax.models import language_model as lm
@@ -127,7 +128,7 @@ def loss_and_grad(impl: str):
 
 def train_setting(ctx: runs.RunContext, c: Q2Config, i: int, d: int, p: int, vocab: int, data_id: str, train_data,
                   val_data):
-    """One (D, P) network through the checkpointed engine: its :class:`mp_jax.train.FitResult`."""
+    """One (D, P) network through the checkpointed engine: its :class:`mp_jax.engine.train.FitResult`."""
     k_init, k_fit = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(c.seed), i))
     split = {"train": int(len(train_data[1])), "val": int(len(val_data[1])), "rows": "the first of each split"}
     training = runs.Training(loss_and_grad(c.impl), train.sgd_momentum(c.learning_rate, c.momentum),

@@ -37,8 +37,9 @@ import numpy as np
 
 from experiments import common, files, plotting, tables
 from experiments.config import RunOptions, use_vmap
-from mp_jax import augment, cli, distributed, train
-from mp_jax.errors import UserError
+from mp_jax.engine import augment, distributed, train
+from mp_jax.runtime import cli
+from mp_jax.runtime.errors import UserError
 from mp_jax.protocols import activity, runs
 from mp_jax.protocols.activity import MODELS
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Optional
 
 from experiments import findings
-from mp_jax import atomic, cli, distributed
-from mp_jax.errors import UserError
+from mp_jax.runtime import atomic, cli
+from mp_jax.engine import distributed
+from mp_jax.runtime.errors import UserError
 
 
 def _load(qdir: Path) -> Optional[dict]:

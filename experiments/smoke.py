@@ -14,7 +14,8 @@ import jax.numpy as jnp
 from experiments import common, files, plotting
 from experiments.config import RunOptions
 from mp_jax.protocols import runs
-from mp_jax import cli, distributed, train
+from mp_jax.runtime import cli
+from mp_jax.engine import distributed, train
 from mp_jax.models import mlp
 
 

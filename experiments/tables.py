@@ -69,7 +69,7 @@ def label(name: str) -> str:
 def seed_gaps(results: dict) -> list:
     """``[(a, b, metrics.compare_over_seeds)]`` of the test accuracies, for every pair of
     models in ``results`` order."""
-    from mp_jax import metrics
+    from mp_jax.engine import metrics
 
     names = list(results)
     return [(a, b, metrics.compare_over_seeds(results[a]["test_accuracy_per_seed"], results[b]["test_accuracy_per_seed"]))

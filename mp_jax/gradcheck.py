@@ -49,7 +49,7 @@ import argparse
 import contextlib
 import sys
 
-from mp_jax import cli
+from mp_jax.runtime import cli
 from mp_jax.checks import bugzoo, exercises, gradtable, registry
 from mp_jax.checks.registry import Size
 

@@ -4,12 +4,12 @@
 Each copy of the command gets, in its environment, the coordinator's address (127.0.0.1
 and a free port, or ``--port``), the number of processes and its own number
 (``MP_JAX_COORDINATOR``, ``MP_JAX_NUM_PROCESSES``, ``MP_JAX_PROCESS_ID``, read by
-:func:`mp_jax.distributed.initialize_from_args`), ``MP_JAX_HEARTBEAT_TIMEOUT`` when
+:func:`mp_jax.engine.distributed.initialize_from_args`), ``MP_JAX_HEARTBEAT_TIMEOUT`` when
 ``--heartbeat-timeout`` is given, and ``JAX_NUM_CPU_DEVICES`` when ``--cpu-devices`` is.
 Their output goes to this terminal. The launcher waits for all of them and exits with the
 first non-zero status among them (0 when all succeed); Ctrl-C or SIGTERM is passed on to
 every process. When one process dies the others stop on their own
-(:mod:`mp_jax.distributed`). For several hosts, start the command on each host yourself
+(:mod:`mp_jax.engine.distributed`). For several hosts, start the command on each host yourself
 with ``--coordinator HOST:PORT --num-processes N --process-id I`` (see the README).
 """
 from __future__ import annotations
@@ -22,7 +22,8 @@ import subprocess
 import sys
 from typing import Optional, Sequence
 
-from mp_jax import cli, distributed
+from mp_jax.runtime import cli
+from mp_jax.engine import distributed
 
 
 def free_port(host: str = "127.0.0.1") -> int:

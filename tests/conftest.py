@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from experiments.common import set_matmul_precision
-from mp_jax.parallel import usable_cores
+from mp_jax.engine.parallel import usable_cores
 
 # The suite checks the package as the experiments run it: float32 matmuls at full precision
 # (experiments/common.py --matmul-precision; JAX's default is TensorFloat-32 on recent NVIDIA

@@ -9,8 +9,8 @@ import stat
 import numpy as np
 import pytest
 
-from mp_jax import atomic
-from mp_jax.errors import StorageError, UserError
+from mp_jax.runtime import atomic
+from mp_jax.runtime.errors import StorageError, UserError
 
 OLD = "the older file\n"
 

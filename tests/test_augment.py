@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mp_jax import augment
+from mp_jax.engine import augment
 
 
 @pytest.mark.slow

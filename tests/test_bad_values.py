@@ -17,7 +17,8 @@ from benchmarks import floor as bench_floor
 from experiments import __main__ as main_job
 from experiments import common, q1_autoencoder, q2_language_model, q3_activity, smoke
 from mp_jax.protocols import runs
-from mp_jax import cli, train
+from mp_jax.runtime import cli
+from mp_jax.engine import train
 from mp_jax.models import mlp
 
 FAST_COMPILE = True  # tiny programs compiled once (conftest)
@@ -275,7 +276,7 @@ def test_checking_the_flags_does_not_start_jax_before_the_cpu_devices_are_set():
 
     code = ("import argparse, jax\n"
             "from experiments import common, q3_activity\n"
-            "from mp_jax import parallel\n"
+            "from mp_jax.engine import parallel\n"
             "p = argparse.ArgumentParser()\n"
             "args = argparse.Namespace(devices=None, cpu_devices=None, matmul_precision='highest')\n"
             "common.check_config(p, args, [q3_activity.Q3Config()])\n"

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from mp_jax import checkpoint, train
+from mp_jax.engine import checkpoint, train
 from mp_jax.models import mlp
 
 
@@ -63,7 +63,7 @@ def test_a_full_disk_keeps_the_older_checkpoint(tmp_path, monkeypatch):
     import errno
     import os
 
-    from mp_jax.errors import StorageError
+    from mp_jax.runtime.errors import StorageError
 
     p = checkpoint.save_state(tmp_path / "run.h5", make_state(), {"run_hash": "abc"})
     before = p.read_bytes()
@@ -88,7 +88,7 @@ def test_a_full_disk_keeps_the_older_checkpoint(tmp_path, monkeypatch):
 
 
 def test_checkpoint_errors_say_what_to_do():
-    from mp_jax.errors import UserError
+    from mp_jax.runtime.errors import UserError
 
     e = checkpoint.CheckpointError("r/run.h5: unreadable checkpoint (OSError: truncated)")
     assert isinstance(e, UserError) and isinstance(e, RuntimeError)

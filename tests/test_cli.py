@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mp_jax import cli
-from mp_jax.errors import StorageError, UserError, storage_error
+from mp_jax.runtime import cli
+from mp_jax.runtime.errors import StorageError, UserError, storage_error
 
 REPO = Path(__file__).resolve().parents[1]
 HANG_GUARD_S = 1800  # a hung subprocess only; not a time limit
@@ -153,7 +153,7 @@ def test_storage_error_reads_the_errno_h5py_writes_in_its_message():
 
 
 def test_a_diverged_run_is_one_line(capsys):
-    from mp_jax.train import NonFiniteError
+    from mp_jax.engine.train import NonFiniteError
 
     e = NonFiniteError("q3 gru: the training loss became non-finite at epoch 4; lower the learning rate.", 4, None)
     assert cli.run_main(raising(e), []) == 1
@@ -163,7 +163,7 @@ def test_a_diverged_run_is_one_line(capsys):
 
 def test_data_and_lock_errors_are_user_errors(tmp_path, capsys):
     from mp_jax.data import DataError, load_patches
-    from mp_jax.lock import FolderLock
+    from mp_jax.runtime.lock import FolderLock
 
     with pytest.raises(DataError) as e:
         load_patches(tmp_path / "data1.h5")
@@ -207,8 +207,8 @@ def test_interrupt_is_one_line_with_status_130(capsys):
 SCRIPT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from mp_jax import cli
-    from mp_jax.lock import FolderLock
+    from mp_jax.runtime import cli
+    from mp_jax.runtime.lock import FolderLock
 
     def main(argv):
         folder = Path(argv[0])

@@ -231,7 +231,7 @@ def test_test_windows_must_have_the_training_length(tmp_path):
 
 
 def test_data_errors_are_user_errors():
-    from mp_jax.errors import UserError
+    from mp_jax.runtime.errors import UserError
 
     assert issubclass(DataError, UserError) and issubclass(DataError, ValueError)
 

@@ -1,4 +1,4 @@
-"""Data parallelism across processes (mp_jax.distributed) on one machine, 127.0.0.1 only:
+"""Data parallelism across processes (mp_jax.engine.distributed) on one machine, 127.0.0.1 only:
 Q3's LSTM at tiny sizes in float64, 2 processes × 1 CPU device against 1 process × 2
 devices; a process killed mid-run, the survivor's stop and the rerun's resumption.
 
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mp_jax import distributed, launch
+from mp_jax.engine import distributed
+from mp_jax import launch
 
 pytestmark = pytest.mark.slow  # end-to-end runs: the full suite only (-m "not slow" leaves them out)
 

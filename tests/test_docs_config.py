@@ -20,7 +20,7 @@ import pytest
 from experiments.q1_autoencoder import Q1Config
 from experiments.q2_language_model import Q2Config
 from experiments.q3_activity import Q3Config
-from mp_jax.lbfgs import LbfgsConfig
+from mp_jax.engine.lbfgs import LbfgsConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

@@ -14,8 +14,8 @@ import pytest
 
 from experiments import __main__ as main_job
 from experiments import common, files, q1_autoencoder, q3_activity, smoke
-from mp_jax import atomic, cli
-from mp_jax.lock import FolderLock
+from mp_jax.runtime import atomic, cli
+from mp_jax.runtime.lock import FolderLock
 
 FAST_COMPILE = True  # tiny programs compiled once: XLA's optimizations cost more than they save (conftest)
 
@@ -178,7 +178,7 @@ def test_a_diverged_run_is_one_line_naming_the_run(monkeypatch, tmp_path, capsys
 
 def test_debug_shows_the_traceback(monkeypatch, tmp_path):
     _tiny_smoke(monkeypatch, learning_rate=float("nan"))
-    from mp_jax import train
+    from mp_jax.engine import train
 
     with pytest.raises(train.NonFiniteError):
         cli.run_main(smoke.main, ["--quick", "--no-progress", "--debug", "--results-dir", str(tmp_path)])
@@ -189,14 +189,14 @@ def test_a_run_leaves_no_lock_and_a_stale_lock_is_taken_over(monkeypatch, tmp_pa
     stale = tmp_path / ".smoke.lock"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "since": 0.0}))
-    with caplog.at_level("WARNING", logger="mp_jax.lock"):
+    with caplog.at_level("WARNING", logger="mp_jax.runtime.lock"):
         assert cli.run_main(smoke.main, ["--quick", "--no-progress", "--results-dir", str(tmp_path)]) == 0
     assert any("took over the lock" in r.getMessage() for r in caplog.records)
     assert not stale.exists() and (tmp_path / "smoke" / "metrics.json").is_file()
 
 
 def test_only_the_writing_process_writes(monkeypatch, tmp_path):
-    from mp_jax import distributed
+    from mp_jax.engine import distributed
 
     monkeypatch.setattr(distributed, "is_writer", lambda: False)
     files.write_json(tmp_path / "m.json", {"a": 1})

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mp_jax import train
+from mp_jax.engine import train
 from mp_jax.models import language_model as lm
 
 

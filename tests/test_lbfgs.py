@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mp_jax import lbfgs
-from mp_jax.train import NonFiniteError
+from mp_jax.engine import lbfgs
+from mp_jax.engine.train import NonFiniteError
 
 A = jnp.array([[3.0, 0.5], [0.5, 1.0]])
 
@@ -69,7 +69,7 @@ def ill_conditioned(params, batch, kappa, c):
 
 
 def _check_many_equals_alone(fn, p0s, kwargs, batch, cfg, rtol):
-    from mp_jax.sweep import stack
+    from mp_jax.engine.sweep import stack
 
     stacked_kwargs = {k: jnp.asarray(v) for k, v in kwargs.items()}
     many = lbfgs.minimize_many(fn, stack(p0s), batch, cfg, fn_kwargs_stacked=stacked_kwargs, progress=False)
@@ -144,7 +144,7 @@ def test_stop_reason_and_summary():
 
 @pytest.mark.slow
 def test_progress_counts_iterations_and_says_when_it_stopped_early(caplog):
-    with caplog.at_level("INFO", logger="mp_jax.lbfgs"):
+    with caplog.at_level("INFO", logger="mp_jax.engine.lbfgs"):
         res = lbfgs.minimize(quadratic, {"p": jnp.zeros(2)}, jnp.array([1.0, -2.0]),
                              lbfgs.LbfgsConfig(max_iter=400, chunk=5), progress=False, desc="quad")
     assert res.iterations < 400

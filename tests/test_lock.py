@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mp_jax import lock
-from mp_jax.errors import UserError
-from mp_jax.lock import FolderLock, LockHeld
+from mp_jax.runtime import lock
+from mp_jax.runtime.errors import UserError
+from mp_jax.runtime.lock import FolderLock, LockHeld
 
 HANG_GUARD_S = 1800  # a hung subprocess only; not a time limit
 
@@ -25,7 +25,7 @@ HANG_GUARD_S = 1800  # a hung subprocess only; not a time limit
 REPO = Path(__file__).resolve().parent.parent
 HOLD = textwrap.dedent("""
     import sys, time
-    from mp_jax.lock import FolderLock
+    from mp_jax.runtime.lock import FolderLock
     with FolderLock(sys.argv[1]):
         print("held", flush=True)
         time.sleep(600)
@@ -98,11 +98,11 @@ def test_the_lock_of_a_killed_process_is_taken_over_with_a_warning_naming_it(tmp
     proc.send_signal(signal.SIGKILL)  # no clean-up: the lock file stays, the kernel drops the flock
     proc.wait(timeout=HANG_GUARD_S)
     assert json.loads((tmp_path / ".lock").read_text())["pid"] == proc.pid
-    with caplog.at_level(logging.WARNING, logger="mp_jax.lock"):
+    with caplog.at_level(logging.WARNING, logger="mp_jax.runtime.lock"):
         with FolderLock(tmp_path) as held:
             assert lock.Holder(**json.loads((tmp_path / ".lock").read_text())) == held.holder
     assert not (tmp_path / ".lock").exists()
-    [rec] = [r for r in caplog.records if r.name == "mp_jax.lock"]
+    [rec] = [r for r in caplog.records if r.name == "mp_jax.runtime.lock"]
     assert rec.levelno == logging.WARNING
     assert "took over the lock of a run that no longer exists" in rec.getMessage()
     assert f"pid {proc.pid} on host {socket.gethostname()}" in rec.getMessage()
@@ -110,7 +110,7 @@ def test_the_lock_of_a_killed_process_is_taken_over_with_a_warning_naming_it(tmp
 
 def test_a_lock_file_left_behind_is_taken_over_even_if_its_pid_is_alive(tmp_path, caplog):
     write_lock(tmp_path, pid=os.getpid())  # a pid reused since, say: only the flock counts
-    with caplog.at_level(logging.WARNING, logger="mp_jax.lock"), FolderLock(tmp_path):
+    with caplog.at_level(logging.WARNING, logger="mp_jax.runtime.lock"), FolderLock(tmp_path):
         pass
     assert "took over" in caplog.text
 
@@ -125,7 +125,7 @@ def test_a_lock_from_another_host_is_never_taken_over(tmp_path):
 
 def test_an_unreadable_lock_file_nobody_holds_is_taken_over_with_a_warning(tmp_path, caplog):
     (tmp_path / ".lock").write_text("not json")
-    with caplog.at_level(logging.WARNING, logger="mp_jax.lock"), FolderLock(tmp_path):
+    with caplog.at_level(logging.WARNING, logger="mp_jax.runtime.lock"), FolderLock(tmp_path):
         pass
     assert "took over the lock" in caplog.text and "unreadable: 'not json'" in caplog.text
 
@@ -143,7 +143,7 @@ def test_the_lock_goes_on_an_exception_too(tmp_path):
 
 
 def test_release_leaves_a_lock_that_is_no_longer_its_own(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="mp_jax.lock"):
+    with caplog.at_level(logging.WARNING, logger="mp_jax.runtime.lock"):
         with FolderLock(tmp_path):
             write_lock(tmp_path, token="someone else")  # e.g. deleted by hand and taken by another run
     assert json.loads((tmp_path / ".lock").read_text())["token"] == "someone else"

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mp_jax import metrics
+from mp_jax.engine import metrics
 
 
 def test_chunked_pads_the_last_chunk_and_compiles_once():
@@ -49,7 +49,7 @@ def test_classification_summary():
 
 
 def test_compare_over_seeds():
-    from mp_jax import metrics
+    from mp_jax.engine import metrics
 
     c = metrics.compare_over_seeds([0.9, 0.8, 0.85], [0.7, 0.72, 0.74])
     assert c["gap"] == pytest.approx(0.13) and c["spread"] == pytest.approx(0.05 + 0.02) and c["exceeds"]

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import logging
 
-from mp_jax.progress import EpochProgress
+from mp_jax.runtime.progress import EpochProgress
 
 
 def _lines(caplog, total, steps, **kwargs):
     bar = EpochProgress(total, enabled=False, desc="run", **kwargs)
-    with caplog.at_level(logging.INFO, logger="mp_jax.progress"):
+    with caplog.at_level(logging.INFO, logger="mp_jax.runtime.progress"):
         for done in steps:
             bar.update(done, {"train_loss": 0.5})
     bar.close()
-    return [r.getMessage() for r in caplog.records if r.name == "mp_jax.progress"]
+    return [r.getMessage() for r in caplog.records if r.name == "mp_jax.runtime.progress"]
 
 
 def test_epochs_log_the_first_each_tenth_and_the_last(caplog):

@@ -14,7 +14,7 @@ import pytest
 
 from experiments import plotting
 from experiments import q1_autoencoder as q1
-from mp_jax import lbfgs, train
+from mp_jax.engine import lbfgs, train
 from mp_jax.models import autoencoder as ae
 
 pytestmark = pytest.mark.slow  # end-to-end runs: the full suite only (-m "not slow" leaves them out)

@@ -84,7 +84,7 @@ def test_each_seed_sweep_member_equals_that_seed_trained_alone():
     seeds, ctx = [0, 1, 2], runs.RunContext(progress=False)
     with jax.enable_x64(True):
         tr, va = _tiny_problem()
-        # one after another: each member is mp_jax.train.fit of that seed alone
+        # one after another: each member is mp_jax.engine.train.fit of that seed alone
         alone = activity.train_seeds(ctx, "lstm", seeds, tr, va, c, 3, vmap=False)
         vmapped = activity.train_seeds(ctx, "lstm", seeds, tr, va, c, 3, vmap=True)
         assert min(m.epochs_run for m in alone) < c.epochs

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mp_jax import train
+from mp_jax.engine import train
 from mp_jax.models import recurrent as R
 from mp_jax.models import recurrent_fast as F
 from recurrent_cases import random_batch as _batch, random_params as _params

@@ -10,7 +10,7 @@ from experiments.config import RunOptions
 from experiments.q1_autoencoder import Q1Config
 from experiments.q2_language_model import Q2Config
 from experiments.q3_activity import Q3Config
-from mp_jax import checkpoint
+from mp_jax.engine import checkpoint
 
 CONFIGS = (Q1Config, Q2Config, Q3Config, smoke.SmokeConfig)
 

@@ -9,7 +9,7 @@ import pytest
 
 
 from mp_jax.protocols import runs
-from mp_jax import checkpoint, train
+from mp_jax.engine import checkpoint, train
 from mp_jax.models import mlp
 
 FAST_COMPILE = True  # tiny programs compiled once: XLA's optimizations cost more than they save (conftest)
@@ -186,7 +186,7 @@ def test_fit_members_vmapped_equals_one_by_one_and_is_loaded_when_run_again(tmp_
 def test_resuming_in_a_distributed_run_goes_through_process_zero(tmp_path, monkeypatch):
     """The multi-process branch of fit_run (process 0's state and 'finished' flag shared),
     run in one process, where the broadcasts hand back what they are given."""
-    from mp_jax import distributed
+    from mp_jax.engine import distributed
 
     with checkpointing(tmp_path) as (ctx, _):
         first = run(ctx, epochs=3)
@@ -207,7 +207,7 @@ def test_resuming_in_a_distributed_run_goes_through_process_zero(tmp_path, monke
 
 
 def test_a_process_other_than_zero_reads_and_writes_no_checkpoint(tmp_path, monkeypatch):
-    from mp_jax import distributed
+    from mp_jax.engine import distributed
 
     monkeypatch.setattr(distributed, "is_writer", lambda: False)
     reads = []

@@ -97,7 +97,7 @@ def test_cpu_cores_as_devices_only_for_runs_that_ask(result):
 
 
 def test_use_cpu_cores_defaults_to_one_device_per_usable_core():
-    code = ("import os, jax; from mp_jax import parallel; n = parallel.use_cpu_cores(); "
+    code = ("import os, jax; from mp_jax.engine import parallel; n = parallel.use_cpu_cores(); "
             "print(n, len(jax.devices('cpu')), len(os.sched_getaffinity(0)))")
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD_S,

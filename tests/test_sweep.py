@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from mp_jax import sweep, train
+from mp_jax.engine import sweep, train
 from mp_jax.models import mlp
 
 FAST_COMPILE = True  # tiny programs compiled once: XLA's optimizations cost more than they save (conftest)

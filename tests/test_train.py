@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from mp_jax import train
+from mp_jax.engine import train
 from mp_jax.models import mlp
 
 

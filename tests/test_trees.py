@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mp_jax import trees
+from mp_jax.engine import trees
 
 
 def test_select_takes_new_where_the_mask_is_true():

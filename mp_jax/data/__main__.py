@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mp_jax import cli
+from mp_jax.runtime import cli
 from mp_jax.data import builders
 from mp_jax.data.course import COURSE_FILES, LOADERS, QUESTIONS, DataError, describe, find_course_file, parse_questions
 from mp_jax.data.h5io import RefuseOverwrite

@@ -19,7 +19,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from mp_jax.errors import UserError
+from mp_jax.runtime.errors import UserError
 
 COURSE_FILES = {
     "q1": ("data1.h5", "assign3_data1.h5"),

@@ -21,7 +21,7 @@ from typing import NamedTuple, Sequence
 import jax
 import numpy as np
 
-from mp_jax import metrics
+from mp_jax.engine import metrics
 from mp_jax.models import language_model as lm
 
 _predict_proba = jax.jit(lm.predict_proba)

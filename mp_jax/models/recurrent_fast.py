@@ -642,7 +642,7 @@ def loss_grad_and_intermediates(params: ClassifierParams, batch):
 @dataclasses.dataclass(frozen=True, eq=False)
 class BufferReuse:
     """A ``loss_and_grad`` whose scratch buffers an epoch carries from one minibatch to the
-    next (the engine's :class:`mp_jax.train.Carrying`).
+    next (the engine's :class:`mp_jax.engine.train.Carrying`).
 
     XLA zero-fills every buffer a program allocates; the manual BPTT saves its activations in
     [T, N, ·] buffers that its scans overwrite before reading. Carried through the epoch's

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mp_jax import metrics, train
+from mp_jax.engine import metrics, train
 from mp_jax.data import load_activity, splits
 from mp_jax.models import logistic, recurrent, recurrent_fast
 from mp_jax.protocols import runs
@@ -139,7 +139,7 @@ def train_seeds(ctx: runs.RunContext, cell: str, seeds: list, train_data, val_da
     ``split`` (:func:`split_key`): the data's part of the runs' checkpoint keys;
     ``augmentation``: ``c.augmentation(...)``; ``stage``: "validation" (the selection
     run on the training part) or "refit" (on every training window), part of the run's name.
-    A run that diverges raises :class:`mp_jax.train.NonFiniteError` naming it, unless
+    A run that diverges raises :class:`mp_jax.engine.train.NonFiniteError` naming it, unless
     ``keep_diverged`` (:func:`experiments.runs.fit_member`)."""
     data_seed = seeds[0] if data_seed is None else data_seed
     n_in, dtype = train_data[0].shape[-1], train_data[0].dtype
@@ -176,7 +176,7 @@ def run_model(ctx: runs.RunContext, cell: str, d: Activity, c, *, vmap: bool) ->
     """``cell`` under the protocol: one validation run (seed S, the
     training part, scored on the validation subjects), then a refit on every training
     window for each seed, scored on the test windows. Returns its ``metrics.json`` record:
-    the test accuracy and loss over seeds (:func:`mp_jax.metrics.mean_std`), every seed's
+    the test accuracy and loss over seeds (:func:`mp_jax.engine.metrics.mean_std`), every seed's
     numbers, the validation run's, and seed S's confusion matrices and history. ``vmap``:
     the refit's members as one vmapped program (when there are several)."""
     seeds = [c.seed + j for j in range(c.seeds)]

@@ -1,6 +1,6 @@
 """One named training run: the single door every experiment trains through.
 
-``fit_run`` wraps :func:`mp_jax.train.fit`. What the runs of a question share is a
+``fit_run`` wraps :func:`mp_jax.engine.train.fit`. What the runs of a question share is a
 :class:`RunContext`, made by the entry point and passed down as an argument: the
 checkpoint store, the device mesh, whether this process writes, how progress shows. With
 a store (the entry points open one per question) every run writes a checkpoint after each
@@ -14,9 +14,9 @@ store runs train without checkpoints. ``cached_run`` does the same for a run
 that does not go through the engine (full-batch L-BFGS, a vmapped sweep), saved whole
 when it finishes.
 
-In a distributed run (:mod:`mp_jax.distributed`) only process 0 reads and writes a
+In a distributed run (:mod:`mp_jax.engine.distributed`) only process 0 reads and writes a
 :func:`fit_run`'s checkpoint and sets a bad one aside: the state it read, and whether the
-run finished, are sent to every process (:func:`mp_jax.distributed.share_fit_state`), so
+run finished, are sent to every process (:func:`mp_jax.engine.distributed.share_fit_state`), so
 all take the same branch and resume from the same epoch without a shared file system. A
 :func:`cached_run`'s saved result is read by each process that finds it (a shared
 results folder), and computed again by one that does not (no collective runs inside it);
@@ -35,7 +35,7 @@ import jax
 import numpy as np
 import optax
 
-from mp_jax import checkpoint, distributed, parallel, sweep, train
+from mp_jax.engine import checkpoint, distributed, parallel, sweep, train
 
 log = logging.getLogger("mp_jax.protocols.runs")
 
@@ -108,7 +108,7 @@ class RunContext:
     def run_mesh(self, batch_size: int, split_over_cpu_cores: bool):
         """The mesh one run trains on: the context's; or, when ``--devices`` was not given,
         for a run that asks for it on a CPU, the CPU cores as devices (as many as divide the
-        batch size; see :mod:`mp_jax.parallel`)."""
+        batch size; see :mod:`mp_jax.engine.parallel`)."""
         if not self.mesh_explicit and split_over_cpu_cores and jax.default_backend() == "cpu":
             return parallel.cpu_mesh(batch_size)
         return self.mesh
@@ -124,7 +124,7 @@ class Training:
     members of :func:`fit_members` trained as one program), the optimizer, the engine's
     settings, what it measures on the validation data, and how its batches split over a mesh.
 
-    ``per_example_mean``: the loss is a mean over examples (see :mod:`mp_jax.parallel`): on a
+    ``per_example_mean``: the loss is a mean over examples (see :mod:`mp_jax.engine.parallel`): on a
     mesh each device computes its shard's gradient and they are averaged.
     ``split_over_cpu_cores``: on a CPU without ``--devices``, split each batch over the CPU
     cores (:meth:`RunContext.run_mesh`); for the recurrences, whose scans run on one core each."""
@@ -150,7 +150,7 @@ def _set_aside(ctx: RunContext, path: Path, why: str) -> Optional[Path]:
 
 
 def _save_state(ctx: RunContext, path: Path, state, meta: dict) -> None:
-    """:func:`mp_jax.checkpoint.save_state` (atomic) on the writing process only."""
+    """:func:`mp_jax.engine.checkpoint.save_state` (atomic) on the writing process only."""
     if ctx.writer:
         checkpoint.save_state(path, state, meta)
 
@@ -207,7 +207,7 @@ def fit_run(ctx: RunContext, name: str, training: Training, params: Any, train_d
             run_key: Optional[dict], val_data: Any = None) -> train.FitResult:
     """Train one run (or skip / resume it from its checkpoint).
 
-    Returns :func:`mp_jax.train.fit`'s result; ``seconds`` is the run's whole training time
+    Returns :func:`mp_jax.engine.train.fit`'s result; ``seconds`` is the run's whole training time
     (over every call that trained part of it) and ``loaded`` tells a finished run read back.
 
     Args:
@@ -218,7 +218,7 @@ def fit_run(ctx: RunContext, name: str, training: Training, params: Any, train_d
         :meth:`experiments.config.RunOptions.run_key`: every setting of the question's
         configuration, the data's digest and split, the run's own settings. Together with
         ``name``, the engine's settings and ``key`` it keys the checkpoint. None: no checkpoint.
-      The rest as :func:`mp_jax.train.fit`.
+      The rest as :func:`mp_jax.engine.train.fit`.
     """
     fit_config, store = training.fit_config, ctx.store
     mesh = ctx.run_mesh(fit_config.batch_size, training.split_over_cpu_cores)
@@ -328,11 +328,11 @@ class Member(NamedTuple):
 
 def fit_member(ctx: RunContext, name: str, training: Training, params: Any, train_data: Any, *, key: jax.Array,
                run_key: Optional[dict], val_data: Any = None, keep_diverged: bool = False) -> Member:
-    """:func:`fit_run` as a :class:`Member` (``run_key`` None: :func:`mp_jax.train.fit` on one
+    """:func:`fit_run` as a :class:`Member` (``run_key`` None: :func:`mp_jax.engine.train.fit` on one
     device, no checkpoint).
 
     A run that diverges (a non-finite loss or parameter) raises
-    :class:`mp_jax.train.NonFiniteError`, naming the run: the entry points stop there with
+    :class:`mp_jax.engine.train.NonFiniteError`, naming the run: the entry points stop there with
     exit status 1, before any result is written. With ``keep_diverged`` (a comparison of
     settings, where a setting that diverges is a finding) it returns the last finite state
     instead, ``diverged`` saying when, for the caller to report as diverged."""
@@ -361,7 +361,7 @@ def fit_members(ctx: RunContext, names: list, run_keys: list, inits: list, train
 
     ``vmap`` False (or M = 1): one after another, each through :func:`fit_member` (named
     ``names[i]``, keyed by ``run_keys[i]``, checkpointed per epoch). ``vmap`` True: as one
-    program (:func:`mp_jax.sweep.fit_sweep` with ``training.vmapped_loss_and_grad``, on one
+    program (:func:`mp_jax.engine.sweep.fit_sweep` with ``training.vmapped_loss_and_grad``, on one
     device), saved whole when it finishes under the name ``group`` (:func:`cached_run`:
     loaded when called again, not resumed mid-way); if it becomes non-finite the members are
     trained one after another instead, so that the one that diverges is named

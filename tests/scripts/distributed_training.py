@@ -1,10 +1,10 @@
-"""Q3's LSTM at tiny sizes, float64, trained by :func:`mp_jax.train.fit` on a 2-device mesh:
+"""Q3's LSTM at tiny sizes, float64, trained by :func:`mp_jax.engine.train.fit` on a 2-device mesh:
 one process with 2 CPU devices, or each of 2 processes with 1 (``--coordinator`` ...).
 
 Process 0 checkpoints after every epoch (``<out>/checkpoint.h5``, then a marker file
 ``<out>/epoch-<E>``) and at the end writes the parameters (``<out>/params.npz``) and one
 line ``RESULT {json}``; a rerun resumes from the checkpoint (read by process 0, handed to
-the others by :func:`mp_jax.distributed.share_fit_state`). ``--hold-after E``: the other
+the others by :func:`mp_jax.engine.distributed.share_fit_state`). ``--hold-after E``: the other
 processes wait after epoch E until they are killed (the test of a lost process).
 
 ``python distributed_training.py --out DIR --cpu-devices K [--coordinator HOST:PORT
@@ -15,7 +15,8 @@ import json
 import time
 from pathlib import Path
 
-from mp_jax import cli, distributed, parallel
+from mp_jax.runtime import cli
+from mp_jax.engine import distributed, parallel
 
 N, N_VAL, T, D, H, M, C, BATCH = 27, 10, 6, 3, 6, 5, 4, 8  # 27 = 3 batches of 8 and a remainder of 3
 HOLD_GUARD_S = 1800  # a held process that is never killed gives up after this (a guard only)
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
     import numpy as np
 
     jax.config.update("jax_enable_x64", True)
-    from mp_jax import checkpoint, train
+    from mp_jax.engine import checkpoint, train
     from mp_jax.models import recurrent_fast as rec
 
     kx, ky, kv, kw, kp, kt = jax.random.split(jax.random.PRNGKey(0), 6)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mp_jax import train
+from mp_jax.engine import train
 from mp_jax.models import mlp
 
 assert jax.device_count() == 4, jax.devices()
@@ -169,7 +169,7 @@ if PART in ("all", "main"):
     check_mlp(result)  # float32, before float64 is switched on
 # the rest in float64 (every part switches it on at the same point, as one process would)
 jax.config.update("jax_enable_x64", True)
-from mp_jax import parallel  # noqa: E402
+from mp_jax.engine import parallel  # noqa: E402
 from mp_jax.models import autoencoder as ae  # noqa: E402
 from mp_jax.models import recurrent_fast as rec  # noqa: E402
 

@@ -4,11 +4,11 @@ A sweep trains M members that share the data and the shapes but differ in their
 hyperparameters (a pytree ``hps`` with a leading axis M, passed to
 ``loss_and_grad(params, batch, hp)``), their initial parameters and/or their PRNG keys
 (seeds). Each member is the same computation as the run trained alone by
-:func:`mp_jax.train.fit` with that member's hyperparameters, parameters and key: the
+:func:`mp_jax.engine.train.fit` with that member's hyperparameters, parameters and key: the
 same permutations, the same minibatches, the same updates; early stopping is tracked
 per member (a member that has stopped keeps training inside the program, but its best
 parameters, history and epoch count are frozen at its stop, exactly as if trained alone;
-the rule is :class:`mp_jax.train.EarlyStopping`, as for a run alone).
+the rule is :class:`mp_jax.engine.train.EarlyStopping`, as for a run alone).
 
 Whether this pays depends on the device: on an accelerator one member leaves most of it idle
 and the vmapped program trains M members in little more than one member's time; on a CPU a
@@ -28,9 +28,9 @@ import jax
 import numpy as np
 import optax
 
-from mp_jax import train
-from mp_jax.progress import EpochProgress
-from mp_jax.trees import max_abs_difference, select, stack, unstack
+from mp_jax.engine import train
+from mp_jax.runtime.progress import EpochProgress
+from mp_jax.engine.trees import max_abs_difference, select, stack, unstack
 
 __all__ = ["SweepResult", "fit_sweep", "max_abs_difference", "stack", "unstack"]
 

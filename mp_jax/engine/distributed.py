@@ -9,22 +9,22 @@ Starting or joining a run:
   ``MP_JAX_PROCESS_ID``, ``MP_JAX_HEARTBEAT_TIMEOUT``), which :mod:`mp_jax.launch` sets for
   the N local processes it starts.
 * :func:`initialize_from_args` (before any JAX computation, like
-  :func:`mp_jax.parallel.use_cpu_cores`) joins the run: CPU collectives over Gloo, then
+  :func:`mp_jax.engine.parallel.use_cpu_cores`) joins the run: CPU collectives over Gloo, then
   ``jax.distributed.initialize``. Afterwards ``jax.devices()`` lists every process's
-  devices and :func:`mp_jax.train.make_mesh` spans them all. Without the flags it does
+  devices and :func:`mp_jax.engine.train.make_mesh` spans them all. Without the flags it does
   nothing: one process, as before.
 * :func:`is_writer`: only process 0 writes checkpoints, metrics, figures and reports.
   :func:`share_fit_state` hands the state process 0 read from its checkpoint to every
   process (resuming needs no shared file system).
 
-Training is :func:`mp_jax.train.fit` with a mesh over every process's devices
-(:func:`mp_jax.train.make_mesh`): the same epoch as in one process, each process feeding its
-own rows of every minibatch (:func:`mp_jax.train.feed`).
+Training is :func:`mp_jax.engine.train.fit` with a mesh over every process's devices
+(:func:`mp_jax.engine.train.make_mesh`): the same epoch as in one process, each process feeding its
+own rows of every minibatch (:func:`mp_jax.engine.train.feed`).
 
 When a process dies, the others' next collective fails (its connection closes) or, for a
 process that is not in one, the runtime notices the missing heartbeats after
 ``--heartbeat-timeout`` seconds. The first ends as :class:`PeerLostError`, one line
-``error: ...`` through :func:`mp_jax.cli.run_main`, and the process exits with status 1
+``error: ...`` through :func:`mp_jax.runtime.cli.run_main`, and the process exits with status 1
 without waiting on the runtime's shutdown barrier; the second is the runtime's own fatal
 message ("Terminating process because the JAX distributed service detected fatal
 errors"). Either way a rerun of the same commands resumes from the last checkpoint.
@@ -43,8 +43,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from mp_jax import cli
-from mp_jax.errors import UserError
+from mp_jax.runtime import cli
+from mp_jax.runtime.errors import UserError
 
 ENV_COORDINATOR = "MP_JAX_COORDINATOR"
 ENV_NUM_PROCESSES = "MP_JAX_NUM_PROCESSES"
@@ -245,7 +245,7 @@ def peer_lost_guard():
 
 
 def guarded(main: Callable) -> Callable:
-    """``main`` run under :func:`peer_lost_guard`, for :func:`mp_jax.cli.run_main`:
+    """``main`` run under :func:`peer_lost_guard`, for :func:`mp_jax.runtime.cli.run_main`:
     ``raise SystemExit(cli.run_main(distributed.guarded(main)))``."""
     def run(argv=None):
         with peer_lost_guard():
@@ -257,7 +257,7 @@ def guarded(main: Callable) -> Callable:
 
 # ----------------------------------------------------------------------------- resuming
 def share_fit_state(state, template):
-    """Process 0's :class:`mp_jax.train.FitState` (None: nothing to resume) in every
+    """Process 0's :class:`mp_jax.engine.train.FitState` (None: nothing to resume) in every
     process: the others pass anything (their own reading, or None) and get process 0's.
     ``template``: a state of the run's structure (``train.init_fit_state``). A
     single-process run returns ``state`` as it is."""

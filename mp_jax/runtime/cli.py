@@ -16,7 +16,7 @@
 
 Usage in an entry point::
 
-    from mp_jax import cli
+    from mp_jax.runtime import cli
 
     def main(argv=None) -> int:
         p = argparse.ArgumentParser(prog="python -m experiments.q3_activity")
@@ -29,9 +29,9 @@ Usage in an entry point::
     if __name__ == "__main__":
         raise SystemExit(cli.run_main(main))
 
-Errors raised as :class:`~mp_jax.errors.UserError` print their message as it is; an
+Errors raised as :class:`~mp_jax.runtime.errors.UserError` print their message as it is; an
 ``OSError`` gets a message naming its path and what to do
-(:func:`mp_jax.errors.storage_error`). Nothing here imports JAX until a device count is
+(:func:`mp_jax.runtime.errors.storage_error`). Nothing here imports JAX until a device count is
 checked.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
-from mp_jax.errors import StorageError, UserError, storage_error
+from mp_jax.runtime.errors import StorageError, UserError, storage_error
 
 __all__ = [
     "UserError", "StorageError", "positive_int", "non_negative_int", "seed", "positive_number", "folder",
@@ -160,7 +160,7 @@ def device_count(available: Union[int, Callable[[], int], None] = None) -> Calla
     the flag is parsed), or None (only ≥ 1 is checked here; check the bound with
     :func:`check_device_count` once JAX has started). Counting JAX's devices starts JAX,
     which fixes its CPU device count: where ``--cpu-devices`` (or the like) still has to
-    be applied, leave ``available`` None and check after :func:`mp_jax.parallel.use_cpu_cores`.
+    be applied, leave ``available`` None and check after :func:`mp_jax.engine.parallel.use_cpu_cores`.
     """
 
     def parse(text: str) -> int:
@@ -230,7 +230,7 @@ def error_message(e: BaseException) -> str:
         return e.user_message()
     if isinstance(e, OSError):
         return storage_error(e).user_message()
-    if isinstance(e, FloatingPointError):  # mp_jax.train.NonFiniteError: its message says what to do
+    if isinstance(e, FloatingPointError):  # mp_jax.engine.train.NonFiniteError: its message says what to do
         return f"training diverged: {_one_line(e)}"
     if isinstance(e, MemoryError):
         return ("out of memory (host RAM): use a smaller batch or model, or close other programs, "
@@ -266,7 +266,7 @@ def run_main(main: Callable[[list], Optional[int]], argv: Optional[Sequence[str]
 
     ``argv`` defaults to ``sys.argv[1:]``. With ``catch_sigterm`` (and in the main thread),
     SIGTERM ends the program through the same path as Ctrl-C, so that context managers
-    (a :class:`~mp_jax.lock.FolderLock`, atomic writes) clean up; status 143.
+    (a :class:`~mp_jax.runtime.lock.FolderLock`, atomic writes) clean up; status 143.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = debug_requested(argv)

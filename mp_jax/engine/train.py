@@ -16,7 +16,7 @@ The engine knows nothing else about the model:
   best parameters, a clear stop on non-finite loss or parameters, a per-epoch hook
   (checkpoints) and resumption from a saved :class:`FitState`.
 * :class:`EarlyStopping` — the patience rule itself, for one run or many members at once
-  (:func:`fit`, :func:`mp_jax.sweep.fit_sweep` and the experiments share it).
+  (:func:`fit`, :func:`mp_jax.engine.sweep.fit_sweep` and the experiments share it).
 
 A *dataset* is any pytree of arrays sharing the leading axis N (e.g. ``(x, y)``).
 """
@@ -34,14 +34,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mp_jax import parallel, trees
-from mp_jax.progress import EpochProgress
+from mp_jax.engine import parallel, trees
+from mp_jax.runtime.progress import EpochProgress
 
 PyTree = Any
 LossAndGrad = Callable[[PyTree, PyTree], tuple[jax.Array, PyTree]]
 MetricsFn = Callable[[PyTree, PyTree], dict]
 
-log = logging.getLogger("mp_jax.train")
+log = logging.getLogger("mp_jax.engine.train")
 
 
 class NonFiniteError(FloatingPointError):
@@ -221,7 +221,7 @@ class _Carried:
 
 def per_device(loss_and_grad: LossAndGrad, mesh: jax.sharding.Mesh) -> LossAndGrad:
     """``loss_and_grad`` computed as one shard of the batch per device of ``mesh``, the
-    losses and gradients averaged (:func:`mp_jax.parallel.data_parallel`; a loss that is a
+    losses and gradients averaged (:func:`mp_jax.engine.parallel.data_parallel`; a loss that is a
     mean over examples). A :class:`Carrying` stays one, its carry split over the devices
     along its ``batch_axis``, each device's part reused by that device."""
     if not isinstance(loss_and_grad, Carrying):
@@ -304,7 +304,7 @@ def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransform
     processes, the epoch's :class:`Minibatches` (:func:`feed`, which draws the same
     permutation; ``key`` is then unused). With a ``mesh``, each full minibatch is split
     across its devices (data parallelism): with ``per_example_mean`` (the loss is a mean
-    over examples, see :mod:`mp_jax.parallel`) each device runs ``loss_and_grad`` on its
+    over examples, see :mod:`mp_jax.engine.parallel`) each device runs ``loss_and_grad`` on its
     shard and the gradients are averaged, one all-reduce per step (:func:`per_device`);
     without it XLA partitions the whole step (exact for any loss, e.g. the autoencoder's
     batch-mean sparsity). A :class:`Carrying` ``loss_and_grad`` gets its carry made once per
@@ -417,7 +417,7 @@ class FitConfig:
     eval_batch_size: int = 4096
     # the parameters a run returns: "best" (the epoch with the lowest monitored loss) or "last"
     keep: str = "best"
-    # None, or a frozen dataclass ``augment(key, data) -> data`` (mp_jax.augment) applied to the
+    # None, or a frozen dataclass ``augment(key, data) -> data`` (mp_jax.engine.augment) applied to the
     # whole training set at the start of every epoch with a key drawn from the epoch's key
     augment: Any = None
 
@@ -480,7 +480,7 @@ def fit(
     remainder batch of an epoch is computed replicated. ``per_example_mean`` declares the
     loss a mean over examples, so each device computes its shard's gradient and they are
     averaged (see :func:`make_epoch_fn`). A mesh that spans processes (after
-    :func:`mp_jax.distributed.initialize_from_args`) trains with the same epoch: every
+    :func:`mp_jax.engine.distributed.initialize_from_args`) trains with the same epoch: every
     process passes the same ``train_data`` and feeds its own rows of each minibatch
     (:func:`feed`).
     """

@@ -12,7 +12,7 @@ arguments of ``loss_and_grad`` (e.g. a model's hyperparameters as arrays) are tr
 so runs that differ only in them reuse one compilation. The loop stops when the gradient
 norm falls below ``gtol`` or the relative decrease of a whole chunk falls below ``ftol``
 (there are no minibatches: every step sees the whole training set). Progress counts
-iterations (:class:`mp_jax.progress.EpochProgress`); the time left it shows is reached only
+iterations (:class:`mp_jax.runtime.progress.EpochProgress`); the time left it shows is reached only
 when the run goes to ``max_iter``, and the end says whether, and why, it stopped earlier.
 
 :func:`minimize_many` trains M members (same shapes and data, different parameters
@@ -33,12 +33,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mp_jax import trees
-from mp_jax.progress import EpochProgress
-from mp_jax.train import NonFiniteError, init_fit_state
+from mp_jax.engine import trees
+from mp_jax.runtime.progress import EpochProgress
+from mp_jax.engine.train import NonFiniteError, init_fit_state
 
 PyTree = Any
-log = logging.getLogger("mp_jax.lbfgs")
+log = logging.getLogger("mp_jax.engine.lbfgs")
 
 
 class LbfgsConfig(NamedTuple):
@@ -246,7 +246,7 @@ def minimize(
 
     Returns the final parameters and a per-iteration history (the value and gradient
     norm *before* each step), with why it stopped (``stop_reason``). Raises
-    :class:`mp_jax.train.NonFiniteError` when the value or the parameters stop being finite.
+    :class:`mp_jax.engine.train.NonFiniteError` when the value or the parameters stop being finite.
     """
     fn_kwargs = fn_kwargs or {}
     chunk_fn = make_chunk_fn(loss_and_grad, config)
@@ -281,7 +281,7 @@ def minimize_many(
     Returns one :class:`LbfgsResult` per member, equal (to round-off) to ``minimize`` with
     that member's parameters and keyword arguments; ``seconds`` is the member's share
     (1/M) of the program's wall time. Progress counts the program's iterations (those of
-    its longest member). Raises :class:`mp_jax.train.NonFiniteError` when a
+    its longest member). Raises :class:`mp_jax.engine.train.NonFiniteError` when a
     still-running member's value or parameters stop being finite.
     """
     fn_kwargs_stacked = fn_kwargs_stacked or {}
@@ -290,7 +290,7 @@ def minimize_many(
     if bad:
         raise ValueError(f"{desc}: every leaf of params_stacked and fn_kwargs_stacked needs the leading member axis "
                          f"M={m} (from the first parameter leaf); found shapes {bad}. Stack the members with "
-                         f"mp_jax.sweep.stack.")
+                         f"mp_jax.engine.sweep.stack.")
     chunk_fn = make_chunk_many_fn(loss_and_grad, config)
 
     def chunk(params, opt_state, active):

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Optional
 
-log = logging.getLogger("mp_jax.progress")
+log = logging.getLogger("mp_jax.runtime.progress")
 
 
 def _fmt(row: dict) -> dict:
@@ -18,7 +18,7 @@ class EpochProgress:
     """Per-epoch progress with epoch, losses, elapsed and remaining time.
 
     ``enabled=None`` shows a bar only when stderr is a terminal; otherwise every epoch
-    is logged at INFO level on the ``mp_jax.progress`` logger (silent unless logging is
+    is logged at INFO level on the ``mp_jax.runtime.progress`` logger (silent unless logging is
     configured, as the experiment entry points do). ``unit`` names what is counted
     ("iteration" for L-BFGS, whose updates may each advance several).
     """

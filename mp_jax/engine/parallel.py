@@ -11,7 +11,7 @@ matmuls already use every core), so they train on one device.
 * :func:`use_cpu_cores` exposes the CPU as several devices; it must run before JAX starts
   its backends (the experiments' entry points call it first thing).
 * :func:`spans_processes`: whether a mesh reaches devices of other processes
-  (:mod:`mp_jax.distributed`).
+  (:mod:`mp_jax.engine.distributed`).
 * :func:`data_parallel` turns ``loss_and_grad(params, batch)`` into the same function
   computed as one shard of the batch per device, the losses and gradients averaged with
   ``jax.lax.pmean`` (one all-reduce per step). It equals the full-batch gradient (up to
@@ -89,7 +89,7 @@ def cpu_mesh(batch_size: int, max_devices: Optional[int] = None) -> Optional[jax
 
 def spans_processes(mesh: Optional[jax.sharding.Mesh]) -> bool:
     """Whether ``mesh`` holds devices of other processes (a distributed run, see
-    :mod:`mp_jax.distributed`): then each process feeds only its share of a batch."""
+    :mod:`mp_jax.engine.distributed`): then each process feeds only its share of a batch."""
     return mesh is not None and any(d.process_index != jax.process_index() for d in mesh.devices.flat)
 
 
@@ -104,7 +104,7 @@ def data_parallel(loss_and_grad: Callable, mesh: jax.sharding.Mesh, axis: str = 
     that is a mean over examples (see the module docstring). A batch whose N does not
     divide by k (an epoch's remainder batch) is computed whole on every device instead:
     the same value, without the split. With ``carry_axis``, ``loss_and_grad`` is a step
-    ``(params, batch, carry) -> ((loss, grads), carry)`` (:class:`mp_jax.train.Carrying`)
+    ``(params, batch, carry) -> ((loss, grads), carry)`` (:class:`mp_jax.engine.train.Carrying`)
     and so is ``f``: the carry is split over the devices along ``carry_axis``, each device's
     part reused by that device.
     """

@@ -8,10 +8,10 @@ an interrupt, an object that is not JSON) the temporary file is removed and an e
 destination is left as it was.
 
 An ``OSError`` (no space left, no permission, a read-only file system) is raised as
-:class:`mp_jax.errors.StorageError`, an ``OSError`` whose message names the destination,
+:class:`mp_jax.runtime.errors.StorageError`, an ``OSError`` whose message names the destination,
 its folder and what to do::
 
-    from mp_jax import atomic
+    from mp_jax.runtime import atomic
     atomic.write_json(out / "summary.json", summary)
     atomic.write_text(out / "table.md", table)
     atomic.save_figure(fig, out / "loss.png", dpi=120)   # also closes the figure
@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from mp_jax.errors import StorageError, storage_error
+from mp_jax.runtime.errors import StorageError, storage_error
 
 __all__ = ["replacing", "write_bytes", "write_text", "write_json", "save_figure", "StorageError"]
 
@@ -76,7 +76,7 @@ def replacing(path: os.PathLike, *, mkdir: bool = True) -> Iterator[Path]:
 
     For writers that want a path (h5py, ``numpy.save``, ``savefig``). On an exception the
     temporary file is removed and ``path`` is left as it was; an ``OSError`` is raised as
-    :class:`~mp_jax.errors.StorageError` naming ``path``.
+    :class:`~mp_jax.runtime.errors.StorageError` naming ``path``.
     """
     path = Path(path)
     try:

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import NamedTuple, Optional
 
-from mp_jax.errors import UserError
+from mp_jax.runtime.errors import UserError
 
-log = logging.getLogger("mp_jax.lock")
+log = logging.getLogger("mp_jax.runtime.lock")
 LOCK_NAME = ".lock"
 
 

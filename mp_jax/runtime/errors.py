@@ -1,9 +1,9 @@
 """Errors a user can act on: a message that names the file or flag, what went wrong and
-what to do, shown by :func:`mp_jax.cli.run_main` as one line ``error: ...``.
+what to do, shown by :func:`mp_jax.runtime.cli.run_main` as one line ``error: ...``.
 
 * :class:`UserError`: the base class. ``str(e)`` is the message; an optional ``hint``
   (a class attribute or a constructor argument) is a further sentence saying what to do,
-  which :func:`mp_jax.cli.run_main` appends.
+  which :func:`mp_jax.runtime.cli.run_main` appends.
 * :class:`StorageError`: an :class:`OSError` (no space left, no permission, a read-only
   file system, ...) turned into such a message by :func:`storage_error`. It is still an
   ``OSError`` with the original ``errno``, so ``except OSError`` keeps catching it.

@@ -1,11 +1,11 @@
-"""Atomic save and exact resume of a training run (:class:`mp_jax.train.FitState`).
+"""Atomic save and exact resume of a training run (:class:`mp_jax.engine.train.FitState`).
 
 A checkpoint is one HDF5 file: every array leaf of ``(params, opt_state, key,
 best_params)`` as a dataset ``leaves/<i>``, the scalars and the history as attributes,
 and a ``meta`` JSON attribute (the run's configuration, its hash, whether it finished).
-It is built in memory and written with :func:`mp_jax.atomic.write_bytes` (a temporary
+It is built in memory and written with :func:`mp_jax.runtime.atomic.write_bytes` (a temporary
 file, synced, then renamed), so a crash or a full disk leaves the previous one intact; an
-``OSError`` is raised as :class:`mp_jax.errors.StorageError` naming the file's folder.
+``OSError`` is raised as :class:`mp_jax.runtime.errors.StorageError` naming the file's folder.
 Loading checks the file against a template state (same tree, shapes and dtypes) and
 raises :class:`CheckpointError` on any mismatch or corruption: never a silent reuse.
 """
@@ -21,9 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mp_jax import atomic
-from mp_jax.errors import UserError
-from mp_jax.train import FitState
+from mp_jax.runtime import atomic
+from mp_jax.runtime.errors import UserError
+from mp_jax.engine.train import FitState
 
 FORMAT_VERSION = 1
 
