@@ -14,9 +14,48 @@ from pathlib import Path
 from typing import Optional
 
 from experiments import findings
+from mp_jax import docs_equations
 from mp_jax.runtime import atomic, cli
 from mp_jax.engine import distributed
 from mp_jax.runtime.errors import UserError
+
+
+# ----------------------------------------------------------------------------- equations
+# Every equation of the report is quoted from docs/ by its label (mp_jax.docs_equations): the
+# report writes no equation of its own, so what it shows is what the pages derive and the code
+# computes. Each list is one display block of the report, in its order.
+Q1_PREPROCESSING = ("AE1", "AE2", "AE3", "AE4")
+Q1_FORWARD = ("AE5", "AE6", "AE7", "AE8", "AE9")
+#: The autoencoder's backward, as the code computes it: extended by every label the backward
+#: gains in docs/autoencoder.md.
+Q1_BACKWARD = ("AE10", "AE11", "AE12", "AE13", "AE14", "AE15", "AE16", "AE17")
+Q2_FORWARD = ("LM1", "LM2", "LM3", "LM4")
+Q2_BACKWARD = ("LM5", "LM6", "LM7", "LM8", "LM9", "LM10")
+Q2_TRAINING = ("CLIP3", "CLIP4", "CLIP6")  # SGD with momentum, early stopping
+Q3_HEAD_FORWARD = ("HEAD1", "HEAD2", "HEAD3")
+Q3_HEAD_BACKWARD = ("HEAD4", "HEAD5", "HEAD6")
+Q3_THROUGH_TIME = ("BPTT1", "BPTT2", "BPTT3", "BPTT5")
+#: Per cell: (forward, one step of the backward, the factor that carries dh back through time).
+Q3_CELLS = {
+    "rnn": (("RNN1", "RNN2"), ("RNN3", "RNN4", "RNN5"), ("RNN6",)),
+    "lstm": (("LSTM1", "LSTM2", "LSTM3", "LSTM4"),
+             ("LSTM5", "LSTM6", "LSTM7", "LSTM8", "LSTM9", "LSTM10", "LSTM11", "LSTM12"), ("LSTM14",)),
+    "gru": (("GRU1", "GRU2", "GRU3", "GRU4", "GRU5"), ("GRU6", "GRU7", "GRU8", "GRU9", "GRU10", "GRU11"), ()),
+}
+Q3_FLOW = ("BPTT6",)  # the gradient-flow curve of the figure
+
+
+def quoted_labels() -> tuple:
+    """Every label the report quotes, in the order of its sections."""
+    cells = tuple(label for parts in Q3_CELLS.values() for part in parts for label in part)
+    return (Q1_PREPROCESSING + Q1_FORWARD + Q1_BACKWARD + Q2_FORWARD + Q2_BACKWARD + Q2_TRAINING + Q3_HEAD_FORWARD
+            + Q3_HEAD_BACKWARD + Q3_THROUGH_TIME + cells + Q3_FLOW)
+
+
+def _equations(lines: list, labels) -> None:
+    """Append the display equations ``labels``, each quoted from docs/ byte for byte."""
+    for label in labels:
+        lines += [docs_equations.quote(label), ""]
 
 
 def _load(qdir: Path) -> Optional[dict]:
@@ -141,27 +180,25 @@ def q1_section(qdir: Path, figs: Figures) -> list:
     used: set = set()
     sigma = (m.get("data") or {}).get("sigma")
     lines += ["### a) Preprocessing", "",
-              "Each RGB patch becomes gray, loses its own mean, is clipped at ±3σ (σ over the whole set"
-              + (f", here σ = {_fmt(sigma)}" if isinstance(sigma, float) else "") + ") and is mapped to [0.1, 0.9], "
-              "the range of the sigmoid output ([docs/autoencoder.md](../docs/autoencoder.md#preprocessing)):", "",
-              "$$ g = 0.2126 R + 0.7152 G + 0.0722 B, \\qquad x = 0.1 + 0.8 \\cdot "
-              "\\frac{\\mathrm{clip}(g - \\bar g, -3\\sigma, 3\\sigma) + 3\\sigma}{6\\sigma} $$", ""]
+              "Each RGB patch becomes grey, loses its own mean, is clipped at ±3 $\\sigma_{set}$ (one scale for the "
+              "whole set" + (f", here $\\sigma_{{set}}$ = {_fmt(sigma)}" if isinstance(sigma, float) else "")
+              + ") and is mapped to [0.1, 0.9], the range of the sigmoid output "
+              "([docs/autoencoder.md](../docs/autoencoder.md#preprocessing)):", ""]
+    _equations(lines, Q1_PREPROCESSING)
     figs.add(lines, qdir, "patches_rgb.png", "200 random 16×16 RGB patches", used)
     figs.add(lines, qdir, "patches_preprocessed.png", "the same 200 patches after preprocessing", used)
     lines += ["### b) Training", "",
-              "The autoencoder (tied weights: the decoder uses $W^\\top$) encodes $h = \\sigma(x W + b_1)$ and "
-              "decodes $o = \\sigma(h W^\\top + b_2)$; its cost (AE8) adds Tikhonov decay and a KL sparsity penalty on "
-              "the mean activation $\\hat\\rho_b$ of each hidden unit ([cost](../docs/autoencoder.md#cost)); the "
-              "backward pass (AE10, AE12, AE13, AE16; [step by step](../docs/autoencoder.md#backward-step-by-step)) "
-              "enters the sparsity term into every example's $\\delta_h$ as $s / N$, since $\\hat\\rho_b$ is a mean "
-              "over the N examples:", "",
-              "$$ J = \\frac{1}{2N} \\sum_n \\lVert x_n - o_n \\rVert^2 + \\lambda \\lVert W \\rVert_F^2 + "
-              "\\beta \\sum_b \\mathrm{KL}(\\rho \\parallel \\hat\\rho_b) $$", "",
-              "$$ \\delta_o = \\frac{o - x}{N} \\odot o \\odot (1 - o), \\qquad "
-              "s_b = \\beta \\left( -\\frac{\\rho}{\\hat\\rho_b} + \\frac{1 - \\rho}{1 - \\hat\\rho_b} \\right), \\qquad "
-              "\\delta_h = \\left( \\delta_o W + \\frac{s}{N} \\right) \\odot h \\odot (1 - h) $$", "",
-              "$$ \\frac{\\partial J}{\\partial W} = x^\\top \\delta_h + \\left( h^\\top \\delta_o \\right)^\\top + "
-              "2 \\lambda W $$", ""]
+              "The autoencoder encodes and decodes with sigmoid layers; with tied weights (the default) one matrix "
+              "$W$ serves both: the encoder's $W_1$ is $W$ and the decoder's $W_2$ is its transpose "
+              "([forward](../docs/autoencoder.md#forward)). Its cost $J$ adds Tikhonov decay and a KL sparsity "
+              "penalty on the mean activation $\\hat\\rho_b$ of each hidden unit "
+              "([cost](../docs/autoencoder.md#cost)):", ""]
+    _equations(lines, Q1_FORWARD)
+    lines += ["The backward pass, one equation per line of the code's backward "
+              "([step by step](../docs/autoencoder.md#backward-step-by-step)), enters the sparsity term $s$ into every "
+              "example's $\\delta_h$ divided by $N$, since $\\hat\\rho_b$ is a mean over the $N$ examples (AE13), "
+              "and gives the tied $W$ the sum of its two uses, decay $2\\lambda W$ included (AE16):", ""]
+    _equations(lines, Q1_BACKWARD)
     if m.get("optimizers"):
         lines += ["| optimizer | final cost | reconstruction | weight decay | sparsity | mean ρ̂ | held-out MSE / "
                   "mean-patch MSE | noise units | dead units | duplicate units | time |",
@@ -179,8 +216,8 @@ def q1_section(qdir: Path, figs: Figures) -> list:
     figs.add(lines, qdir, "reconstructions.png", "held-out patches (top) and the default model's reconstructions", used)
     _findings(lines, findings.q1_training(m))
     lines += ["### c) Hidden features and the sparsity parameters (β, ρ)", "",
-              "Each panel shows every hidden unit's weights $W_{:,j}$ as a 16×16 image. ρ sets the target mean "
-              "activation of a unit and β how hard the KL term pulls $\\hat\\rho_j$ towards it; a *noise* unit's "
+              "Each panel shows every hidden unit's weights (its column of $W$) as a 16×16 image. $\\rho$ sets the "
+              "target mean activation of a unit and $\\beta$ how hard the KL term pulls $\\hat\\rho_b$ towards it; a *noise* unit's "
               "image has no spatial structure, a *dead* unit never responds, a *duplicate* repeats another unit.", ""]
     figs.add(lines, qdir, "features.png", "hidden-unit weights of the default model", used)
     figs.add(lines, qdir, "features_optimizers.png", "the same model trained by each optimizer", used)
@@ -189,8 +226,8 @@ def q1_section(qdir: Path, figs: Figures) -> list:
     _findings(lines, findings.q1_beta_rho(m))
     lines += ["### d) L_hid × λ sweep", "",
               "More hidden units can represent more distinct features; a larger λ shrinks the weights, trading "
-              "noisy, high-variance features for smooth ones that reconstruct less well (the λ term's gradient "
-              "$\\lambda W$ pulls every weight towards 0).", ""]
+              "noisy, high-variance features for smooth ones that reconstruct less well (the decay term's gradient "
+              "$2\\lambda W$ in (AE16) pulls every weight towards 0).", ""]
     figs.add(lines, qdir, "features_sweep.png", "hidden-unit weights for each (L_hid, λ): rows L_hid, columns λ", used)
     _unit_table(lines, m.get("sweep"), (("L_hid", "hidden"), ("λ", "lam"), ("final cost", "final_cost")))
     _findings(lines, findings.q1_sweep(m))
@@ -199,6 +236,26 @@ def q1_section(qdir: Path, figs: Figures) -> list:
 
 
 # ----------------------------------------------------------------------------- Q2
+def _q2_training(s: dict) -> list:
+    """The training settings of the run that wrote ``metrics.json["settings"]`` (its
+    configuration), then the update and the stopping rule quoted from docs/training.md."""
+    parts = [f"learning rate {_fmt(s['learning_rate'])}, constant" if "learning_rate" in s else None,
+             f"momentum {_fmt(s['momentum'])}" if "momentum" in s else None,
+             f"batch {s['batch_size']}" if "batch_size" in s else None,
+             f"at most {s.get('max_epochs', s.get('epochs'))} epochs" if ("max_epochs" in s or "epochs" in s) else None,
+             f"early stopping on the validation cross-entropy with patience {s['patience']}, the best epoch kept"
+             if "patience" in s else None,
+             f"weights and biases drawn from a normal distribution of standard deviation {_fmt(s['init_std'])}"
+             if "init_std" in s else None]
+    if not any(parts):
+        return []
+    lines = ["Training, as this run was configured: minibatch SGD with momentum (optax's form, "
+             "[docs/training.md](../docs/training.md#sgd-with-momentum-as-optax-applies-it)), "
+             + "; ".join(x for x in parts if x) + ":", ""]
+    _equations(lines, Q2_TRAINING)
+    return lines
+
+
 def q2_section(qdir: Path, figs: Figures) -> list:
     m = _load(qdir)
     lines = ["## Q2 — Neural language model", ""]
@@ -206,15 +263,15 @@ def q2_section(qdir: Path, figs: Figures) -> list:
         return lines + ["*Not run yet (`python -m experiments --only q2`).*", ""]
     used: set = set()
     lines += ["### a) Training the three (D, P) settings", "",
-              "Three words $w_1, w_2, w_3$ are looked up in the embedding $R \\in \\mathbb{R}^{250 \\times D}$ and "
-              "concatenated into $e$; a sigmoid layer of $P$ units and a softmax over the 250 words give the "
-              "fourth word's distribution ([docs/language_model.md](../docs/language_model.md#forward)):", "",
-              "$$ h = \\sigma(e W_1 + b_1), \\qquad p = \\mathrm{softmax}(h W_2 + b_2), \\qquad "
-              "L = -\\frac{1}{N} \\sum_n \\log p_{n, y_n} $$", "",
-              "The backward pass ([docs/language_model.md](../docs/language_model.md#backward)) runs "
-              "$\\delta_s = (p - \\mathrm{onehot}(y)) / N$, $\\delta_h = \\delta_s W_2^\\top \\odot h (1 - h)$, "
-              "$\\delta_e = \\delta_h W_1^\\top$, and adds each of the three slices of $\\delta_e$ into the row of "
-              "$R$ of its word (a scatter-add: a word twice in one trigram receives both).", ""]
+              "The three words of a trigram are looked up in the embedding $R$ (one row of $D$ numbers per word of "
+              "the vocabulary) and laid side by side in $e$; a sigmoid layer of $P$ units and a softmax over the "
+              "vocabulary give the fourth word's distribution ([forward](../docs/language_model.md#forward)):", ""]
+    _equations(lines, Q2_FORWARD)
+    lines += ["The backward pass ([backward](../docs/language_model.md#backward)) ends in a scatter-add: each of the "
+              "three blocks of $de$ is added into the row of $R$ of its word, so a word twice in one trigram "
+              "receives both (LM10):", ""]
+    _equations(lines, Q2_BACKWARD)
+    lines += _q2_training(m.get("settings") or {})
     for name in findings.q2_settings(m):
         d, p = name[2:].split(",P=")
         figs.add(lines, qdir, f"loss_D{d}_P{p}.png", f"training and validation cross-entropy per epoch, (D, P) = "
@@ -241,17 +298,16 @@ def _confusion_table(names, cm) -> list:
 
 
 CELL_TABLE = [
-    "| cell | forward (one step) | the path the gradient takes back through time |",
-    "|---|---|---|",
-    "| RNN | $h_t = \\tanh(x_t W_x + h_{t-1} W_h + b)$ | $\\partial h_t / \\partial h_{t-1} = "
-    "\\mathrm{diag}(1 - h_t^2) W_h^\\top$: a product of 150 such factors shrinks or grows geometrically |",
-    "| LSTM | $i, f, o = \\sigma(\\cdot)$, $g = \\tanh(\\cdot)$ of $x_t W_x + h_{t-1} W_h + b$; "
-    "$c_t = f \\odot c_{t-1} + i \\odot g$, $h_t = o \\odot \\tanh(c_t)$ | $\\partial c_t / \\partial c_{t-1} = "
-    "\\mathrm{diag}(f_t)$: the cell state carries the gradient back scaled only by the forget gate |",
-    "| GRU | $z, r = \\sigma(\\cdot)$, $n = \\tanh(x_t W_{xn} + r \\odot (h_{t-1} W_{hn} + b_{hn}) + b_{xn})$; "
-    "$h_t = (1 - z) \\odot n + z \\odot h_{t-1}$ | the direct term $\\mathrm{diag}(z_t)$ of "
-    "$\\partial h_t / \\partial h_{t-1}$ passes the gradient through unchanged where $z \\approx 1$ |",
+    "| cell | forward (one step) | backward (one step) | what carries $dh_t$ back to step $t - 1$ |",
+    "|---|---|---|---|",
+    "| RNN | (RNN1)-(RNN2) | (RNN3)-(RNN5) | the matrix $W_h$ and tanh' at every step (RNN6): a product of such "
+    "factors shrinks or grows geometrically (RNN7) |",
+    "| LSTM | (LSTM1)-(LSTM4) | (LSTM5)-(LSTM12) | along the cell path, the forget gate $f$ alone, unit by unit "
+    "(LSTM12, LSTM14); the path through $W_h$ (LSTM11) behaves like the RNN's |",
+    "| GRU | (GRU1)-(GRU5) | (GRU6)-(GRU11) | the first term of (GRU11): the update gate $z$ alone, unit by unit, "
+    "beside the paths through $U_n$ (GRU8) and through the gates' blocks of $W_h$ |",
 ]
+CELL_NAMES = {"rnn": ("RNN", "#rnn"), "lstm": ("LSTM", "#lstm"), "gru": ("GRU", "#gru")}
 
 
 def q3_section(qdir: Path, figs: Figures) -> list:
@@ -270,19 +326,33 @@ def q3_section(qdir: Path, figs: Figures) -> list:
         lines += ["Protocol ([docs/training.md](../docs/training.md#q3s-protocol)):", ""]
         lines += [f"- {k}: {v}" for k, v in proto.items()] + [""]
     lines += ["### a) The three cells and backpropagation through time", "",
-              "Each cell reads the 150 steps of a window; an MLP head (ReLU layer, softmax) classifies $h_T$. "
-              "Backpropagation through time carries $\\partial L / \\partial h_t$ backwards from $t = T$ "
-              "([docs/recurrent.md](../docs/recurrent.md#through-time)):", "",
-              "$$ \\frac{\\partial L}{\\partial h_{t-1}} = \\frac{\\partial L}{\\partial h_t} "
-              "\\frac{\\partial h_t}{\\partial h_{t-1}}, \\qquad "
-              "\\frac{\\partial L}{\\partial W} = \\sum_{t=1}^{T} \\frac{\\partial L}{\\partial h_t} "
-              "\\frac{\\partial h_t}{\\partial W}\\Big|_{\\text{step } t} $$", "",
-              "so the gradient that reaches step 1 is a product of T − 1 Jacobians; the cells differ in what that "
-              "product looks like ([RNN](../docs/recurrent.md#why-gradients-vanish-or-explode), "
-              "[LSTM cell-state path](../docs/recurrent.md#the-cell-state-path), [GRU](../docs/recurrent.md#gru)):",
-              "", *CELL_TABLE, ""]
-    figs.add(lines, qdir, "gradient_flow.png", "mean ‖∂ℓ/∂h_t‖ against t for the three cells, at initialisation "
-             "and after training (manual BPTT)", used)
+              "Each cell reads the 150 steps of a window; an MLP head (a ReLU layer, then a softmax) classifies the "
+              "last state $h_T$ ([the classifier head](../docs/recurrent.md#the-classifier-head)):", ""]
+    _equations(lines, Q3_HEAD_FORWARD)
+    lines += ["The backward starts at the loss and ends in $dh_T$, which starts the reverse scan:", ""]
+    _equations(lines, Q3_HEAD_BACKWARD)
+    lines += ["Backpropagation through time carries $dh_t$ (the LSTM also $dc_t$) from $t = T$ back to step 1, "
+              "one step's Jacobian at a time, and sums each weight's per-step terms "
+              "([through time](../docs/recurrent.md#through-time)); the gradient that reaches $h_t$ is a product of "
+              "Jacobians (BPTT5):", ""]
+    _equations(lines, Q3_THROUGH_TIME)
+    lines += ["The cells differ in what that product looks like "
+              "([why gradients vanish or explode](../docs/recurrent.md#why-gradients-vanish-or-explode), "
+              "[the cell-state path](../docs/recurrent.md#the-cell-state-path)):", "", *CELL_TABLE, ""]
+    for cell, (forward, backward, path) in Q3_CELLS.items():
+        name, anchor = CELL_NAMES[cell]
+        lines += [f"**{name}**, forward ([docs/recurrent.md]({'../docs/recurrent.md' + anchor})):", ""]
+        _equations(lines, forward)
+        lines += [f"{name}, one step of the backward, given $dh_t$"
+                  + (" and $dc_t$" if cell == "lstm" else "") + ":", ""]
+        _equations(lines, backward + path)
+    if (qdir / "gradient_flow.png").exists():
+        lines += ["The next figure draws, for each cell, the mean norm over windows of the gradient each window's "
+                  "loss sends back to $h_t$:", ""]
+        _equations(lines, Q3_FLOW)
+    figs.add(lines, qdir, "gradient_flow.png", "$\\gamma_t$ (BPTT6), the mean norm over windows of the gradient "
+             "of each window's loss at $h_t$, against t for the three cells, at initialisation and after training "
+             "(manual BPTT)", used)
     _findings(lines, findings.q3_gradients(m))
     lines += ["### b) Accuracy, loss and training time", ""]
     _text(lines, qdir, "comparison.md", used)

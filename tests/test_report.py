@@ -189,7 +189,7 @@ def test_report_structure_numbering_maths_and_findings(tmp_path, run):
     q2_links = re.findall(r"\(q2/(loss_D\d+_P\d+)\.png\)", text)
     assert q2_links == ["loss_D32_P256", "loss_D16_P128", "loss_D8_P64"]
     # the gradient-flow figure and the cell table
-    assert "(q3/gradient_flow.png)" in q3 and "| GRU | $z, r" in q3
+    assert "(q3/gradient_flow.png)" in q3 and "| GRU | (GRU1)-(GRU5) |" in q3
     assert "ABD = abduction" in q3
 
 

@@ -230,9 +230,9 @@ def _time_label(seconds: float, loaded: bool) -> str:
 
 
 def gradient_flow(params, data, n_windows: int = 256) -> list:
-    """g_t = mean over windows n of ‖∂ℓ_n/∂h_t‖ for t = 1 … T: how much of the loss's gradient
+    """γ_t = mean over windows n of ‖∂ℓ_n/∂h_t‖ for t = 1 … T (BPTT6): how much of the loss's gradient
     reaches step t through backpropagation through time (the manual BPTT,
-    :func:`mp_jax.models.recurrent.hidden_state_grads`, docs/recurrent.md BPTT3). ``data``:
+    :func:`mp_jax.models.recurrent.hidden_state_grads`, docs/recurrent.md). ``data``:
     (x, y); the first ``n_windows`` windows are used. Returns T floats."""
     x, y = data
     x, y = jnp.asarray(x[:n_windows]), jnp.asarray(y[:n_windows])
