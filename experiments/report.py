@@ -331,7 +331,7 @@ def q3_section(qdir: Path, figs: Figures) -> list:
     _equations(lines, Q3_HEAD_FORWARD)
     lines += ["The backward starts at the loss and ends in $dh_T$, which starts the reverse scan:", ""]
     _equations(lines, Q3_HEAD_BACKWARD)
-    lines += ["Backpropagation through time carries $dh_t$ (the LSTM also $dc_t$) from $t = T$ back to step 1, "
+    lines += ["Backpropagation through time carries $dh_t$ (the LSTM also $dc_t$) from the last step $T$ back to step 1, "
               "one step's Jacobian at a time, and sums each weight's per-step terms "
               "([through time](../docs/recurrent.md#through-time)); the gradient that reaches $h_t$ is a product of "
               "Jacobians (BPTT5):", ""]

@@ -2,7 +2,10 @@
 
 The library's comments and docstrings cite equations of docs/ by label, e.g. ``# (LSTM7)``;
 each display equation there carries its label as ``\\tag{LSTM7}``. These tests hold the two
-together, keep the documents' links working and their math within what GitHub renders.
+together (every label cited in the code, the experiments, the exercises, the notebook, the
+benchmarks, the tests and every Markdown page is tagged), hold docs/README.md's lists of labels
+to the labels the pages tag, keep the documents' links working and their math within what
+GitHub renders.
 """
 from __future__ import annotations
 
@@ -93,15 +96,88 @@ def test_docs_exist():
     assert _tags(), "docs/ tags no equation at all"
 
 
+#: Every folder of Python whose comments and strings may cite a label.
+CITING_FOLDERS = ("mp_jax", "experiments", "exercises", "notebooks", "benchmarks", "tests")
+#: Every Markdown page outside docs/ that may cite a label.
+CITING_PAGES = ("README.md", "BENCHMARKS.md", "data/README.md")
+
+
 def test_every_cited_label_is_tagged():
     tagged = _tagged()
     missing = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        for line, text in _comments_and_strings(path):
-            for label in sorted(_labels_in(text) - tagged):
-                missing.append(f"{path.relative_to(ROOT)}:{line}: ({label})")
-    assert not missing, ("labels cited in mp_jax/ but tagged nowhere in docs/ (add the equation with "
+    for folder in CITING_FOLDERS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for line, text in _comments_and_strings(path):
+                for label in sorted(_labels_in(text) - tagged):
+                    missing.append(f"{path.relative_to(ROOT)}:{line}: ({label})")
+    assert not missing, ("labels cited in the code but tagged nowhere in docs/ (add the equation with "
                          "\\tag{LABEL}, or cite the right label):\n" + "\n".join(missing))
+
+
+def test_every_label_a_page_cites_is_tagged_code_included():
+    """README, BENCHMARKS and data/README, and every page of docs/ with its code blocks and spans."""
+    tagged = _tagged()
+    missing = []
+    for path in [ROOT / name for name in CITING_PAGES if (ROOT / name).exists()] + _doc_files():
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for label in sorted(_labels_in(_TAG.sub("", line)) - tagged):
+                missing.append(f"{path.relative_to(ROOT)}:{number}: ({label})")
+    assert not missing, "pages cite labels that no equation carries:\n" + "\n".join(missing)
+
+
+def test_the_label_finder_finds_what_it_must():
+    """The checks above read labels with _labels_in: it must see ranges and lists."""
+    assert _labels_in("see (HEAD1-HEAD3) and (RNN1-2), (LSTM7), (P2), (P3)") == {
+        "HEAD1", "HEAD2", "HEAD3", "RNN1", "RNN2", "LSTM7", "P2", "P3"}
+    untagged = "AE" "99"  # two literals, so that this file cites no untagged label itself
+    assert _labels_in(f"# ({untagged})") == {untagged} and untagged not in _tagged()
+
+
+def test_the_prefixes_read_are_the_prefixes_tagged():
+    """A new prefix in docs/ must be added to PREFIXES, or its citations would go unchecked."""
+    tagged = {re.match(r"[A-Z]+", label).group() for label, _ in _tags()}
+    assert tagged == set(PREFIXES), (f"prefixes tagged in docs/ {sorted(tagged)} differ from the prefixes "
+                                     f"these tests read {sorted(PREFIXES)}")
+
+
+def _readme_prefixes() -> tuple[dict, dict]:
+    """docs/README.md's two lists: {page: prefixes} of the table of documents, and {page:
+    prefixes} of the table of prefixes."""
+    text = (DOCS / "README.md").read_text(encoding="utf-8")
+    documents, prefixes = {}, {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        link = re.fullmatch(r"\[[\w.]+\]\(([\w.]+\.md)\)", cells[0]) if cells else None
+        if link and len(cells) >= 2:  # | [page](page) | P, AE | contents |
+            documents[link.group(1)] = {p.strip() for p in cells[1].split(",") if p.strip()}
+        link = re.fullmatch(r"\[[\w.]+\]\(([\w.]+\.md)\)", cells[-1]) if len(cells) == 2 else None
+        if link and re.fullmatch(r"[A-Z, ]+", cells[0]):  # | RNN, BPTT | [page](page) |
+            prefixes.setdefault(link.group(1), set()).update(p.strip() for p in cells[0].split(","))
+    return documents, prefixes
+
+
+def test_docs_readme_lists_the_prefixes_each_page_tags():
+    tagged = collections.defaultdict(set)
+    for label, name in _tags():
+        tagged[name].add(re.match(r"[A-Z]+", label).group())
+    documents, prefixes = _readme_prefixes()
+    assert documents and prefixes, "docs/README.md: the tables of documents and prefixes were not found"
+    for name in sorted(set(documents) | set(tagged)):
+        assert documents.get(name, set()) == tagged.get(name, set()), (
+            f"docs/README.md's table of documents gives {name} the labels {sorted(documents.get(name, ()))}, "
+            f"the page tags {sorted(tagged.get(name, ()))}")
+    assert prefixes == {k: v for k, v in tagged.items() if v}, (
+        f"docs/README.md's table of prefixes {prefixes} is not what the pages tag {dict(tagged)}")
+    missing = [p.name for p in _doc_files() if p.name != "README.md" and p.name not in documents]
+    assert not missing, f"docs/README.md's table of documents lacks {missing}"
+
+
+def test_docs_readme_names_the_fixed_recurrent_labels():
+    text = re.sub(r"\s+", " ", (DOCS / "README.md").read_text(encoding="utf-8"))
+    ranges = dict(re.findall(r"\b(RNN|BPTT|LSTM|GRU|HEAD)1-(\d+)\b", text.split("are fixed")[0][-200:]))
+    fixed = collections.Counter(re.match(r"[A-Z]+", label).group() for label in FIXED_RECURRENT_LABELS)
+    assert {k: int(v) for k, v in ranges.items()} == dict(fixed), (
+        f"docs/README.md names the fixed recurrent labels {ranges}, the tests fix {dict(fixed)}")
 
 
 def test_labels_referred_to_in_docs_are_tagged():
