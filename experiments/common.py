@@ -109,7 +109,7 @@ def question_lock(results_dir: os.PathLike, question: str):
 def session(args, question: str, *, lock: bool = True, progress: Optional[bool] = None):
     """What every experiment's ``run`` trains inside: the question's results folder locked
     (:func:`question_lock`; ``lock=False`` when the caller already holds it), and the
-    question's :class:`experiments.runs.RunContext`: the device mesh (``--devices``) and
+    question's :class:`mp_jax.protocols.runs.RunContext`: the device mesh (``--devices``) and
     per-epoch checkpoints in ``<results-dir>/<question>/checkpoints`` (``--fresh`` moves the
     question's earlier results aside first, under the lock). Yields ``(results folder, context)``."""
 

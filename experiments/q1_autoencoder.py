@@ -148,7 +148,7 @@ class Trainer:
         return params, rec
 
     def run_key(self, optimizer: str, hidden: int, hp, **more) -> dict:
-        """The checkpoint key of a run (:meth:`experiments.RunOptions.run_key`)."""
+        """The checkpoint key of a run (:meth:`experiments.config.RunOptions.run_key`)."""
         return self.c.run_key(data=self.d.data_id, split=self.d.split, model="autoencoder", optimizer=optimizer,
                               hidden=hidden, hp=[float(v) for v in hp], **more)
 
@@ -179,7 +179,7 @@ class Trainer:
     def study(self, hidden: int, hps: list) -> list:
         """[(parameters, record)] by ``config.optimizer`` for each of ``hps``: runs trained
         before are reused, the others trained as one vmapped program or one by one
-        (:func:`experiments.use_vmap`)."""
+        (:func:`experiments.config.use_vmap`)."""
         todo = [hp for hp in hps if self.name(self.c.optimizer, hidden, hp) not in self.done]
         if len(todo) > 1 and use_vmap(self.c.vmap):
             self._vmapped(hidden, todo)

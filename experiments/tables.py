@@ -29,7 +29,7 @@ def q2_samples(samples: list) -> str:
 
 def q3_comparison(results: dict, chance: float) -> str:
     """The Markdown table of Q3's models (``results``: name -> record of
-    :func:`experiments.q3_activity.run_model` or ``run_baseline``): the validation run's
+    :func:`mp_jax.protocols.activity.run_model` or ``run_baseline``): the validation run's
     accuracy, the test accuracy and loss over seeds (mean ± sample std, and each seed's),
     the training accuracy, the time; then every pair's gap against the spread over seeds."""
     seeds = next(iter(results.values()))["seeds"]

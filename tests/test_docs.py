@@ -115,7 +115,7 @@ def test_every_cited_label_is_tagged():
 
 
 def test_every_label_a_page_cites_is_tagged_code_included():
-    """README, BENCHMARKS and data/README, and every page of docs/ with its code blocks and spans."""
+    """README.md, BENCHMARKS.md and data/README.md, and every page of docs/ with its code blocks and spans."""
     tagged = _tagged()
     missing = []
     for path in [ROOT / name for name in CITING_PAGES if (ROOT / name).exists()] + _doc_files():

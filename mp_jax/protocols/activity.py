@@ -133,14 +133,14 @@ def split_key(d: Activity, stage: str) -> dict:
 def train_seeds(ctx: runs.RunContext, cell: str, seeds: list, train_data, val_data, c, n_classes: int, *,
                 vmap: bool, data_seed: Optional[int] = None, data_id: Optional[str] = None, split=None,
                 augmentation=None, stage: str = "refit", keep_diverged: bool = False) -> list:
-    """``cell`` trained once per seed on the same data: [:class:`experiments.runs.Member`] in
+    """``cell`` trained once per seed on the same data: [:class:`mp_jax.protocols.runs.Member`] in
     the order of ``seeds``. Member j is the run ``--seed seeds[j]`` trains (:func:`member_key`);
-    ``vmap``: see :func:`experiments.runs.fit_members`; ``data_id`` (None: no checkpoints) and
+    ``vmap``: see :func:`mp_jax.protocols.runs.fit_members`; ``data_id`` (None: no checkpoints) and
     ``split`` (:func:`split_key`): the data's part of the runs' checkpoint keys;
     ``augmentation``: ``c.augmentation(...)``; ``stage``: "validation" (the selection
     run on the training part) or "refit" (on every training window), part of the run's name.
     A run that diverges raises :class:`mp_jax.engine.train.NonFiniteError` naming it, unless
-    ``keep_diverged`` (:func:`experiments.runs.fit_member`)."""
+    ``keep_diverged`` (:func:`mp_jax.protocols.runs.fit_member`)."""
     data_seed = seeds[0] if data_seed is None else data_seed
     n_in, dtype = train_data[0].shape[-1], train_data[0].dtype
     (opt, fit_config), (alone, vmapped) = c.fit(cell, len(train_data[1]), augmentation), gradients(c.impl)
