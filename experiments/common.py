@@ -36,13 +36,39 @@ MATMUL_PRECISIONS = ("highest", "default")
 Parser = cli.Parser  # one-line usage errors (mp_jax.runtime.cli.Parser)
 
 
+def _value(config, field: str) -> str:
+    value = getattr(config, field)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value}/" if isinstance(value, Path) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def defaults_help(cls, field: str, show: Callable = _value) -> str:
+    """What a flag that sets ``field`` of ``cls`` (a question's configuration dataclass) takes
+    when it is not given, read from the dataclass itself so that ``--help`` cannot disagree with
+    it: "default V", then "--quick V" and "--recipe handout V" where those differ from it.
+    ``show(config, field)`` writes a value."""
+    plain = show(cls(), field)
+    parts = [f"default {plain}"]
+    for flag, config in (("--quick", cls.make(is_quick=True)), ("--recipe handout", cls.make(recipe="handout"))):
+        if show(config, field) != plain:
+            parts.append(f"{flag} {show(config, field)}")
+    return "; ".join(parts)
+
+
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """The flags every experiment takes."""
+    """The flags every experiment takes (their defaults: :class:`RunOptions`'s)."""
     p = Parser(prog=prog, description=description)
-    p.add_argument("--data-dir", type=cli.folder, default="data", help="where the .h5 files are (default data/)")
-    p.add_argument("--results-dir", type=cli.folder, default="results", help="where results go (default results/)")
-    p.add_argument("--seed", type=cli.seed, default=0, help=f"PRNG seed, 0 to {cli.SEED_MAX} (default 0)")
-    p.add_argument("--quick", action="store_true", help="every step and output with tiny settings (< 1 min)")
+    o = RunOptions()
+    p.add_argument("--data-dir", type=cli.folder, default=str(o.data_dir),
+                   help=f"where the .h5 files are ({defaults_help(RunOptions, 'data_dir')})")
+    p.add_argument("--results-dir", type=cli.folder, default=str(o.results_dir),
+                   help=f"where results go ({defaults_help(RunOptions, 'results_dir')})")
+    p.add_argument("--seed", type=cli.seed, default=o.seed,
+                   help=f"PRNG seed, 0 to {cli.SEED_MAX} ({defaults_help(RunOptions, 'seed')})")
+    p.add_argument("--quick", action="store_true",
+                   help="every step and output with tiny settings: checks that everything runs, in minutes; "
+                        "its numbers mean nothing")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of progress bars")
     p.add_argument("--devices", type=cli.device_count(), default=None,
                    help="train data-parallel over N local devices (default: all; the batch size must divide by N)")

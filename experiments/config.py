@@ -23,7 +23,7 @@ class RunOptions:
       data_dir: where the ``.h5`` files are (stand-ins are built there when missing).
       results_dir: where ``<question>/`` with metrics and figures goes.
       seed: the PRNG seed (initial parameters, shuffling, subsets, splits).
-      is_quick: made by ``quick()``: the tiny settings (every step and output, about a minute in all).
+      is_quick: made by ``quick()``: the tiny settings (every step and output, to check that all runs).
       progress: None: a bar on a terminal, log lines otherwise; False: log lines.
       vmap: train a study's members as one ``jax.vmap`` program (True) or one after another
         (False); None picks by device (:func:`use_vmap`).

@@ -289,9 +289,11 @@ def run(config: Q1Config, ctx: Optional[runs.RunContext] = None) -> dict:
 def main(argv=None) -> int:
     p = common.base_parser("python -m experiments.q1_autoencoder", __doc__.split("\n\n")[0])
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimiser for the default run and parts (c)-(d) "
-                   "(default lbfgs; the other one is trained too, for the comparison)")
-    p.add_argument("--lbfgs-iters", type=cli.positive_int, help="L-BFGS iterations per run at most (default 400)")
-    p.add_argument("--sgd-epochs", type=cli.positive_int, help="SGD epochs per run (default 200)")
+                   f"({common.defaults_help(Q1Config, 'optimizer')}; the other one is trained too, for the comparison)")
+    p.add_argument("--lbfgs-iters", type=cli.positive_int,
+                   help=f"L-BFGS iterations per run at most ({common.defaults_help(Q1Config, 'lbfgs_iters')})")
+    p.add_argument("--sgd-epochs", type=cli.positive_int,
+                   help=f"SGD epochs per run ({common.defaults_help(Q1Config, 'sgd_epochs')})")
     return common.run_main("q1", p, Q1Config.from_args, run, argv)
 
 

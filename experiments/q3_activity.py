@@ -289,20 +289,35 @@ parse_lrs = functools.partial(common.parse_assignments, choices=MODELS, flag="--
                               number=cli.positive_number, what="RATE", allowed="a finite number > 0")
 
 
+def _per_model(c: Q3Config, field: str) -> str:
+    """ "RNN 0.01, LSTM 0.1, GRU 0.1": a (model, value) tuple of the configuration, for --help."""
+    return ", ".join(f"{m.upper()} {v:g}" for m, v in getattr(c, field))
+
+
+def _epochs(c: Q3Config, field: str = "epochs") -> str:
+    """ "30 (LSTM 60)": every model's epochs, those of ``epochs_per_model`` beside, for --help."""
+    own = ", ".join(f"{m.upper()} {e}" for m, e in c.epochs_per_model)
+    return f"{c.epochs}" + (f" ({own})" if own else "")
+
+
 def main(argv=None) -> int:
     p = common.base_parser("python -m experiments.q3_activity", __doc__.split("\n\n")[0])
     p.add_argument("--models", type=parse_models, help="comma-separated subset of rnn,lstm,gru (default all)")
-    p.add_argument("--lr", dest="learning_rates", type=parse_lrs, metavar="MODEL=RATE,...", help="learning rates, e.g. "
-                   f"'rnn=0.01,gru=0.1' or 'all=0.1' (defaults {dict(Q3Config.learning_rates)})")
-    p.add_argument("--epochs", type=cli.positive_int, help="epochs of every run (default 30; --quick 2)")
+    p.add_argument("--lr", dest="learning_rates", type=parse_lrs, metavar="MODEL=RATE,...", help="peak learning "
+                   "rates, e.g. 'rnn=0.01,gru=0.1' or 'all=0.1' "
+                   f"({common.defaults_help(Q3Config, 'learning_rates', _per_model)})")
+    p.add_argument("--epochs", type=cli.positive_int, help="epochs of every run of every model "
+                   f"({common.defaults_help(Q3Config, 'epochs', _epochs)})")
     p.add_argument("--seeds", type=cli.positive_int, help="refit each model K times, seeds S..S+K-1 "
                    "(S = --seed; initial parameters, shuffling and augmentation; the same data split), and report "
-                   "the test accuracy's and loss's mean and std over seeds (default 3; --quick 1)")
+                   "the test accuracy's and loss's mean and std over seeds "
+                   f"({common.defaults_help(Q3Config, 'seeds')})")
     p.add_argument("--select", type=parse_rates, metavar="RATE,...", help="the selection step alone: one "
                    "validation run per model and peak learning rate (e.g. 0.01,0.03,0.1), written to selection.md; "
                    "no refit, no test windows")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                   help="rotate and scale every training window at random each epoch (default on)")
+                   help="rotate and scale every training window at random each epoch "
+                        f"({common.defaults_help(Q3Config, 'augment')})")
     return common.run_main("q3", p, Q3Config.from_args, run, argv)
 
 
