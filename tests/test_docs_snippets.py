@@ -209,6 +209,10 @@ def parse(command: str, tmp_path: Path, monkeypatch) -> None:
 
         (tmp_path / "results").mkdir(exist_ok=True)
         monkeypatch.setattr(report, "write_report", stop)
+    if module == "experiments.recipe_effect":  # it stops where it would read the results
+        from experiments import recipe_effect
+
+        monkeypatch.setattr(recipe_effect, "load", stop)
     if module.startswith("experiments"):
         monkeypatch.setattr(common, "start_devices", stop)
         with pytest.raises(_Parsed):
@@ -270,7 +274,7 @@ def test_every_run_command_exits_as_documented(command, tmp_path, monkeypatch, f
 
 @pytest.mark.slow
 @pytest.mark.parametrize("first", sorted(f for f, (what, _) in PYTHON.items() if what == RUN))
-def test_every_run_python_block_runs_as_pasted(first, tmp_path, monkeypatch):
+def test_every_run_python_block_runs_as_pasted(first, tmp_path, monkeypatch, fast_compile):
     _, python = _listed()
     page, number = python[first].rsplit(":", 1)
     text = next(t for p, n, lang, t in _blocks() if str(p) == page and n == int(number))
