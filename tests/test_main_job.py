@@ -64,6 +64,19 @@ def test_report_links_only_existing_figures(quick_run, first_call):
                      r"q3 trained in \d+ s \(8 runs\)", report)
 
 
+def test_the_reports_equations_are_the_docs_quoted_by_label(quick_run, first_call):
+    """Every display equation of the quick job's REPORT.md is a line of docs/, byte for byte, and
+    every label the report module quotes is there (the backward of every model it trains)."""
+    from experiments import report as report_module
+    from mp_jax import docs_equations
+
+    root, _ = quick_run
+    text = (root / "results" / "REPORT.md").read_text()
+    assert docs_equations.unquoted(text) == []
+    assert docs_equations.quoted_labels(text) == list(report_module.quoted_labels())
+    assert "learning rate 0.15, constant" in text.split("## Q2")[1]  # Q2's settings from its configuration
+
+
 def test_second_call_loads_finished_runs_and_keeps_their_times(quick_run, first_call, capsys):
     root, args = quick_run
     before = {q: json.loads((root / "results" / q / "metrics.json").read_text()) for q in ("q1", "q2", "q3")}
