@@ -147,7 +147,8 @@ def findings(m: dict) -> list[str]:
     elif _q2_settings(q2d):
         diffs = [f"({n[2:].replace(',P=', ', ')}) {q2h[n]['test_cross_entropy'] - q2d[n]['test_cross_entropy']:+.3f}"
                  for n in _q2_settings(q2d) if n in q2h]
-        out.append("Q2: the handout's recipe minus the default's test cross-entropy, in nats: " + ", ".join(diffs) + ".")
+        out.append("Q2: the handout's recipe minus the default's test cross-entropy, in nats: "
+                   + ", ".join(diffs) + ".")
     q3d, q3h = m["q3"], m["q3_handout"]
     for key, name in Q3_MODELS[:3]:
         a, b = q3d.get(key), q3h.get(key)

@@ -217,8 +217,9 @@ def q1_section(qdir: Path, figs: Figures) -> list:
     _findings(lines, findings.q1_training(m))
     lines += ["### c) Hidden features and the sparsity parameters (β, ρ)", "",
               "Each panel shows every hidden unit's weights (its column of $W$) as a 16×16 image. $\\rho$ sets the "
-              "target mean activation of a unit and $\\beta$ how hard the KL term pulls $\\hat\\rho_b$ towards it; a *noise* unit's "
-              "image has no spatial structure, a *dead* unit never responds, a *duplicate* repeats another unit.", ""]
+              "target mean activation of a unit and $\\beta$ how hard the KL term pulls $\\hat\\rho_b$ towards it; "
+              "a *noise* unit's image has no spatial structure, a *dead* unit never responds, a *duplicate* repeats "
+              "another unit.", ""]
     figs.add(lines, qdir, "features.png", "hidden-unit weights of the default model", used)
     figs.add(lines, qdir, "features_optimizers.png", "the same model trained by each optimizer", used)
     figs.add(lines, qdir, "features_beta_rho.png", "hidden-unit weights for five (β, ρ)", used)
@@ -331,8 +332,8 @@ def q3_section(qdir: Path, figs: Figures) -> list:
     _equations(lines, Q3_HEAD_FORWARD)
     lines += ["The backward starts at the loss and ends in $dh_T$, which starts the reverse scan:", ""]
     _equations(lines, Q3_HEAD_BACKWARD)
-    lines += ["Backpropagation through time carries $dh_t$ (the LSTM also $dc_t$) from the last step $T$ back to step 1, "
-              "one step's Jacobian at a time, and sums each weight's per-step terms "
+    lines += ["Backpropagation through time carries $dh_t$ (the LSTM also $dc_t$) from the last step $T$ back to "
+              "step 1, one step's Jacobian at a time, and sums each weight's per-step terms "
               "([through time](../docs/recurrent.md#through-time)); the gradient that reaches $h_t$ is a product of "
               "Jacobians (BPTT5):", ""]
     _equations(lines, Q3_THROUGH_TIME)

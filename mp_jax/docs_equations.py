@@ -86,8 +86,8 @@ def equation(label: str, folder: Optional[Path] = None) -> Equation:
     """The :class:`Equation` tagged ``label``; :class:`DocsError` naming the label when none is."""
     found = equations(folder)
     if label not in found:
-        raise DocsError(f"({label}): no equation of docs/ carries \\tag{{{label}}}; labels of that prefix: "
-                        f"{', '.join(k for k in found if LABEL.fullmatch(k) and LABEL.fullmatch(k)[1] == _prefix(label)) or 'none'}")
+        same = ", ".join(k for k in found if _prefix(k) == _prefix(label)) or "none"
+        raise DocsError(f"({label}): no equation of docs/ carries \\tag{{{label}}}; labels of that prefix: {same}")
     return found[label]
 
 

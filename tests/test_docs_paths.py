@@ -4,9 +4,10 @@ Read: README.md, BENCHMARKS.md, data/README.md and docs/*.md (every line, code i
 and the comments and strings (docstrings included) of every module under mp_jax/,
 experiments/, benchmarks/, exercises/, notebooks/ and tests/. A path is one under a folder of
 the repository (``mp_jax/models/recurrent.py``, ``tests/test_docs.py::test_docs_exist``,
-``docs/``; the data folder's files are the user's, not checked); a dotted name starts at a package (``mp_jax.engine.sweep.fit_sweep``) and is
-resolved by importing its longest module prefix and reading the rest as attributes. A module
-that moves fails here until every page and docstring that names it follows.
+``docs/``; the data folder's files are the user's, not checked); a dotted name starts at a
+package (``mp_jax.engine.sweep.fit_sweep``) and is resolved by importing its longest module
+prefix and reading the rest as attributes. A module that moves fails here until every page and
+docstring that names it follows.
 """
 from __future__ import annotations
 
