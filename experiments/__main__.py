@@ -78,7 +78,7 @@ def _run(args, configs: dict) -> int:
     t_all = time.perf_counter()
     expected = None  # several processes would each have to join the timing's programs: not estimated there
     if distributed.num_processes() == 1:
-        expected = estimate.expected(configs, getattr(args, "devices", None))
+        expected = estimate.expected(configs, getattr(args, "devices", None), fresh=getattr(args, "fresh", False))
         print(expected.text(), flush=True)
     summary = []
     for q, config in configs.items():

@@ -216,12 +216,13 @@ def finished_here(question: str, c) -> bool:
     return p.get("config_hash") == c.config_hash()
 
 
-def expected(configs: dict, n_devices: Optional[int] = None) -> Estimate:
-    """The expected training time of each question of ``configs`` ({question: configuration})."""
+def expected(configs: dict, n_devices: Optional[int] = None, fresh: bool = False) -> Estimate:
+    """The expected training time of each question of ``configs`` ({question: configuration})
+    on ``n_devices`` (``--devices``); ``fresh``: earlier results are moved aside, not loaded."""
     t0 = time.perf_counter()
     seconds, loaded = {}, []
     for q, c in configs.items():
-        if finished_here(q, c):
+        if not fresh and finished_here(q, c):
             seconds[q] = 0.0
             loaded.append(q)
             continue

@@ -51,7 +51,7 @@ def test_the_summary_sets_the_estimate_beside_what_it_took():
                     "(q1 80 s estimated, 70 s taken; q3 10.0 min estimated, 10.8 min taken)")
 
 
-def test_a_configuration_whose_results_are_here_is_expected_to_load_them(tmp_path):
+def test_a_configuration_whose_results_are_here_is_expected_to_load_them(tmp_path, monkeypatch):
     c = Q3Config.quick(results_dir=tmp_path)
     assert not estimate.finished_here("q3", c)
     (tmp_path / "q3_quick").mkdir()
@@ -60,4 +60,9 @@ def test_a_configuration_whose_results_are_here_is_expected_to_load_them(tmp_pat
                                                                                                seeds=2))
     e = estimate.expected({"q3": c})
     assert e.seconds == {"q3": 0.0} and e.loaded == ["q3"] and "q3 loads its finished runs" in e.text()
+    plans = []
+    monkeypatch.setattr(estimate, "plan", lambda *a: plans.append(a) or [])
+    monkeypatch.setattr(estimate, "data_sizes", lambda q, c: {})
+    # --fresh moves them aside: trained again
+    assert estimate.expected({"q3": c}, fresh=True).loaded == [] and plans == [("q3", c, {})]
 
