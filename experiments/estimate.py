@@ -4,17 +4,19 @@ The estimate is the configuration's count of training steps times the time of on
 measured here, plus one compilation per run:
 
 - **the plan** (:func:`plan`): from each question's configuration and its data file's sizes,
-  every training run it will do: Q1's L-BFGS runs (iterations × about
-  :data:`EVALUATIONS_PER_ITERATION` full-batch evaluations, the cost taken as proportional
-  to L_hid) and its SGD run (epochs × minibatches); Q2's three networks (at most ``epochs``
+  every training run it will do: Q1's L-BFGS runs (iterations, the cost of one taken as
+  proportional to L_hid; one compilation per L_hid, which the runs share) and its SGD run
+  (epochs × minibatches); Q2's three networks (at most ``epochs``
   epochs each: early stopping may end them sooner; the first network timed, the others
   scaled by their multiply-adds per example); Q3's validation run and refit over
   seeds of each model (epochs × minibatches, and each epoch's validation pass counted as a
   third of a training step per minibatch);
 - **the timing** (:func:`time_program`): each kind of step compiled as training compiles
   it (:func:`mp_jax.engine.train.make_epoch_fn` over a few minibatches of random data of the
-  configured shapes, on the devices training would use) and run twice; the faster run gives
-  the time of a step, the compilation the time each run spends compiling.
+  configured shapes, on the devices training would use; for L-BFGS, whose line search depends
+  on the data, the first chunk of iterations of Q1's default run on its training patches) and
+  run; the fastest run gives the time of a step, the compilation the time each run spends
+  compiling.
 
 Loading the data, evaluating, the figures and the unit census are not counted: the summary
 at the end compares the estimate with the training time the runs recorded and with the
@@ -29,7 +31,6 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-EVALUATIONS_PER_ITERATION = 2.2  # L-BFGS's line search: 43 evaluations in 20 iterations of Q1's quick run
 VALIDATION_PASS = 1 / 3  # a forward pass, as a share of a training step (forward and backward)
 
 
@@ -42,6 +43,7 @@ class Run(NamedTuple):
     count: int
     steps: float
     scale: float = 1.0
+    compiles: Optional[int] = None  # programs compiled for them (None: one per run)
 
 
 class Estimate(NamedTuple):
@@ -80,10 +82,12 @@ def data_sizes(question: str, config) -> dict:
     from experiments import files
     from mp_jax.data.course import LOADERS
 
+    if question == "q1":  # the training patches themselves: L-BFGS is timed on them
+        from experiments import q1_autoencoder
+
+        x = q1_autoencoder.load(config).x_train
+        return {"n_train": int(x.shape[0]), "x_train": x}
     d = LOADERS[question](files.resolve_data(question, config.data_dir))
-    if question == "q1":
-        n = len(d.patches) if config.n_patches is None else min(config.n_patches, len(d.patches))
-        return {"n_train": int(round(n * (1 - config.heldout_fraction)))}
     if question == "q2":
         cap = lambda n: n if config.n_train is None else min(n, config.n_train)  # noqa: E731
         return {"n_train": cap(len(d.train_y)), "n_val": len(d.val_y) if config.n_eval is None else
@@ -98,16 +102,17 @@ def plan(question: str, c, sizes: dict) -> list:
     """The training runs of ``question`` under configuration ``c`` (:class:`Run` each)."""
     if question == "q1":
         n = sizes["n_train"]
-        sgd = Run("SGD", ("ae_sgd", c.hidden, c.sgd_batch), 1, c.sgd_epochs * _steps(n, c.sgd_batch))
+        hp = tuple(float(v) for v in c.hp)
+        sgd = Run("SGD", ("ae_sgd", c.hidden, c.sgd_batch, hp), 1, c.sgd_epochs * _steps(n, c.sgd_batch))
         settings = {(c.hidden, tuple(c.hp))}
         settings |= {(c.hidden, tuple(c.hp._replace(beta=b, rho=r))) for b, r in c.beta_rho}
         settings |= {(h, tuple(c.hp._replace(lam=lam))) for h in c.sweep_hidden for lam in c.sweep_lam}
         hiddens = [h for h, _ in settings]
+        lbfgs = ("ae_lbfgs", c.hidden, n, c.lbfgs_memory, c.lbfgs_chunk, hp)
         if c.optimizer == "sgd":  # every study's run is an SGD run; L-BFGS trains the comparison only
-            return [sgd._replace(count=len(settings)),
-                    Run("L-BFGS", ("ae_lbfgs", c.hidden, n), 1, c.lbfgs_iters * EVALUATIONS_PER_ITERATION)]
-        return [Run("L-BFGS", ("ae_lbfgs", c.hidden, n), len(settings), c.lbfgs_iters * EVALUATIONS_PER_ITERATION,
-                    float(np.mean(hiddens)) / c.hidden), sgd]
+            return [sgd._replace(count=len(settings)), Run("L-BFGS", lbfgs, 1, c.lbfgs_iters)]
+        return [Run("L-BFGS", lbfgs, len(settings), c.lbfgs_iters, float(np.mean(hiddens)) / c.hidden,
+                    compiles=len(set(hiddens))), sgd]
     if question == "q2":  # one network timed, the others scaled by their multiply-adds per example
         steps = c.epochs * (_steps(sizes["n_train"], c.batch_size)
                             + VALIDATION_PASS * _steps(sizes["n_val"], c.batch_size))
@@ -131,10 +136,19 @@ def _mesh(batch: int, split_over_cpu_cores: bool, n_devices: Optional[int]):
     return runs.RunContext.start(None, n_devices, progress=False).run_mesh(batch, split_over_cpu_cores)
 
 
-@functools.lru_cache(maxsize=None)
-def time_program(program: tuple, n_devices: Optional[int] = None, steps: int = 4) -> tuple:
+_TIMED: dict = {}  # (program, n_devices) -> its timing, measured once per process
+
+
+def time_program(program: tuple, n_devices: Optional[int] = None, steps: int = 4, data=None) -> tuple:
     """``(compile seconds, seconds per step)`` of one kind of training step (``program``, as
-    :func:`plan` names it), compiled and laid out as training does it, on random data."""
+    :func:`plan` names it), compiled and laid out as training does it, on random data (Q1's
+    L-BFGS: on ``data``, the training patches, when given)."""
+    if (program, n_devices) not in _TIMED:
+        _TIMED[program, n_devices] = _time_program(program, n_devices, steps, data)
+    return _TIMED[program, n_devices]
+
+
+def _time_program(program: tuple, n_devices: Optional[int], steps: int, data) -> tuple:
     import jax
     import jax.numpy as jnp
 
@@ -143,22 +157,25 @@ def time_program(program: tuple, n_devices: Optional[int] = None, steps: int = 4
     kind, key = program[0], jax.random.PRNGKey(0)
     rng = np.random.default_rng(0)
     opt = train.sgd_momentum(0.01, 0.9)
-    if kind == "ae_lbfgs":  # one full-batch evaluation of the cost and its gradient
+    if kind == "ae_lbfgs":  # one chunk of L-BFGS iterations (line searches included) on the whole set
+        from mp_jax.engine import lbfgs
         from mp_jax.models import autoencoder as ae
 
-        _, hidden, n = program
-        x = jnp.asarray(rng.uniform(0.1, 0.9, (n, 256)), jnp.float32)
-        fn = jax.jit(functools.partial(ae.loss_and_grad, hp=ae.AEHyper(5e-4, 2.2, 0.026)))
-        args = (ae.init_params(key, hidden, n_in=256), x)
+        _, hidden, n, memory, chunk, hp = program
+        config = lbfgs.LbfgsConfig(memory_size=memory, chunk=chunk)
+        params = ae.init_params(key, hidden, n_in=256)
+        x = data if data is not None else jnp.asarray(rng.uniform(0.1, 0.9, (n, 256)), jnp.float32)
+        args = (params, lbfgs._strong(lbfgs.make_optimizer(config).init(params)),  # as minimize starts
+                x, {"hp": ae.AEHyper(*hp)})
         t = time.perf_counter()
-        compiled = fn.lower(*args).compile()
+        compiled = lbfgs.make_chunk_fn(ae.loss_and_grad, config).lower(*args).compile()  # as minimize compiles it
         compile_s = time.perf_counter() - t
-        return compile_s, _best(lambda: jax.block_until_ready(compiled(*args)))
+        return compile_s, _best(lambda: jax.block_until_ready(compiled(*args)), repeats=1, warm=False) / chunk
     if kind == "ae_sgd":
         from mp_jax.models import autoencoder as ae
 
-        _, hidden, batch = program
-        loss_and_grad = functools.partial(ae.loss_and_grad, hp=ae.AEHyper(5e-4, 2.2, 0.026))
+        _, hidden, batch, hp = program
+        loss_and_grad = functools.partial(ae.loss_and_grad, hp=ae.AEHyper(*hp))
         params, data, mesh, mean = (ae.init_params(key, hidden, n_in=256),
                                     jnp.asarray(rng.uniform(0.1, 0.9, (batch * steps * 4, 256)), jnp.float32),
                                     _mesh(batch, False, n_devices), False)
@@ -193,9 +210,10 @@ def time_program(program: tuple, n_devices: Optional[int] = None, steps: int = 4
     return compile_s, _best(lambda: jax.block_until_ready(compiled(params, state, key, data))) / steps
 
 
-def _best(call, repeats: int = 2) -> float:
-    """The fastest of ``repeats`` timed calls (after one more that warms up)."""
-    call()
+def _best(call, repeats: int = 2, warm: bool = True) -> float:
+    """The fastest of ``repeats`` timed calls (after one more that warms up, with ``warm``)."""
+    if warm:
+        call()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -227,8 +245,9 @@ def expected(configs: dict, n_devices: Optional[int] = None, fresh: bool = False
             loaded.append(q)
             continue
         total = 0.0
-        for r in plan(q, c, data_sizes(q, c)):
-            compile_s, step_s = time_program(r.program, n_devices)
-            total += r.count * (compile_s + r.steps * r.scale * step_s)
+        sizes = data_sizes(q, c)
+        for r in plan(q, c, sizes):
+            compile_s, step_s = time_program(r.program, n_devices, data=sizes.get("x_train"))
+            total += (r.count if r.compiles is None else r.compiles) * compile_s + r.count * r.steps * r.scale * step_s
         seconds[q] = total
     return Estimate(seconds, loaded, time.perf_counter() - t0)

@@ -35,7 +35,8 @@ def test_q1s_and_q2s_plans():
     c = Q1Config()
     lbfgs, sgd = estimate.plan("q1", c, {"n_train": 9000})
     distinct = 1 + (len(c.beta_rho) - 1) + (len(c.sweep_hidden) * len(c.sweep_lam) - 1)
-    assert lbfgs.count == distinct and lbfgs.steps == c.lbfgs_iters * estimate.EVALUATIONS_PER_ITERATION
+    assert lbfgs.count == distinct and lbfgs.steps == c.lbfgs_iters
+    assert lbfgs.compiles == len({c.hidden, *c.sweep_hidden})  # one program per L_hid, shared by its runs
     assert sgd.count == 1 and sgd.steps == c.sgd_epochs * math.ceil(9000 / c.sgd_batch)
     q2 = Q2Config()
     nets = estimate.plan("q2", q2, {"n_train": 10_000, "n_val": 1000, "vocab": 250})
