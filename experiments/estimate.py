@@ -1,16 +1,17 @@
 """How long the main job's training is expected to take on this machine, said at its start.
 
 The estimate is the configuration's count of training steps times the time of one step
-measured here, plus one compilation per run:
+measured here, plus the compilations:
 
 - **the plan** (:func:`plan`): from each question's configuration and its data file's sizes,
   every training run it will do: Q1's L-BFGS runs (iterations, the cost of one taken as
   proportional to L_hid; one compilation per L_hid, which the runs share) and its SGD run
-  (epochs × minibatches); Q2's three networks (at most ``epochs``
-  epochs each: early stopping may end them sooner; the first network timed, the others
-  scaled by their multiply-adds per example); Q3's validation run and refit over
-  seeds of each model (epochs × minibatches, and each epoch's validation pass counted as a
-  third of a training step per minibatch);
+  (epochs × minibatches); Q2's three networks (at most ``epochs`` epochs each: early stopping
+  may end them sooner; the first network timed, the others scaled by their multiply-adds per
+  example); Q3's validation run and refit over seeds of each model (epochs × minibatches,
+  and each epoch's validation pass counted as a third of a training step per minibatch) and
+  its logistic baseline (at most ``baseline_epochs``); a run that validates after each epoch
+  compiles its evaluation too (counted as a second compilation);
 - **the timing** (:func:`time_program`): each kind of step compiled as training compiles
   it (:func:`mp_jax.engine.train.make_epoch_fn` over a few minibatches of random data of the
   configured shapes, on the devices training would use; for L-BFGS, whose line search depends
@@ -43,7 +44,11 @@ class Run(NamedTuple):
     count: int
     steps: float
     scale: float = 1.0
-    compiles: Optional[int] = None  # programs compiled for them (None: one per run)
+    compiles: Optional[int] = None  # programs compiled for them (None: one per run, two when they validate)
+    validates: bool = False  # an evaluation after each epoch (its own program)
+
+    def compilations(self) -> int:
+        return self.compiles if self.compiles is not None else self.count * (2 if self.validates else 1)
 
 
 class Estimate(NamedTuple):
@@ -58,8 +63,8 @@ class Estimate(NamedTuple):
         parts = [f"{q} {duration(s)}" if q not in self.loaded else f"{q} loads its finished runs"
                  for q, s in self.seconds.items()]
         return (f"expected training time on this machine: about {duration(self.total())} ({', '.join(parts)}): "
-                f"each kind of training step timed here on random data of the configured sizes "
-                f"({self.probe_seconds:.0f} s), times the configuration's steps, plus one compilation per run; "
+                f"each kind of training step compiled and timed here on data of the configured sizes "
+                f"({self.probe_seconds:.0f} s), times the configuration's steps, plus the compilations; "
                 f"loading the data, evaluation and figures come on top")
 
 
@@ -103,7 +108,8 @@ def plan(question: str, c, sizes: dict) -> list:
     if question == "q1":
         n = sizes["n_train"]
         hp = tuple(float(v) for v in c.hp)
-        sgd = Run("SGD", ("ae_sgd", c.hidden, c.sgd_batch, hp), 1, c.sgd_epochs * _steps(n, c.sgd_batch))
+        sgd = Run("SGD", ("ae_sgd", c.hidden, c.sgd_batch, hp), 1, c.sgd_epochs * _steps(n, c.sgd_batch),
+                  validates=True)
         settings = {(c.hidden, tuple(c.hp))}
         settings |= {(c.hidden, tuple(c.hp._replace(beta=b, rho=r))) for b, r in c.beta_rho}
         settings |= {(h, tuple(c.hp._replace(lam=lam))) for h in c.sweep_hidden for lam in c.sweep_lam}
@@ -118,16 +124,22 @@ def plan(question: str, c, sizes: dict) -> list:
                             + VALIDATION_PASS * _steps(sizes["n_val"], c.batch_size))
         (d0, p0), v = c.settings[0], sizes["vocab"]
         return [Run(f"D={d},P={p}", ("lm", c.impl, d0, p0, v, c.batch_size), 1, steps,
-                    (3 * d * p + p * v) / (3 * d0 * p0 + p0 * v)) for d, p in c.settings]
+                    (3 * d * p + p * v) / (3 * d0 * p0 + p0 * v), validates=True) for d, p in c.settings]
     out = []
     for cell in (m for m in ("rnn", "lstm", "gru") if m in c.models):
         program = ("recurrent", cell, c.impl, c.hidden, c.mlp, c.batch_size, sizes["T"], sizes["D"], sizes["classes"])
         epochs = c.n_epochs(cell)
         out.append(Run(f"{cell} validation", program, 1, epochs * (
-            _steps(sizes["n_part"], c.batch_size) + VALIDATION_PASS * _steps(sizes["n_val"], c.batch_size))))
+            _steps(sizes["n_part"], c.batch_size) + VALIDATION_PASS * _steps(sizes["n_val"], c.batch_size)),
+            validates=True))
         if c.refit:
             out.append(Run(f"{cell} refit", program, c.seeds, epochs * _steps(sizes["n_all"], c.batch_size)))
-    return out
+    from mp_jax.models.logistic import FEATURES  # window statistics, one per axis each
+
+    features = ("logistic", len(FEATURES) * sizes["D"], sizes["classes"], c.baseline_batch)
+    return out + [Run("baseline validation", features, 1, c.baseline_epochs * _steps(sizes["n_part"], c.baseline_batch),
+                      validates=True),
+                  Run("baseline refit", features, c.seeds, c.baseline_epochs * _steps(sizes["n_all"], c.baseline_batch))]
 
 
 def _mesh(batch: int, split_over_cpu_cores: bool, n_devices: Optional[int]):
@@ -190,6 +202,15 @@ def _time_program(program: tuple, n_devices: Optional[int], steps: int, data) ->
                 jnp.asarray(rng.integers(0, vocab, batch * steps), jnp.int32))
         loss_and_grad, params, mesh, mean = (lm_gradients(impl), lm.init_params(key, vocab, d, p, std=0.01),
                                              _mesh(batch, False, n_devices), True)
+    elif kind == "logistic":
+        from mp_jax.models import logistic
+
+        _, n_features, classes, batch = program
+        steps *= 4
+        data = (jnp.asarray(rng.normal(size=(batch * steps, n_features)), jnp.float32),
+                jnp.asarray(rng.integers(0, classes, batch * steps), jnp.int32))
+        loss_and_grad = functools.partial(logistic.loss_and_grad, hp=logistic.LogisticHP(l2=1e-4))
+        params, mesh, mean = logistic.init_params(key, n_features, classes), _mesh(batch, False, n_devices), True
     else:
         from mp_jax.models import recurrent
         from mp_jax.protocols import activity
@@ -248,6 +269,6 @@ def expected(configs: dict, n_devices: Optional[int] = None, fresh: bool = False
         sizes = data_sizes(q, c)
         for r in plan(q, c, sizes):
             compile_s, step_s = time_program(r.program, n_devices, data=sizes.get("x_train"))
-            total += (r.count if r.compiles is None else r.compiles) * compile_s + r.count * r.steps * r.scale * step_s
+            total += r.compilations() * compile_s + r.count * r.steps * r.scale * step_s
         seconds[q] = total
     return Estimate(seconds, loaded, time.perf_counter() - t0)

@@ -20,14 +20,18 @@ def test_q3s_plan_counts_its_runs_and_epochs(config):
     runs = estimate.plan("q3", config, Q3_SIZES)
     b = config.batch_size
     assert [r.what for r in runs] == [f"{m} {stage}" for m in config.models
-                                      for stage in (("validation", "refit") if config.refit else ("validation",))]
-    for r in runs:
+                                      for stage in (("validation", "refit") if config.refit else ("validation",))] \
+        + ["baseline validation", "baseline refit"]
+    base = runs[-2:]
+    assert base[1].count == config.seeds and base[0].steps == config.baseline_epochs * math.ceil(800 / config.baseline_batch)
+    for r in runs[:-2]:
         cell, stage = r.what.split()
         epochs = config.n_epochs(cell)
         if stage == "refit":
             assert r.count == config.seeds and r.steps == epochs * math.ceil(1000 / b)
         else:
             assert r.count == 1 and r.steps == pytest.approx(epochs * (math.ceil(800 / b) + math.ceil(200 / b) / 3))
+            assert r.compilations() == 2  # the epoch's program and the evaluation's
         assert r.program[:4] == ("recurrent", cell, config.impl, config.hidden)
 
 
