@@ -26,7 +26,7 @@ class RunOptions:
 
     Attributes:
       data_dir: where the ``.h5`` files are (stand-ins are built there when missing).
-      results_dir: where ``<question>/`` with metrics and figures goes.
+      results_dir: where each configuration's folder of metrics and figures goes (:meth:`results_name`).
       seed: the PRNG seed (initial parameters, shuffling, subsets, splits).
       is_quick: made by ``quick()``: the tiny settings (every step and output, about a minute in all).
       progress: None: a bar on a terminal, log lines otherwise; False: log lines.
