@@ -4,10 +4,15 @@ Runs Q1 (sparse autoencoder), Q2 (language model) and Q3 (activity recognition) 
 data it finds in ``--data-dir`` (the course files when present, else stand-ins built on
 the fly from public data), then writes ``<results-dir>/REPORT.md``.
 
-Every training run checkpoints after each epoch: running the command again loads the
+Each question's results go to the folder its configuration names (``q3/`` for the defaults,
+``q3_quick/`` for ``--quick``, ``q3_seed-1/`` ...: :meth:`experiments.config.RunOptions.results_name`),
+so that no run overwrites the results of other settings, and the report to ``REPORT.md``
+(``REPORT_quick.md`` ...: :func:`experiments.layout.report_plan`). At the start it says how long
+the training is expected to take on this machine (:mod:`experiments.estimate`); the summary
+compares. Every training run checkpoints after each epoch: running the command again loads the
 finished runs (keeping the training time each recorded) and resumes an interrupted one
-where it stopped. ``--fresh`` starts over (earlier results are moved aside, never
-deleted); ``--quick`` does every step with tiny settings in about a minute. The studies of
+where it stopped. ``--fresh`` starts the configuration over (its earlier folder is moved aside,
+never deleted); ``--quick`` does every step with tiny settings in a few minutes. The studies of
 many members (Q1's (β, ρ) and L_hid × λ, Q3's ``--seeds``) train one after another on a
 CPU and as vmapped programs on an accelerator; ``--vmap`` / ``--no-vmap`` override.
 
@@ -27,7 +32,7 @@ import importlib
 import logging
 import time
 
-from experiments import common, files, report
+from experiments import common, estimate, layout, report
 from mp_jax.runtime import cli
 from mp_jax.engine import distributed
 from mp_jax.data.course import parse_questions
@@ -38,17 +43,6 @@ QUESTIONS = {
     "q3": ("experiments.q3_activity", "Q3 RNN / LSTM / GRU activity recognition"),
 }
 log = logging.getLogger("experiments")
-
-
-def data_sources(questions, data_dir) -> dict:
-    """Where each question's data came from, in full (credits and licence), for REPORT.md."""
-    from mp_jax.data.course import LOADERS
-
-    out = {}
-    for q in questions:
-        path = files.resolve_data(q, data_dir)
-        out[q] = f"{path} — {files.describe_source(LOADERS[q](path).attrs)}"
-    return out
 
 
 def main(argv=None) -> int:
@@ -76,29 +70,48 @@ def main(argv=None) -> int:
 def _run(args, configs: dict) -> int:
     questions = list(configs)
     recipe = getattr(args, "recipe", "default")
+    names = {q: c.results_name(q) for q, c in configs.items()}
     print("mp_jax: reproducing " + ", ".join(questions) + (" (--quick)" if args.quick else "")
-          + ("" if recipe == "default" else f" with the course {recipe}'s recipe (results in <question>_{recipe}/)"))
+          + ("" if recipe == "default" else f" with the course {recipe}'s recipe")
+          + "; results in " + ", ".join(f"{args.results_dir}/{n}/" for n in names.values()))
 
-    summary = []
     t_all = time.perf_counter()
+    expected = None  # several processes would each have to join the timing's programs: not estimated there
+    if distributed.num_processes() == 1:
+        expected = estimate.expected(configs, getattr(args, "devices", None), fresh=getattr(args, "fresh", False))
+        print(expected.text(), flush=True)
+    summary = []
     for q, config in configs.items():
         module = importlib.import_module(QUESTIONS[q][0])
         t = time.perf_counter()
         print(f"== {QUESTIONS[q][1]}")
-        with common.session(args, config.results_name(q), lock=False, progress=config.progress) as (_, ctx):
+        with common.session(args, names[q], lock=False, progress=config.progress) as (_, ctx):
             module.run(config, ctx)
         seconds, counts = time.perf_counter() - t, ctx.summary()
+        counts["seconds_now"] = sum(e[2] for e in (ctx.store.events if ctx.store else ()))  # this call's training
         summary.append((q, seconds, counts))
         print(f"== {q} done in {seconds:.1f}s ({_runs(counts)})")
 
-    path = report.write_report(args.results_dir, sources=data_sources(questions, args.data_dir),
-                               timings={q: s for q, s, _ in summary} if recipe == "default" else None,
-                               quick=args.quick)
+    plan = layout.report_plan(args)
+    path = report.write_report(args.results_dir, folders=plan.folders, handout=plan.handout, name=plan.name)
     print(f"\nsummary ({time.perf_counter() - t_all:.1f}s in all):")
     for q, seconds, counts in summary:
         print(f"  {q}: {seconds:7.1f}s  runs: {_runs(counts)}")
+    if expected is not None:
+        print("  " + compare(expected, summary))
     print(f"report: {path}")
     return 0
+
+
+def compare(expected: "estimate.Estimate", summary: list) -> str:
+    """The estimate said at the start beside the training this call did (as the runs timed it)
+    and the wall time, in all and per question."""
+    now = {q: (counts or {}).get("seconds_now", 0.0) for q, _, counts in summary}
+    d = estimate.duration
+    return (f"estimated at the start: {d(expected.total())} of training; took {d(sum(now.values()))} of training, "
+            f"{d(sum(s for _, s, _ in summary))} in all ("
+            + "; ".join(f"{q} {d(expected.seconds.get(q, 0.0))} estimated, {d(now[q])} taken" for q, _, _ in summary)
+            + ")")
 
 
 def _runs(counts: dict) -> str:

@@ -80,7 +80,8 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
                         "which on NVIDIA GPUs from Ampere on is TensorFloat-32 (10-bit mantissa: gradients off by "
                         "1e-3 to 2e-2 relative); no difference on a CPU")
     p.add_argument("--fresh", action="store_true",
-                   help="start over: move earlier results of this question aside (nothing is deleted)")
+                   help="start over: move the earlier results of this configuration (its folder) aside; nothing is "
+                        "deleted")
     p.add_argument("--vmap", action=argparse.BooleanOptionalAction, default=None,
                    help="train the members of a study (Q1's (beta, rho) study and L_hid x lambda sweep, Q3's "
                         "--seeds K) as one jax.vmap program (--vmap) or one after another (--no-vmap); default: "
@@ -137,7 +138,9 @@ def session(args, question: str, *, lock: bool = True, progress: Optional[bool] 
     (:func:`question_lock`; ``lock=False`` when the caller already holds it), and the
     question's :class:`mp_jax.protocols.runs.RunContext`: the device mesh (``--devices``) and
     per-epoch checkpoints in ``<results-dir>/<question>/checkpoints`` (``--fresh`` moves the
-    question's earlier results aside first, under the lock). Yields ``(results folder, context)``."""
+    folder's earlier results aside first, under the lock). ``question``: the results folder's
+    name, which the configuration gives (:meth:`experiments.config.RunOptions.results_name`:
+    ``q3``, ``q3_quick`` ...). Yields ``(results folder, context)``."""
 
     from mp_jax.protocols import runs
 

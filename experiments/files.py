@@ -8,7 +8,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -57,6 +57,20 @@ def write_text(path: os.PathLike, text: str) -> Path:
     if not distributed.is_writer():
         return path
     return atomic.write_text(path, text)
+
+
+def write_metrics(folder: os.PathLike, metrics: dict, config, question: str, *, data: Optional[str], ctx=None) -> Path:
+    """Write ``<folder>/metrics.json``: ``metrics`` and, under ``"provenance"``, what made them
+    (:func:`experiments.provenance.record`: the configuration, its hash, the data's digest
+    ``data``, the devices, the matmul precision, the packages imported, the git commit, and
+    the digest of every file the run wrote in ``folder`` since ``ctx`` started). Call it last,
+    after the figures and tables. Process 0 only, atomically (:func:`write_json`)."""
+    if not distributed.is_writer():
+        return Path(folder) / "metrics.json"
+    from experiments import provenance
+
+    record = provenance.record(config, question, data=data, ctx=ctx, folder=folder)
+    return write_json(Path(folder) / "metrics.json", {**metrics, "provenance": record})
 
 
 def read_json(path: os.PathLike) -> Any:

@@ -271,7 +271,7 @@ def run(config: Q1Config, ctx: Optional[runs.RunContext] = None) -> dict:
         "training": ctx.summary(),
         "total_seconds": time.perf_counter() - t_start,
     }
-    files.write_json(out / "metrics.json", metrics)
+    files.write_metrics(out, metrics, c, "q1", data=data.data_id, ctx=ctx)
     print(f"q1: {LABEL[c.optimizer]} J {rec['final_cost']:.4f}, held-out MSE {rec['heldout_reconstruction_mse']:.5f} "
           f"(mean patch {rec['heldout_mean_patch_mse']:.5f}), ρ̂ {rec['mean_hidden_activation']:.4f} (ρ {rec['rho']:g}), "
           f"of {rec['hidden']} units {rec['duplicate_units']} duplicates, {rec['noise_units']} noise, "

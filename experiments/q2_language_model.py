@@ -266,7 +266,7 @@ def run(config: Q2Config, ctx: Optional[runs.RunContext] = None) -> dict:
         "data": {"path": str(path), "digest": data_id, "source": files.describe_source(attrs),
                  "vocab_size": len(words), "n_train": int(len(tr_y)), "n_val": int(len(va_y)), "n_test": int(len(te_y))},
         "training": ctx.summary(), "quick": bool(c.is_quick)})
-    files.write_json(out / "metrics.json", metrics)
+    files.write_metrics(out, metrics, c, "q2", data=data_id, ctx=ctx)
     print(table + anchor_text + f"q2: results in {out}")
     return metrics
 

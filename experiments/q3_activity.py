@@ -15,7 +15,7 @@ the same function, the same parameters.
 shuffling and augmentation as ``--seed S+j`` draws them, the data side from S. The members
 train one after another on a CPU (each checkpointed per epoch), as one vmapped program on an
 accelerator (saved when finished); ``--vmap`` / ``--no-vmap`` override. Writes
-``<results-dir>/q3/``: ``metrics.json``, ``comparison.md``, per model ``<model>_confusion.png``
+``<results-dir>/q3/`` (other settings: their own folder, e.g. ``q3_quick_models-rnn/``): ``metrics.json``, ``comparison.md``, per model ``<model>_confusion.png``
 and ``<model>_loss.png``, ``baseline_confusion.png`` and ``loss_all.png``.
 
 ``--recipe handout`` trains with the course handout's settings instead (:attr:`Q3Config.HANDOUT`:
@@ -267,7 +267,7 @@ def run(config: Q3Config, ctx: Optional[runs.RunContext] = None) -> dict:
         "training": ctx.summary(),
         **results,
     }
-    files.write_json(out / "metrics.json", metrics_)
+    files.write_metrics(out, metrics_, c, "q3", data=d.data_id, ctx=ctx)
     if distributed.is_writer():
         print(table + f"q3: wrote {out}/metrics.json and figures")
     return metrics_

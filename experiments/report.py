@@ -2,14 +2,25 @@
 
 Follows the structure of the course report (Q1 a-d, Q2 a-b, Q3 a-c). Everything comes
 from the files the experiments saved (``metrics.json``, PNGs, text tables), so the report
-can be rebuilt at any time: ``python -m experiments.report [--results-dir R]``.
+can be rebuilt at any time, and a rebuild of the same results gives the same text:
+``python -m experiments.report [--results-dir R] [the main job's flags]``.
+
+Each part is read from one results folder, the one its configuration names
+(:meth:`experiments.config.RunOptions.results_name`): ``REPORT.md`` shows the default
+configuration's folders (``q1/``, ``q2/``, ``q3/``), the report of other flags
+(``--quick``, ``--seed 1``, ...) is ``REPORT_<what differs>.md`` beside it
+(:func:`experiments.layout.report_plan`). Each part's header says which run made it
+(:func:`section_header`: the folder, quick or full, what differs from the defaults, the
+configuration's hash, the data's digest, when it finished) and which other results of the
+question are in the folder; the software and devices are those the runs recorded
+(:func:`environment`), never those of the process that rebuilds the report. A figure or table
+that the run which wrote ``metrics.json`` did not write (another run's, left in the folder) is
+not shown (:func:`made_by_run`).
 """
 from __future__ import annotations
 
-import datetime
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Optional
 
@@ -18,6 +29,9 @@ from mp_jax import docs_equations
 from mp_jax.runtime import atomic, cli
 from mp_jax.engine import distributed
 from mp_jax.runtime.errors import UserError
+
+QUESTIONS = ("q1", "q2", "q3")
+_LOADED: dict = {}  # metrics.json path -> ((mtime, size), content): read once per version of the file
 
 
 # ----------------------------------------------------------------------------- equations
@@ -59,13 +73,112 @@ def _equations(lines: list, labels) -> None:
 
 
 def _load(qdir: Path) -> Optional[dict]:
-    p = qdir / "metrics.json"
-    if not p.exists():
-        return None
+    p = Path(qdir) / "metrics.json"
     try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError:
+        st = p.stat()
+    except OSError:
         return None
+    stamp = (st.st_mtime_ns, st.st_size)
+    cached = _LOADED.get(str(p))
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    try:
+        m = json.loads(p.read_text())
+    except (json.JSONDecodeError, OSError, UnicodeDecodeError):
+        return None
+    _LOADED[str(p)] = (stamp, m)
+    return m
+
+
+def _provenance(m: Optional[dict]) -> Optional[dict]:
+    p = m.get("provenance") if isinstance(m, dict) else None
+    return p if isinstance(p, dict) else None
+
+
+def made_by_run(qdir: Path, name: str) -> bool:
+    """Whether file ``name`` of ``qdir`` is the one the run that wrote ``qdir/metrics.json``
+    wrote (its digest is in the run's list of files). A ``metrics.json`` that predates the
+    list vouches for every file."""
+    files = (_provenance(_load(qdir)) or {}).get("files")
+    if not isinstance(files, dict):
+        return True
+    from experiments.provenance import file_digest
+
+    return name in files and (Path(qdir) / name).is_file() and file_digest(Path(qdir) / name) == files[name]
+
+
+def _question_of(folder_name: str) -> str:
+    return folder_name.split("_")[0].split(".")[0]
+
+
+def _setting(v) -> str:
+    if isinstance(v, list):
+        return ", ".join(_setting(x) if not isinstance(x, list) else " ".join(map(_setting, x)) for x in v) or "none"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if v is None:
+        return "none"
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def describe_run(m: Optional[dict]) -> str:
+    """What made a folder's results, in a few words: "a quick run (tiny settings ...)" or "a
+    full run", the recipe, and the settings that differ from its defaults."""
+    p = _provenance(m)
+    if p is None:
+        s = (m or {}).get("settings") or {}
+        quick = bool(s.get("is_quick") or (m or {}).get("quick"))
+        return ("a quick run" if quick else "a run") + " that recorded no provenance (made by an earlier version)"
+    text = "a quick run (tiny settings: its numbers are not meaningful)" if p.get("quick") else "a full run"
+    text += " of the course handout's recipe" if p.get("recipe") == "handout" else ""
+    differs = p.get("differs") or {}
+    if differs:
+        text += ", with " + "; ".join(f"{k} {_setting(v)}" for k, v in differs.items())
+    if p.get("matmul_precision") not in (None, "highest"):
+        text += f", float32 matmuls at {p['matmul_precision']} precision"
+    return text
+
+
+def other_results(results_dir: Path, question: str, shown: str) -> list:
+    """``[(folder name, description)]`` of the other results of ``question`` in ``results_dir``
+    (other configurations' folders, and folders moved aside by ``--fresh``)."""
+    out = []
+    for d in sorted(Path(results_dir).iterdir()) if Path(results_dir).is_dir() else ():
+        if d.name == shown or not d.is_dir() or _question_of(d.name) != question or d.name.startswith("."):
+            continue
+        if d.name != question and not d.name.startswith((f"{question}_", f"{question}.old-")):
+            continue
+        m = _load(d)
+        if m is None:
+            continue
+        aside = ".old-" in d.name
+        out.append((d.name, ("moved aside by --fresh: " if aside else "") + describe_run(m)))
+    return out
+
+
+def section_header(qdir: Path, m: Optional[dict]) -> list:
+    """The lines under a part's title: which run made it (folder, quick or full, what differs
+    from the defaults, the configuration's hash, the data's digest, when it finished), the
+    files left in its folder by another run (not shown), and the other results of the
+    question in the results folder."""
+    qdir = Path(qdir)
+    lines = []
+    if m is not None:
+        p = _provenance(m) or {}
+        facts = [f"config {p['config_hash']}" if p.get("config_hash") else None,
+                 f"data {p['data_digest']}" if p.get("data_digest") else None,
+                 f"finished {p['finished']}" if p.get("finished") else None]
+        facts = [f for f in facts if f]
+        lines.append(f"*Made by `{qdir.name}/`: " + "; ".join([describe_run(m), *facts]) + ".*")
+        stale = sorted(n for n in (x.name for x in qdir.iterdir() if x.is_file())
+                       if n.endswith((".png", ".md", ".txt")) and not made_by_run(qdir, n))
+        if stale:
+            lines.append("*Not shown: " + ", ".join(f"`{n}`" for n in stale) + " (not written by the run that wrote "
+                         "this `metrics.json`).*")
+    others = other_results(qdir.parent, _question_of(qdir.name), qdir.name)
+    if others:
+        lines.append("*Also in this results folder: " + "; ".join(f"`{n}/`, {d}" for n, d in others) + ".*")
+    return lines + [""] if lines else []
 
 
 class Figures:
@@ -76,7 +189,7 @@ class Figures:
 
     def add(self, lines: list, qdir: Path, name: str, caption: str, used: set) -> Optional[int]:
         """Append figure ``name`` of ``qdir`` (when it exists) as "Figure N: caption"; returns N."""
-        if not (qdir / name).exists():
+        if not (qdir / name).exists() or not made_by_run(qdir, name):
             return None
         self.count += 1
         text = f"Figure {self.count}: {caption}"
@@ -87,7 +200,7 @@ class Figures:
 
 def _text(lines: list, qdir: Path, name: str, used: set, title: Optional[str] = None) -> None:
     p = qdir / name
-    if p.exists():
+    if p.exists() and made_by_run(qdir, name):
         if title:
             lines += [f"**{title}**", ""]
         body = p.read_text().rstrip()
@@ -132,29 +245,51 @@ def training_line(q: str, m: dict) -> Optional[str]:
     return f"{q} trained in {t.get('train_seconds', 0):.0f} s ({n_now + n_loaded} runs{more})"
 
 
-def environment() -> list:
-    lines = []
-    try:
-        from importlib.metadata import version
-
-        pkgs = ["jax", "jaxlib", "optax", "chex", "numpy", "h5py", "matplotlib"]
-        vers = ", ".join(f"{p} {version(p)}" for p in pkgs)
-    except Exception:  # noqa: BLE001
-        vers = "unknown"
-    try:
-        import jax
-
-        devices = ", ".join(sorted({f"{d.platform}:{d.device_kind}" for d in jax.devices()}))
-        n_dev = jax.device_count()
-        precision = jax.config.jax_default_matmul_precision
-    except Exception:  # noqa: BLE001
-        devices, n_dev, precision = "unknown", 0, None
-    lines += [f"- Python {platform.python_version()} on {platform.system()} {platform.machine()}, "
-              f"{os.cpu_count()} CPU cores", f"- {vers}", f"- JAX devices: {n_dev} × {devices}",
-              "- float32 matmuls: " + ("full precision" if precision == "highest" else
-                                       "JAX's default (TensorFloat-32 on recent NVIDIA GPUs)" if precision is None
-                                       else str(precision)) + " (`--matmul-precision`)"]
+def _environment_of(p: dict) -> list:
+    """The software and device lines of one run's provenance."""
+    pk = p.get("packages") or {}
+    git = p.get("git")
+    d = p.get("devices") or {}
+    precision = p.get("matmul_precision")
+    lines = [f"- Python {p.get('python', '?')} on {p.get('system', '?')}, {p.get('cpu_count', '?')} CPU cores"]
+    if pk:
+        lines.append("- " + ", ".join(f"{k} {v}" for k, v in pk.items()))
+    if git:
+        lines.append(f"- code: git commit {str(git.get('commit'))[:12]}"
+                     + (" with uncommitted changes" if git.get("dirty") else ""))
+    if d:
+        kinds = ", ".join(f"{d.get('platform')}:{k}" for k in d.get("kinds") or ["?"])
+        lines.append(f"- JAX devices: {d.get('count')} × {kinds}"
+                     + (f", {d['processes']} processes" if (d.get("processes") or 1) > 1 else "")
+                     + (f"; batches split over {d['split_over']} of them (`--devices`)" if d.get("split_over") else ""))
+    lines.append("- float32 matmuls: " + ("full precision" if precision == "highest" else
+                                          "JAX's default (TensorFloat-32 on recent NVIDIA GPUs)" if precision == "default"
+                                          else str(precision)) + " (`--matmul-precision`)")
     return lines
+
+
+def environment(runs: dict) -> list:
+    """The software and devices that made the parts shown, from each run's ``metrics.json``
+    (``{question: metrics or None}``), never from the process that writes the report: one
+    list when every part shares them, else one per group of parts. The packages are those
+    the run imported."""
+    groups: dict = {}
+    missing = []
+    for q, m in runs.items():
+        p = _provenance(m)
+        if p is None:
+            if m is not None:
+                missing.append(q)
+            continue
+        groups.setdefault(json.dumps(_environment_of(p)), []).append(q)
+    lines = []
+    for text, qs in groups.items():
+        if len(groups) > 1 or missing:
+            lines += [f"{', '.join(qs)}:", ""]
+        lines += json.loads(text) + ([""] if len(groups) > 1 or missing else [])
+    if missing:
+        lines.append(f"- {', '.join(missing)}: not recorded (written by an earlier version; run again to record it)")
+    return lines or ["- no run recorded its environment"]
 
 
 # ----------------------------------------------------------------------------- Q1
@@ -174,7 +309,7 @@ def _unit_table(lines: list, records, columns: tuple) -> None:
 
 def q1_section(qdir: Path, figs: Figures) -> list:
     m = _load(qdir)
-    lines = ["## Q1 — Sparse autoencoder on natural-image patches", ""]
+    lines = ["## Q1 — Sparse autoencoder on natural-image patches", "", *section_header(qdir, m)]
     if m is None:
         return lines + ["*Not run yet (`python -m experiments --only q1`).*", ""]
     used: set = set()
@@ -259,7 +394,7 @@ def _q2_training(s: dict) -> list:
 
 def q2_section(qdir: Path, figs: Figures) -> list:
     m = _load(qdir)
-    lines = ["## Q2 — Neural language model", ""]
+    lines = ["## Q2 — Neural language model", "", *section_header(qdir, m)]
     if m is None:
         return lines + ["*Not run yet (`python -m experiments --only q2`).*", ""]
     used: set = set()
@@ -313,7 +448,7 @@ CELL_NAMES = {"rnn": ("RNN", "#rnn"), "lstm": ("LSTM", "#lstm"), "gru": ("GRU", 
 
 def q3_section(qdir: Path, figs: Figures) -> list:
     m = _load(qdir)
-    lines = ["## Q3 — RNN, LSTM and GRU for activity recognition", ""]
+    lines = ["## Q3 — RNN, LSTM and GRU for activity recognition", "", *section_header(qdir, m)]
     if m is None:
         return lines + ["*Not run yet (`python -m experiments --only q3`).*", ""]
     used: set = set()
@@ -422,74 +557,97 @@ def recipe_rows(default: Optional[dict], handout: Optional[dict], question: str)
             for k in models]
 
 
-def recipe_section(results_dir: Path) -> list:
+def recipe_section(results_dir: Path, folders: Optional[dict] = None, handout: Optional[dict] = None) -> list:
     """Both recipes side by side (test numbers from each ``metrics.json``) when a handout run's
-    metrics are in ``results_dir``; else one line saying how to produce them."""
+    metrics are in ``results_dir``; else one line saying how to produce them. ``folders`` and
+    ``handout``: each question's folder under the default recipe and under the handout's
+    (default ``q2``, ``q2_handout``, ...)."""
+    folders = {**{q: q for q in QUESTIONS}, **(folders or {})}
+    handout = {**{q: f"{q}_handout" for q in QUESTIONS}, **(handout or {})}
     lines = ["## The course handout's recipe beside the default", ""]
-    runs = {q: (_load(results_dir / q), _load(results_dir / f"{q}_handout")) for q in ("q2", "q3")}
+    runs = {q: (_load(results_dir / folders[q]), _load(results_dir / handout[q])) for q in ("q2", "q3")}
     if not any(h for _, h in runs.values()):
         return lines + [RECIPE_HOWTO, ""]
     lines += ["The same data and code trained with the defaults and with the course handout's settings "
               "(`--recipe handout`; where the two differ and why: [docs/recipes.md](../docs/recipes.md)). Test "
               "numbers; Q2: cross-entropy in nats and top-1 accuracy, Q3: accuracy and loss.", ""]
     for q, title in (("q2", "Q2 networks"), ("q3", "Q3 models")):
-        default, handout = runs[q]
-        rows = recipe_rows(default, handout, q)
+        default, ho = runs[q]
+        rows = recipe_rows(default, ho, q)
         if not rows:
             continue
-        lines += [f"**{title}**", "", "| model | default | handout |", "|---|---|---|"]
+        lines += [f"**{title}** (default: `{folders[q]}/`, handout: `{handout[q]}/`)", "",
+                  "| model | default | handout |", "|---|---|---|"]
         lines += [f"| {m} | {a} | {b} |" for m, a, b in rows] + [""]
-        if handout and handout.get("protocol"):
-            lines += ["Handout protocol: " + "; ".join(f"{k}: {v}" for k, v in handout["protocol"].items()), ""]
+        if ho and ho.get("protocol"):
+            lines += ["Handout protocol: " + "; ".join(f"{k}: {v}" for k, v in ho["protocol"].items()), ""]
     return lines
 
 
-def write_report(results_dir: os.PathLike, *, sources: Optional[dict] = None, timings: Optional[dict] = None,
-                 quick: bool = False) -> Path:
-    """Write ``<results_dir>/REPORT.md`` from whatever results are saved there."""
+def _data_line(m: dict) -> Optional[str]:
+    d = m.get("data") if isinstance(m, dict) else None
+    if not isinstance(d, dict) or not d.get("source"):
+        return None
+    return f"{d['path']} — {d['source']}" if d.get("path") else str(d["source"])
+
+
+def write_report(results_dir: os.PathLike, *, folders: Optional[dict] = None, handout: Optional[dict] = None,
+                 name: str = "REPORT.md") -> Path:
+    """Write ``<results_dir>/<name>`` from the results saved there: each question's part from
+    its folder in ``folders`` (default ``q1``, ``q2``, ``q3``), the handout recipe's table from
+    ``handout`` (default ``q2_handout``, ``q3_handout``). Only what the runs saved goes in, so
+    the same results give the same text."""
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
+    folders = {**{q: q for q in QUESTIONS}, **(folders or {})}
+    runs = {q: _load(results_dir / folders[q]) for q in QUESTIONS}
+    described = {q: describe_run(m) for q, m in runs.items() if m is not None}
     lines = ["# Mini project report (regenerated by mp_jax)", "",
-             f"Generated {datetime.datetime.now().isoformat(timespec='seconds')}"
-             + (" with `--quick` (tiny settings: the numbers are not meaningful)" if quick else "") + ".", "",
-             "Every model is trained with hand-derived gradients (checked against `jax.grad` in the test suite).", "",
-             "## Data", ""]
-    for q in ("q1", "q2", "q3"):
-        m = _load(results_dir / q) or {}
-        line = (sources or {}).get(q)
-        if not line and isinstance(m.get("data"), dict):
-            line = m["data"].get("source")
-        if line:
-            lines.append(f"- {q}: {line}")
-    lines += ["", "## Software and device", ""] + environment()
-    trained = [line for q in ("q1", "q2", "q3") if (line := training_line(q, _load(results_dir / q) or {}))]
+             "Built from the results saved beside it (`python -m experiments.report` with the main job's flags "
+             "rebuilds it); the header of each part names the run that made it.", ""]
+    if any("quick run" in d for d in described.values()):
+        lines += ["Parts made by a quick run (`--quick`: tiny settings) say so: their numbers are not meaningful.", ""]
+    if len(set(described.values())) > 1:
+        lines += ["The parts come from runs of different configurations: " + "; ".join(
+            f"{q} from `{folders[q]}/`, {d}" for q, d in described.items()) + ".", ""]
+    lines += ["Every model is trained with hand-derived gradients (checked against `jax.grad` in the test suite).", "",
+              "## Data", ""]
+    lines += [f"- {q}: {line}" for q, m in runs.items() if (line := _data_line(m))]
+    lines += ["", "## Software and device", ""] + environment(runs)
+    trained = [line for q in QUESTIONS if (line := training_line(q, runs[q] or {}))]
     if trained:
         lines += ["", "Training time: " + "; ".join(trained) + "."]
-    if timings:
-        lines += ["", "Wall time of the call that wrote this report: "
-                  + ", ".join(f"{q} {s:.0f} s" for q, s in timings.items()) + "."]
+    walls = {q: p["wall_seconds"] for q, m in runs.items()
+             if isinstance((p := _provenance(m) or {}).get("wall_seconds"), (int, float))}
+    if walls:
+        lines += ["", "Wall time of each part's run: " + ", ".join(f"{q} {s:.0f} s" for q, s in walls.items()) + "."]
+    others = sorted(p.name for p in results_dir.glob("REPORT*.md") if p.name != name)
+    if others:
+        lines += ["", "Other reports in this folder: " + ", ".join(f"[{n}]({n})" for n in others) + "."]
     lines.append("")
     figs = Figures()
     for section in (q1_section, q2_section, q3_section):
-        lines += section(results_dir / section.__name__[:2], figs)
-    lines += recipe_section(results_dir)
-    path = results_dir / "REPORT.md"
+        lines += section(results_dir / folders[section.__name__[:2]], figs)
+    lines += recipe_section(results_dir, folders, handout)
+    path = results_dir / name
     if distributed.is_writer():  # atomically: a reader sees the old report or the new one
         atomic.write_text(path, "\n".join(lines) + "\n")
     return path
 
 
 def main(argv=None) -> int:
-    from experiments.common import Parser
+    from experiments import common, layout
 
-    p = Parser(prog="python -m experiments.report", description=__doc__)
-    p.add_argument("--results-dir", type=Path, default=Path("results"))
-    cli.add_debug_flag(p)
+    p = common.base_parser("python -m experiments.report", __doc__.split("\n\n")[0] + " Takes the main job's "
+                           "flags: those that name a configuration (--quick, --seed, --impl, --vmap, "
+                           "--matmul-precision) pick the report and its folders; the others are ignored.")
+    p.add_argument("--only", help="ignored: the report shows every question (accepted as the main job takes it)")
     args = p.parse_args(argv)
-    if not args.results_dir.is_dir():
+    if not Path(args.results_dir).is_dir():
         raise UserError(f"--results-dir {args.results_dir}: no such folder",
                         hint="Run python -m experiments first, or give the folder it wrote to.")
-    print(write_report(args.results_dir))
+    plan = layout.report_plan(args)
+    print(write_report(args.results_dir, folders=plan.folders, handout=plan.handout, name=plan.name))
     return 0
 
 

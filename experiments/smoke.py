@@ -53,7 +53,7 @@ Config = SmokeConfig
 
 
 def run(config: SmokeConfig, ctx: Optional[runs.RunContext] = None) -> dict:
-    c, out = config, files.question_dir(config.results_dir, "smoke")
+    c, out = config, files.question_dir(config.results_dir, config.results_name("smoke"))
     ctx = ctx or runs.RunContext(progress=c.progress)
     k_data, k_init, k_fit = jax.random.split(jax.random.PRNGKey(c.seed), 3)
     x, y = spirals(k_data, c.n + c.n // 5)
@@ -68,7 +68,7 @@ def run(config: SmokeConfig, ctx: Optional[runs.RunContext] = None) -> dict:
     metrics = {"val_loss": float(final["loss"]), "val_accuracy": float(final["accuracy"]), "best_epoch": res.best_epoch,
                "epochs_run": res.epochs_run, "seconds": res.seconds, "loaded": res.loaded, "history": res.history}
     plotting.loss_curves(res.history, out / "loss.png", "smoke: MLP on two spirals", best_epoch=res.best_epoch)
-    files.write_json(out / "metrics.json", metrics)
+    files.write_metrics(out, metrics, c, "smoke", data=f"spirals-{c.seed}", ctx=ctx)
     print(f"smoke: val accuracy {metrics['val_accuracy']:.3f} (best epoch {res.best_epoch}) -> {out}")
     return metrics
 

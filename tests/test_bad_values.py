@@ -239,13 +239,16 @@ def _nan_rates(monkeypatch, **more):
 def test_a_diverged_q3_run_stops_the_main_job_with_status_1_and_writes_no_report(monkeypatch, tmp_path, capsys):
     _tiny_q3(tmp_path / "d")
     _nan_rates(monkeypatch)
+    from experiments import estimate
+
+    monkeypatch.setattr(estimate, "expected", lambda *a, **k: estimate.Estimate({"q3": 1.0}, [], 0.0))  # not tested here
     argv = ["--only", "q3", "--quick", "--no-progress", *dirs(tmp_path)]  # the RNN trains first, and diverges
     assert cli.run_main(main_job.main, argv) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: training diverged: q3_rnn_validation: the "), err
     assert "non-finite at epoch 1" in err and "lower the learning rate" in err
     r = tmp_path / "r"
-    assert not (r / "REPORT.md").exists() and not (r / "q3" / "metrics.json").exists()
+    assert not (r / "REPORT.md").exists() and not (r / "q3_quick" / "metrics.json").exists()
     assert not list(r.glob(".*.lock"))
 
 
@@ -259,7 +262,7 @@ def test_a_diverged_rate_in_the_selection_step_is_marked_and_ends_with_status_1(
     assert err.count("\n") == 1, err
     assert err.startswith("error: training diverged: q3 --select: RNN at rate nan (seed 0: non-finite at epoch 1)")
     assert "selection.md marks these rates as diverged" in err and "Leave them out, or lower them." in err
-    out = tmp_path / "r" / "q3"
+    out = tmp_path / "r" / "q3_quick_models-rnn"
     rows = json.loads((out / "selection.json").read_text())["models"]["rnn"]
     assert rows[0]["diverged"] == ["non-finite at epoch 1"] and rows[0]["val_accuracy"] is None
     assert not rows[0]["best"] and rows[1]["best"] and 0 <= rows[1]["val_accuracy"] <= 1

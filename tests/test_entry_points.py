@@ -113,6 +113,7 @@ def test_more_devices_than_the_machine_has_is_a_usage_error(module, tmp_path):
 ])
 def test_a_folder_in_use_stops_a_second_run_at_once_naming_the_holder(prog, question, argv, tmp_path, capsys):
     results, data = tmp_path / "results", tmp_path / "data"
+    question += "_quick"  # the folder of --quick
     with FolderLock(results, name=f".{question}.lock", guards=results / question) as held:
         status = cli.run_main(ENTRY_POINTS[prog], argv + ["--quick", "--no-progress", "--results-dir", str(results),
                                                           "--data-dir", str(data)])
@@ -156,12 +157,12 @@ def test_no_space_left_while_writing_metrics_names_the_folder_and_leaves_no_part
     assert status == 1 and hit
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: no space left on the device"), err
-    out = tmp_path / "smoke"
+    out = tmp_path / "smoke_quick"
     assert f"free some space in {out}/" in err and str(out / "metrics.json") in err
     assert not (out / "metrics.json").exists()
     assert [p.name for p in out.iterdir() if "metrics" in p.name] == []  # no temporary file either
     assert (out / "loss.png").is_file()  # written before, whole
-    assert not (tmp_path / ".smoke.lock").exists()
+    assert not (tmp_path / ".smoke_quick.lock").exists()
 
 
 @pytest.mark.slow
@@ -172,8 +173,8 @@ def test_a_diverged_run_is_one_line_naming_the_run(monkeypatch, tmp_path, capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: training diverged: smoke_mlp: "), err
     assert "non-finite at epoch 1" in err and "learning rate" in err
-    assert not (tmp_path / "smoke" / "metrics.json").exists()
-    assert not (tmp_path / ".smoke.lock").exists()
+    assert not (tmp_path / "smoke_quick" / "metrics.json").exists()
+    assert not (tmp_path / ".smoke_quick.lock").exists()
 
 
 def test_debug_shows_the_traceback(monkeypatch, tmp_path):
@@ -186,13 +187,13 @@ def test_debug_shows_the_traceback(monkeypatch, tmp_path):
 
 def test_a_run_leaves_no_lock_and_a_stale_lock_is_taken_over(monkeypatch, tmp_path, caplog):
     _tiny_smoke(monkeypatch)
-    stale = tmp_path / ".smoke.lock"
+    stale = tmp_path / ".smoke_quick.lock"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "since": 0.0}))
     with caplog.at_level("WARNING", logger="mp_jax.runtime.lock"):
         assert cli.run_main(smoke.main, ["--quick", "--no-progress", "--results-dir", str(tmp_path)]) == 0
     assert any("took over the lock" in r.getMessage() for r in caplog.records)
-    assert not stale.exists() and (tmp_path / "smoke" / "metrics.json").is_file()
+    assert not stale.exists() and (tmp_path / "smoke_quick" / "metrics.json").is_file()
 
 
 def test_only_the_writing_process_writes(monkeypatch, tmp_path):

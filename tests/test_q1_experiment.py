@@ -34,7 +34,7 @@ def quick_run(tmp_path_factory):
     argv = ["--quick", "--no-vmap", "--data-dir", str(root / "data"), "--results-dir", str(root / "results"),
             "--no-progress"]
     assert q1.main(argv) == 0
-    first = json.loads((root / "results" / "q1" / "metrics.json").read_text())
+    first = json.loads((root / "results" / "q1_quick_no-vmap" / "metrics.json").read_text())
     assert q1.main(argv) == 0
     return root, first
 
@@ -46,7 +46,7 @@ def quick_run_vmapped(quick_run):
     argv = ["--quick", "--vmap", "--data-dir", str(root / "data"), "--results-dir", str(root / "results_vmap"),
             "--no-progress"]
     assert q1.main(argv) == 0
-    return json.loads((root / "results_vmap" / "q1" / "metrics.json").read_text())
+    return json.loads((root / "results_vmap" / "q1_quick_vmap" / "metrics.json").read_text())
 
 
 def test_the_default_run_is_trained_once_and_reused(quick_run):
@@ -64,7 +64,7 @@ def test_the_default_run_is_trained_once_and_reused(quick_run):
 
 def test_a_second_call_loads_every_run_with_its_recorded_time(quick_run):
     root, first = quick_run
-    again = json.loads((root / "results" / "q1" / "metrics.json").read_text())
+    again = json.loads((root / "results" / "q1_quick_no-vmap" / "metrics.json").read_text())
     assert again["training"]["trained"] == 0 and again["training"]["loaded"] == 14
     assert again["training"]["train_seconds"] == pytest.approx(first["training"]["train_seconds"])
     for a, b in zip([again, *again["beta_rho"], *again["sweep"], *again["optimizers"].values()],
@@ -160,7 +160,7 @@ def test_quick_run_counts_units_and_chooses_settings(quick_run):
 def test_quick_run_figures(quick_run):
     root, _ = quick_run
     for name in FIGURES:
-        data = (root / "results" / "q1" / name).read_bytes()
+        data = (root / "results" / "q1_quick_no-vmap" / name).read_bytes()
         assert data[:8] == PNG and len(data) > 5000, name
 
 

@@ -40,7 +40,7 @@ def test_quick_run_writes_every_output(tmp_path, capsys):
     build_q2.build(data_dir, corpus=generated_corpus(tmp_path / "corpus.txt"))
     results = tmp_path / "results"
     assert q2.main(["--quick", "--data-dir", str(data_dir), "--results-dir", str(results), "--no-progress"]) == 0
-    out = results / "q2"
+    out = results / "q2_quick"
     m = json.loads((out / "metrics.json").read_text())
     v = m["data"]["vocab_size"]
     for d, p in q2.Q2Config().settings:

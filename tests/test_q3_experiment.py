@@ -25,7 +25,7 @@ def test_quick_end_to_end(tmp_path, capsys):
     assert q3.main(["--quick", "--models", "rnn", "--data-dir", str(tmp_path / "data"), "--results-dir", str(res),
                     "--no-progress"]) == 0
     assert capsys.readouterr().out.count("q3 data:") == 1
-    out = res / "q3"
+    out = res / "q3_quick_models-rnn"
     check_quick_metrics(out, json.loads((out / "metrics.json").read_text()), models=("rnn",))
 
 
@@ -109,7 +109,7 @@ def test_quick_seed_sweep_end_to_end_and_skipped_when_run_again(tmp_path):
     argv = ["--quick", "--models", "lstm", "--seeds", "2", "--vmap", "--data-dir", str(tmp_path / "data"),
             "--results-dir", str(tmp_path / "results"), "--no-progress"]
     assert q3.main(argv) == 0
-    out = tmp_path / "results" / "q3"
+    out = tmp_path / "results" / "q3_quick_vmap_models-lstm_seeds-2"
     m = json.loads((out / "metrics.json").read_text())
     r = m["lstm"]
     assert m["settings"]["seeds"] == 2 and m["settings"]["vmap"] is True
@@ -171,9 +171,9 @@ def test_wisdm_file_end_to_end(tmp_path):
     # one recurrent model is enough here: the three are checked end to end on the default stand-in
     assert q3.main(["--quick", "--models", "gru", "--data-dir", str(data), "--results-dir", str(res),
                     "--no-progress"]) == 0
-    m = json.loads((res / "q3" / "metrics.json").read_text())
+    m = json.loads((res / "q3_quick_models-gru" / "metrics.json").read_text())
     assert m["data"]["source"].startswith("stand-in: WISDM v1.1") and m["data"]["class_names"][0] == "downstairs"
-    check_quick_metrics(res / "q3", m, models=("gru",))
+    check_quick_metrics(res / "q3_quick_models-gru", m, models=("gru",))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("seglearn") is None,
@@ -191,14 +191,14 @@ def test_selection_scores_on_validation_and_never_touches_the_test_windows(tmp_p
     argv = ["--quick", "--models", "rnn", "--select", "0.01,0.1", "--data-dir", str(tmp_path / "data"),
             "--results-dir", str(res), "--no-progress"]
     assert q3.main(argv) == 0
-    sel = json.loads((res / "q3" / "selection.json").read_text())
+    sel = json.loads((res / "q3_quick_models-rnn_select-0.01+0.1" / "selection.json").read_text())
     rows = sel["models"]["rnn"]
     assert [r["learning_rate"] for r in rows] == [0.01, 0.1] and sum(r["best"] for r in rows) == 1
     best = max(rows, key=lambda r: r["val_accuracy"])
     assert best["best"] and all(0 <= r["val_accuracy"] <= 1 and r["val_loss"] > 0 for r in rows)
     assert seen == [sel["validation"]["n_val"]] * 2  # scored on the validation subjects only
-    assert not (res / "q3" / "metrics.json").exists()  # no refit, no test score
-    assert "| RNN | 0.1 |" in (res / "q3" / "selection.md").read_text()
+    assert not (res / "q3_quick_models-rnn_select-0.01+0.1" / "metrics.json").exists()  # no refit, no test score
+    assert "| RNN | 0.1 |" in (res / "q3_quick_models-rnn_select-0.01+0.1" / "selection.md").read_text()
 
 
 def test_comparison_shows_the_validation_runs_best_epoch():

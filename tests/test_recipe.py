@@ -106,9 +106,9 @@ def test_quick_q2_handout_writes_beside_ours(tmp_path):
     assert q2.main(["--quick", "--recipe", "handout", "--data-dir", str(data_dir), "--results-dir", str(results),
                     "--no-progress"]) == 0
     assert (results / "q2" / "metrics.json").read_text() == before
-    m = json.loads((results / "q2_handout" / "metrics.json").read_text())
+    m = json.loads((results / "q2_handout_quick" / "metrics.json").read_text())
     assert m["settings"]["recipe"] == "handout" and m["settings"]["momentum"] == 0.85
-    assert list((results / "q2_handout" / "checkpoints").glob("lm_D*.h5"))
+    assert list((results / "q2_handout_quick" / "checkpoints").glob("lm_D*.h5"))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("seglearn") is None,
@@ -119,7 +119,7 @@ def test_quick_q3_handout_writes_beside_ours(tmp_path):
     assert q3.main(["--quick", "--recipe", "handout", "--models", "gru", "--data-dir", str(tmp_path / "data"),
                     "--results-dir", str(results), "--no-progress"]) == 0
     assert (results / "q3" / "metrics.json").read_text() == before
-    out = results / "q3_handout"
+    out = results / "q3_handout_quick_models-gru"
     m = json.loads((out / "metrics.json").read_text())
     s = m["settings"]
     assert s["recipe"] == "handout" and s["clip_norm"] is None and s["refit"] is False and s["augment"] is False
@@ -218,8 +218,8 @@ def test_the_main_job_runs_the_handout_recipe_beside_ours(tmp_path, capsys):
     assert main_job.main(["--quick", "--only", "q2", "--recipe", "handout", "--data-dir", str(data_dir),
                           "--results-dir", str(results), "--no-progress"]) == 0
     assert "course handout's recipe" in capsys.readouterr().out
-    assert (results / "q2_handout" / "metrics.json").is_file() and not (results / "q2").exists()
-    assert not (results / ".q2_handout.lock").exists()  # released
-    text = (results / "REPORT.md").read_text()
+    assert (results / "q2_handout_quick" / "metrics.json").is_file() and not (results / "q2").exists()
+    assert not list(results.glob(".*.lock"))  # released
+    text = (results / "REPORT_quick.md").read_text()  # the report of --quick
     section = text[text.index("## The course handout's recipe beside the default"):]
     assert "| D=32,P=256 | not run | CE " in section

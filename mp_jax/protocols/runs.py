@@ -85,13 +85,15 @@ class RunContext:
     """What the runs of one question use, made by the entry point and passed down: the
     checkpoint store (None: no checkpoints), the device mesh (``--devices``; ``mesh_explicit``
     when the flag was given), whether this process writes files (process 0 of a distributed
-    run) and how training shows progress (None: a bar on a terminal; False: log lines)."""
+    run), how training shows progress (None: a bar on a terminal; False: log lines) and when
+    the question started (``time.time()``: the files written since are its results)."""
 
     store: Optional[RunStore] = None
     mesh: Any = None
     mesh_explicit: bool = False
     writer: bool = True
     progress: Optional[bool] = None
+    started: float = dataclasses.field(default_factory=time.time)
 
     @classmethod
     def start(cls, checkpoints: Optional[Path] = None, n_devices: Optional[int] = None,
