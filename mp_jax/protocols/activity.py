@@ -11,6 +11,10 @@ under the same protocol (docs/training.md, "Q3's protocol"):
    program, and scored once on the test windows (:func:`run_model`);
 4. the baseline under the same protocol, its epochs chosen on validation (:func:`run_baseline`).
 
+Beside the protocol: the gradient reaching each step, measured and predicted from the forward
+pass (:func:`gradient_flow_record`; docs/recurrent.md, "Predicting the slope of the gradient
+flow"), and the LSTM refit with another forget-gate bias (:func:`run_forget_bias_ablation`).
+
 Every run trains through :mod:`mp_jax.protocols.runs` with the :class:`~mp_jax.protocols.runs.RunContext`
 it is handed (checkpoints, mesh, progress). ``c`` is Q3's settings,
 :class:`experiments.q3_activity.Q3Config` (its fields, and ``lr``, ``n_epochs``, ``fit``,
@@ -401,7 +405,7 @@ def gradient_prediction(params, data, measured: list, n_windows: int = 256) -> d
     if fit.sum() >= 2:
         tf = t[fit]
         factor = lambda v: math.exp(-float(np.polyfit(tf.astype(float), v[fit], 1)[0]))  # noqa: E731
-        out.update(fit_steps=[int(tf[0]), int(tf[-1])], factor_measured=factor(np.log(g)),
+        out.update(fit_steps=[int(tf[0]), int(tf[-1])], factor_measured=factor(np.log(np.maximum(g, FIT_FLOOR))),
                    factor_path=lam if kind == "rnn" else factor(log_g), factor_whole=factor(log_whole))
     return out
 
