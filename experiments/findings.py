@@ -347,11 +347,12 @@ def decades(factor: float, span: int) -> float:
 def agreement(predicted: float, measured: float, span: int) -> str:
     """Whether a predicted factor per step agrees with the measured one over ``span`` steps:
     "agrees (within 0.3 decades)" when the two lines part by at most :data:`AGREE_DECADES`
-    decades, else which way the prediction errs and by how much."""
+    decades, else whether the prediction under- or overestimates what reaches the first
+    fitted step, and by how much."""
     off = decades(predicted, span) - decades(measured, span)
     if abs(off) <= AGREE_DECADES:
         return f"agrees (within {abs(off):.1f} decades)"
-    return f"predicts a {'faster' if off < 0 else 'slower'} fall (off by {abs(off):.1f} decades)"
+    return f"{'under' if off < 0 else 'over'}estimates what reaches the early steps (by {abs(off):.1f} decades)"
 
 
 def _flow_keys(m: dict) -> list:
@@ -432,7 +433,7 @@ def q3_gradient_reasons(m: dict) -> list:
                 <= AGREE_DECADES}
         if slow:
             out.append("The measured gradient of the " + " and the ".join(k.upper() for k in slow)
-                       + " falls more slowly than its gated path alone predicts ("
+                       + " keeps more than its gated path alone predicts ("
                        + ", ".join(f"{k.upper()} {p['factor_measured']:.3f} against {p['factor_path']:.3f} per step"
                                    for k, p in slow.items())
                        + ") and as the whole step (BPTT6) predicts: the gradient also returns through h_{t−1} and "
@@ -493,15 +494,19 @@ def q3_forget_bias(m: dict) -> list:
         if pa and pd and isinstance(pa.get("mean_gate"), (int, float)) and isinstance(pd.get("mean_gate"),
                                                                                         (int, float)):
             head += (f": at initialisation its mean forget gate is {pa['mean_gate']:.3f} (σ({b:g}) = "
-                     f"{_sigmoid(b):.3f}) against {pd['mean_gate']:.3f}, and its gradient falls by "
-                     f"{pa['factor_measured']:.3f} per step against {pd['factor_measured']:.3f}")
+                     f"{_sigmoid(b):.3f}) against {pd['mean_gate']:.3f}, and its gradient's factor per step back is "
+                     f"{pa['factor_measured']:.3f} against {pd['factor_measured']:.3f}")
             if ra is not None and rd is not None:
                 head += f", so step 1 receives 10^{ra:.1f} of the gradient at T against 10^{rd:.1f}"
         ta, td = _prediction(m, k, "trained"), _prediction(m, "lstm", "trained")
         if ta and td:
-            head += (f"; after training it falls by {ta['factor_measured']:.3f} per step against "
+            head += (f"; after training the factor is {ta['factor_measured']:.3f} against "
                      f"{td['factor_measured']:.3f}")
         out.append(head + ".")
+        la, ld = ((x.get("history") or {}).get("train_loss") for x in (r, d))
+        if la and ld and len(la) == len(ld):
+            out.append(f"Its training loss (seed {seeds[0]}, mean over the last epoch) ends at {_num(la[-1])} against "
+                       f"the default's {_num(ld[-1])}: {compare(la[-1], ld[-1])}.")
         acc_a = r.get("test_accuracy_per_seed") or []
         by_seed = {mm.get("seed"): mm for mm in d.get("members") or []}
         same = [by_seed[s] for s in seeds if s in by_seed]
@@ -577,14 +582,17 @@ def q3_overfitting(m: dict) -> list:
                 text += (f". In its validation run the validation loss is lowest at epoch {e} of {last} "
                          f"({_num(turn['val_min'])}) and ends {_num(rise)} above it, while the training loss goes "
                          f"from {_num(turn['train_at'])} to {_num(turn['train_last'])}")
+                acc = [turn[a] for a in ("acc_at", "acc_last") if isinstance(turn[a], (int, float))]
+                if len(acc) == 2:
+                    text += f"; its validation accuracy goes from {_pct(acc[0])} at epoch {e} to {_pct(acc[1])}"
                 if turn["train_last"] < turn["train_at"]:
-                    text += (f": after epoch {e} it fits the training subjects more closely without predicting the "
-                             f"held-out subjects better")
-                if isinstance(turn["acc_at"], (int, float)) and isinstance(turn["acc_last"], (int, float)):
-                    text += (f" (validation accuracy {_pct(turn['acc_at'])} at epoch {e}, {_pct(turn['acc_last'])} "
-                             f"at the end"
-                             + ("; the loss rises through confident errors more than through lost windows"
-                                if turn["acc_last"] >= turn["acc_at"] else "") + ")")
+                    if len(acc) == 2 and acc[1] > acc[0]:
+                        text += (f": after epoch {e} it fits the training subjects more closely and still classifies "
+                                 "more held-out windows right, but gives the true class of some of them less "
+                                 "probability, so the overfitting shows in the validation loss before the accuracy")
+                    else:
+                        text += (f": after epoch {e} it fits the training subjects more closely without classifying "
+                                 "the held-out subjects better")
             else:
                 text += (f". Its validation run's validation loss is lowest at its last epoch, {last}: no turn, no "
                          "sign of overfitting within its epochs")
