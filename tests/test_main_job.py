@@ -61,7 +61,8 @@ def test_report_links_only_existing_figures(quick_run, first_call):
         assert (root / "results" / q / "metrics.json").is_file()
         assert f"- {q}: " in report and "stand-in" in report and "licence" in report
     assert re.search(r"Training time: q1 trained in \d+ s \(14 runs\); q2 trained in \d+ s \(3 runs\); "
-                     r"q3 trained in \d+ s \(8 runs\)", report)
+                     r"q3 trained in \d+ s \(9 runs\)", report)  # q3: 3 validation runs, 3 refits, the LSTM with
+    # its forget-gate bias at 1, the baseline's validation run and refit
 
 
 def test_second_call_loads_finished_runs_and_keeps_their_times(quick_run, first_call, capsys):
