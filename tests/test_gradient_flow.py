@@ -1,6 +1,7 @@
 """The gradient flow's slope predicted from the forward pass (docs/recurrent.md, "Predicting the
 slope of the gradient flow": RNN6, BPTT5, BPTT6), checked on cells whose factor per step is known
 in closed form, and the LSTM's forget-gate bias at initialisation."""
+import argparse
 import dataclasses
 
 import jax
@@ -8,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments import q3_activity as q3
 from experiments.q3_activity import Q3Config
 from mp_jax.models import recurrent
 from mp_jax.protocols import activity
@@ -114,3 +116,7 @@ def test_the_ablation_is_named_apart_and_checked_against_the_seeds():
     assert any("--ablation-seeds" in e for e in Q3Config(seeds=1, ablation_seeds=2).usage_errors())
     assert not Q3Config(seeds=3, ablation_seeds=3).usage_errors()
     assert any("--ablation-seeds" in e for e in Q3Config(refit=False, seeds=1).usage_errors())
+    c = Q3Config.from_args(argparse.Namespace(quick=False, forget_bias=q3.parse_bias("0.5"), ablation_seeds=0))
+    assert (c.forget_bias, c.ablation_seeds, c.ablation_forget_bias) == (0.5, 0, 1.0)
+    with pytest.raises(argparse.ArgumentTypeError, match="--forget-bias"):
+        q3.parse_bias("nan")
