@@ -287,22 +287,39 @@ def q3_model_figures(cell: str, cms: dict, validation_history: dict, refit_histo
     save(fig, out / f"{cell}_loss.png")
 
 
-def gradient_flow(flows: dict, path) -> Path:
-    """Q3 ``gradient_flow.png``: ‖∂ℓ/∂h_t‖ (mean over windows) against the step t, one line per
-    model, at initialisation (left) and after training (right); log scale.
-    ``flows``: model -> {"init": [T], "trained": [T], "n_windows", "seed"}."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.9), sharey=True)
-    for ax, key, title in ((axes[0], "init", "at initialisation"), (axes[1], "trained", "after training")):
-        for i, (name, f) in enumerate(flows.items()):
-            g = np.asarray(f[key])
-            ax.semilogy(np.arange(1, g.size + 1), g, color=f"C{i}", label=name.upper())
-        ax.set_xlabel("time step t (T = last)")
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3, which="both")
+def gradient_flow(flows: dict, path, labels: Optional[dict] = None) -> Path:
+    """Q3 ``gradient_flow.png``: ‖∂ℓ/∂h_t‖ (mean over windows) against the step t, log scale,
+    one column per model, at initialisation (top row) and after training (bottom row); over
+    each measured curve (solid) its predictions when recorded: the path alone (dashed, BPTT7)
+    and the whole step (dotted, BPTT8), each legend entry with its factor per step.
+    ``flows``: model -> :func:`mp_jax.protocols.activity.gradient_flow_record`'s record
+    ({"init": [T], "trained": [T], "n_windows", "seed", optionally "predicted"}); ``labels``:
+    model -> column title (default the name in capitals)."""
+    labels = labels or {}
+    fig, axes = plt.subplots(2, len(flows), figsize=(3.4 * len(flows) + 0.6, 7.4), sharey="row", squeeze=False)
+    for col, (name, f) in enumerate(flows.items()):
+        for row, (key, when) in enumerate((("init", "at initialisation"), ("trained", "after training"))):
+            ax = axes[row, col]
+            g = np.asarray(f[key], dtype=float)
+            t = np.arange(1, g.size + 1)
+            pred = (f.get("predicted") or {}).get(key) or {}
+            per = (lambda k: f" ({pred[k]:.3f} per step)" if isinstance(pred.get(k), float) else "")  # noqa: E731
+            ax.semilogy(t[g > 0], g[g > 0], color=f"C{col}", lw=1.8, label="measured" + per("factor_measured"))
+            if pred.get("log10_predicted"):
+                ax.semilogy(t, 10.0 ** np.asarray(pred["log10_predicted"]), color=f"C{col}", ls="--", lw=1.2,
+                            label="path alone (BPTT7)" + per("factor_path"))
+            if pred.get("log10_whole"):
+                ax.semilogy(t, 10.0 ** np.asarray(pred["log10_whole"]), color="0.35", ls=":", lw=1.4,
+                            label="whole step (BPTT8)" + per("factor_whole"))
+            ax.set_title(f"{labels.get(name, name.upper())}, {when}", fontsize=9)
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=7, loc="lower right")
+            if row == 1:
+                ax.set_xlabel("time step t (T = last)")
+    for row in axes:
+        row[0].set_ylabel(r"mean $\Vert \partial \ell / \partial h_t \Vert$")
     first = next(iter(flows.values()))
-    axes[0].set_ylabel(r"mean $\Vert \partial \ell / \partial h_t \Vert$")
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"Q3: the gradient reaching each step through time ({first['n_windows']} training windows, "
-                 f"seed {first['seed']})", fontsize=10)
+    fig.suptitle(f"Q3: the gradient reaching each step through time, measured and predicted ({first['n_windows']} "
+                 f"training windows, seed {first['seed']}; docs/recurrent.md)", fontsize=10)
     fig.tight_layout()
     return save(fig, path)

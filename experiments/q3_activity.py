@@ -18,6 +18,13 @@ accelerator (saved when finished); ``--vmap`` / ``--no-vmap`` override. Writes
 ``<results-dir>/q3/`` (other settings: their own folder, e.g. ``q3_quick_models-rnn/``): ``metrics.json``, ``comparison.md``, per model ``<model>_confusion.png``
 and ``<model>_loss.png``, ``baseline_confusion.png`` and ``loss_all.png``.
 
+Beside the LSTM, the main job refits it once more with its forget-gate bias at 1
+(``Q3Config.ablation_forget_bias``; Gers et al. 2000; Jozefowicz et al. 2015) instead of 0, for
+seed S only by default (``--ablation-seeds K``: seeds S … S+K−1, 0: none), with the default
+members' keys, so that the bias is the only difference: ``metrics.json`` keeps it under
+``lstm_forget_bias_1``, beside ``lstm``, and ``lstm_forget_bias_1_loss.png`` compares the two
+refits' training loss. ``--forget-bias B`` sets the LSTM's own.
+
 ``--recipe handout`` trains with the course handout's settings instead (:attr:`Q3Config.HANDOUT`:
 η 0.1 for every model, constant, momentum 0.85, batch 32, 50 epochs, no clipping, no
 augmentation, a random 10 % validation split with the best epoch kept, one run per model, no
@@ -76,14 +83,15 @@ class Q3Config(RunOptions):
     averages over seeds.
     """
 
-    FLAGS = ("epochs", "seeds", "impl", "models", "learning_rates", "augment", "select")
+    FLAGS = ("epochs", "seeds", "impl", "models", "learning_rates", "augment", "select", "forget_bias",
+             "ablation_seeds")
     # The course handout's recipe (``--recipe handout``, docs/recipes.md): its learning rate, momentum,
     # batch, epochs and 10 % random validation split with early stopping; a constant rate, no
     # clipping, no augmentation, one run per model on the training part (no refit over seeds).
     HANDOUT = dict(batch_size=32, momentum=0.85, epochs=50, epochs_per_model=(),
                    learning_rates=(("rnn", 0.1), ("lstm", 0.1), ("gru", 0.1)), schedule="constant", warmup_epochs=0.0,
                    clip_norm=None, keep="best", patience=None, val_fraction=0.1, validation="random", augment=False,
-                   seeds=1, refit=False)
+                   seeds=1, refit=False, ablation_seeds=0)
     models: tuple = MODELS
     hidden: int = 128
     mlp: int = 128
@@ -105,6 +113,12 @@ class Q3Config(RunOptions):
     # peak learning rates chosen by validation accuracy (the table above; docs/training.md, "Q3's protocol")
     learning_rates: tuple = (("rnn", 0.01), ("lstm", 0.1), ("gru", 0.1))
     seeds: int = 3  # members per model: seeds S … S+K−1
+    forget_bias: float = 0.0  # the LSTM's forget-gate bias at initialisation (recurrent.init_params)
+    # the ablation: the LSTM refit again with this forget-gate bias (Gers et al. 2000; Jozefowicz et al. 2015),
+    # seeds S … S+K−1 for K = ablation_seeds (0: none), beside the LSTM of forget_bias; metrics.json
+    # "lstm_forget_bias_<b>"
+    ablation_forget_bias: float = 1.0
+    ablation_seeds: int = 1
     select: tuple = ()  # peak learning rates to compare on validation (run_selection) instead of the protocol
     impl: str = "fast"  # the recurrences' gradients: "fast" or "reference" (experiments.config.IMPLS)
     n_train: Optional[int] = None  # a random subset of the windows (None: all)
@@ -128,6 +142,13 @@ class Q3Config(RunOptions):
         if not self.refit and self.seeds > 1 and not self.select:
             return [f"argument --seeds: the {self.recipe} recipe trains one run per model and refits none, so "
                     f"--seeds {self.seeds} would train no more; leave --seeds out (or use --recipe default)"]
+        if not self.refit and self.ablation_seeds > 0 and not self.select:
+            return [f"argument --ablation-seeds: the forget-bias ablation is a refit, and the {self.recipe} recipe "
+                    f"refits none; leave --ablation-seeds out (or use --recipe default)"]
+        if self.ablation_seeds > self.seeds:
+            return [f"argument --ablation-seeds: the ablation's seeds are among the models' seeds S … S+K−1 (K = "
+                    f"--seeds {self.seeds}), so that each is compared with the same seed's LSTM; found "
+                    f"--ablation-seeds {self.ablation_seeds}: give at most {self.seeds}, or more --seeds"]
         last = self.seed + self.seeds - 1
         if last > cli.SEED_MAX:
             return [f"argument --seeds: the seeds run from --seed {self.seed} to {last}, past {cli.SEED_MAX} (the "
@@ -245,8 +266,20 @@ def run(config: Q3Config, ctx: Optional[runs.RunContext] = None) -> dict:
                         out / "loss_all.png", f"Q3: training (dashed) and validation loss per model (validation "
                         f"runs, seed {c.seed})")
     flows = {m: r["gradient_flow"] for m, r in results.items() if "gradient_flow" in r}
+    ablation = None
+    if "lstm" in results:
+        ablation = activity.run_forget_bias_ablation(ctx, d, c, vmap=use_vmap(c.vmap))
+    if ablation is not None:
+        name = activity.ablation_name(ablation["forget_bias"])
+        flows[name] = ablation["gradient_flow"]
+        plotting.all_losses({f"LSTM, b_f = {c.forget_bias:g}": results["lstm"]["history"],
+                             f"LSTM, b_f = {ablation['forget_bias']:g}": ablation["history"]},
+                            out / f"{name}_loss.png", f"Q3: the LSTM's refit (seed {c.seed}) with the forget-gate "
+                            "bias at each value: training loss")
     if flows:
-        plotting.gradient_flow(flows, out / "gradient_flow.png")
+        labels = ({"lstm": f"LSTM, b_f = {c.forget_bias:g}", activity.ablation_name(ablation["forget_bias"]):
+                   f"LSTM, b_f = {ablation['forget_bias']:g}"} if ablation is not None else {})
+        plotting.gradient_flow(flows, out / "gradient_flow.png", labels)
     chance = 1.0 / len(d.names)
     table = tables.q3_comparison(results, chance)
     files.write_text(out / "comparison.md", table)
@@ -266,6 +299,7 @@ def run(config: Q3Config, ctx: Optional[runs.RunContext] = None) -> dict:
         "majority_test_accuracy": float(np.bincount(y_te, minlength=len(d.names)).max() / len(y_te)),
         "training": ctx.summary(),
         **results,
+        **({activity.ablation_name(ablation["forget_bias"]): ablation} if ablation is not None else {}),
     }
     files.write_metrics(out, metrics_, c, "q3", data=d.data_id, ctx=ctx)
     if distributed.is_writer():
@@ -282,6 +316,18 @@ def parse_rates(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"expected comma-separated learning rates, each a finite number > 0, found "
                                          f"{text!r} (--select)")
     return rates
+
+
+def parse_bias(text: str) -> float:
+    """A finite number (argparse ``type=`` of ``--forget-bias``)."""
+    try:
+        x = float(text)
+    except ValueError:
+        x = math.nan
+    if not math.isfinite(x):
+        raise argparse.ArgumentTypeError(f"expected a finite number, the forget-gate bias (e.g. 1.0), found {text!r} "
+                                         "(--forget-bias)")
+    return x
 
 
 parse_models = functools.partial(common.parse_names, choices=MODELS, flag="--models")
@@ -315,6 +361,12 @@ def main(argv=None) -> int:
     p.add_argument("--select", type=parse_rates, metavar="RATE,...", help="the selection step alone: one "
                    "validation run per model and peak learning rate (e.g. 0.01,0.03,0.1), written to selection.md; "
                    "no refit, no test windows")
+    p.add_argument("--forget-bias", type=parse_bias, metavar="B", help="the LSTM's forget-gate bias at "
+                   f"initialisation (default {Q3Config.forget_bias:g}; the ablation's is "
+                   f"{Q3Config.ablation_forget_bias:g})")
+    p.add_argument("--ablation-seeds", type=cli.non_negative_int, metavar="K", help="refit the LSTM with its forget-gate "
+                   f"bias at {Q3Config.ablation_forget_bias:g} for seeds S..S+K-1 beside the default (default "
+                   f"{Q3Config.ablation_seeds}: seed S only; 0: no ablation; at most --seeds)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="rotate and scale every training window at random each epoch "
                         f"({common.defaults_help(Q3Config, 'augment')})")

@@ -487,9 +487,20 @@ def q3_section(qdir: Path, figs: Figures) -> list:
                   "loss sends back to $h_t$:", ""]
         _equations(lines, Q3_FLOW)
     figs.add(lines, qdir, "gradient_flow.png", "$\\gamma_t$ (BPTT6), the mean norm over windows of the gradient "
-             "of each window's loss at $h_t$, against t for the three cells, at initialisation and after training "
-             "(manual BPTT)", used)
+             "of each window's loss at $h_t$, against t for each cell (and the LSTM with its forget-gate bias at 1, "
+             "when run), at initialisation (top) and after training (bottom), from the manual BPTT (solid), with the "
+             "slopes predicted from the forward pass: the gated path alone (dashed, BPTT7; the RNN's λ of RNN8) and "
+             "the whole step (dotted, BPTT8)", used)
+    lines += ["How the predictions are made: [docs/recurrent.md, predicting the slope of the gradient flow]"
+              "(../docs/recurrent.md#predicting-the-slope-of-the-gradient-flow).", ""]
     _findings(lines, findings.q3_gradients(m))
+    _findings(lines, findings.q3_gradient_slopes(m))
+    _findings(lines, findings.q3_gradient_reasons(m))
+    for name in findings.q3_ablations(m):
+        figs.add(lines, qdir, f"{name}_loss.png", f"training loss per epoch of the LSTM's refit (seed "
+                 f"{(m[name].get('seeds') or ['S'])[0]}) with the forget-gate bias at its default and at "
+                 f"{m[name].get('forget_bias', '?'):g}", used)
+    _findings(lines, findings.q3_forget_bias(m))
     lines += ["### b) Accuracy, loss and training time", ""]
     _text(lines, qdir, "comparison.md", used)
     figs.add(lines, qdir, "loss_all.png", "training (dashed) and validation loss per epoch of the three validation "
@@ -499,6 +510,8 @@ def q3_section(qdir: Path, figs: Figures) -> list:
             figs.add(lines, qdir, f"{cell}_loss.png", f"{cell.upper()}: loss per epoch of the validation run and of "
                      f"the refit", used)
     _findings(lines, findings.q3_results(m))
+    _findings(lines, findings.q3_overfitting(m))
+    _findings(lines, findings.q3_choice(m))
     lines += ["### c) Confusion matrices", ""]
     for cell in ("rnn", "lstm", "gru"):
         r = m.get(cell)

@@ -39,6 +39,24 @@ def check_quick_metrics(out, m, models=q3.MODELS):
         assert v["subjects"] == how["subjects"] and v["n_windows"] == how["n_val"]
         assert len(v["history"]["val_loss"]) == v["epochs_run"] and 1 <= v["best_epoch"] <= v["epochs_run"]
         assert (out / f"{model}_loss.png").read_bytes()[:8] == PNG
+    # the gradient flow, measured and predicted (docs/recurrent.md: RNN8, BPTT7, BPTT8), at both ends of training
+    for model in models:
+        flow = m[model]["gradient_flow"]
+        for when in ("init", "trained"):
+            p = flow["predicted"][when]
+            assert len(p["log10_predicted"]) == len(p["log10_whole"]) == len(flow[when]) == 150
+            assert np.all(np.isfinite(p["log10_predicted"])) and min(flow[when]) > 0
+            assert all(p[k] > 0 for k in ("factor_measured", "factor_path", "factor_whole"))
+    # the LSTM with its forget-gate bias at 1, beside the default's and apart from it
+    if "lstm" in models:
+        ab = m["lstm_forget_bias_1"]
+        assert ab["forget_bias"] == 1.0 and ab["forget_bias_default"] == 0.0 and ab["seeds"] == [m["settings"]["seed"]]
+        assert np.array(ab["confusion_test"]).sum() == m["data"]["n_test"]
+        assert ab["gradient_flow"]["predicted"]["init"]["mean_gate"] > m["lstm"]["gradient_flow"]["predicted"][
+            "init"]["mean_gate"]
+        assert (out / "lstm_forget_bias_1_loss.png").read_bytes()[:8] == PNG
+    else:
+        assert not any(k.startswith("lstm_forget_bias") for k in m)
     # the baseline learns something even in the quick run; the cells at least run
     assert m["baseline"]["test_accuracy"] > 2 * m["chance_accuracy"]
     assert (out / "loss_all.png").read_bytes()[:8] == PNG

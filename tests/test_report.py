@@ -43,33 +43,81 @@ def _member(seed, acc, loss):
             "epochs_run": 30, "seconds_per_epoch": 1.0}
 
 
-def _q3(accs: dict, flows: dict):
+def _pred(measured, path, whole, gate=None, rnn=None):
+    """A recorded prediction of the gradient flow's slope (activity.gradient_prediction)."""
+    p = {"factor_measured": measured, "factor_path": path, "factor_whole": whole, "fit_steps": [1, 149]}
+    if gate is not None:
+        p["mean_gate"] = gate
+    if rnn is not None:
+        p.update(w_h_spectral_radius=rnn[0], mean_tanh_prime=rnn[1])
+    return p
+
+
+def _history(turn):
+    """A validation run's history over 30 epochs: the validation loss lowest at epoch ``turn``
+    (None: falling to the end), the training loss always falling."""
+    e = np.arange(1, 31)
+    val = 0.5 + (e - turn) ** 2 / 400 if turn else np.linspace(1.0, 0.5, 30)
+    return {"train_loss": np.linspace(1.0, 0.05, 30).tolist(), "val_loss": val.tolist(),
+            "val_accuracy": np.linspace(0.6, 0.84, 30).tolist()}
+
+
+def _q3(accs: dict, flows: dict, predicted=None, ablation=None, turn=None, secs=None):
     from mp_jax.protocols import activity
 
     names = ["ABD", "FEL", "IR"]
     m = {"data": {"class_names": names, "class_descriptions": {"ABD": "abduction", "FEL": "forward elevation",
-                                                                 "IR": "internal rotation"}},
-         "protocol": {"validation": "whole subjects [4, 7]"}}
+                                                                 "IR": "internal rotation"}, "n_train": 3376},
+         "protocol": {"validation": "whole subjects [4, 7]"},
+         "settings": {"keep": "last", "forget_bias": 0.0, "seeds": 3}}
     for k, per_seed in accs.items():
         r = activity.seed_summary([_member(s, a, 0.5) for s, a in enumerate(per_seed)])
         r.update(learning_rate=0.05, epochs=30, val_accuracy=per_seed[0] - 0.02, seconds=10.0,
-                 confusion_test=[[20, 5, 0], [1, 30, 2], [0, 9, 25]])
+                 confusion_test=[[20, 5, 0], [1, 30, 2], [0, 9, 25]], n_params=50000,
+                 validation={"history": _history(turn), "best_epoch": turn or 30})
+        r["seconds_per_epoch"] = (secs or {}).get(k, 1.0)
+        r["history"] = {"train_loss": [1.0, 0.7]}
         if k in flows:
             r["gradient_flow"] = {"init": flows[k][0], "trained": flows[k][1], "n_windows": 8, "seed": 0}
+        if k in (predicted or {}):
+            r.setdefault("gradient_flow", {"init": [1e-3, 1e-1, 1.0], "trained": [1e-2, 1e-1, 1.0], "n_windows": 8,
+                                           "seed": 0})["predicted"] = dict(zip(("init", "trained"), predicted[k]))
         m[k] = r
+    if ablation:
+        per_seed, pred = ablation
+        r = activity.seed_summary([_member(0, a, 0.45) for a in per_seed])
+        r.update(forget_bias=1.0, history={"train_loss": [1.0, 0.5 if per_seed[0] > 0.8 else 0.9]},
+                 gradient_flow={"init": [1e-2, 1e-1, 1.0], "trained": [1e-1, 0.5, 1.0],
+                                                 "n_windows": 8, "seed": 0, "predicted": pred})
+        m["lstm_forget_bias_1"] = r
     return m
 
 
+# run A: the gated paths alone predict too fast a fall at initialisation and the whole step agrees, training
+# carries the gradient, the forget bias helps by more than the seeds' spread, the validation loss turns at epoch 14;
+# run B: the opposite orderings
 RUN_A = dict(q1=_q1(1.5, 1.9, (0.161, 0.0009), {16: (0.2, 0.4)}),
              q2=_q2((4.10, 4.30, 4.50), (4.12, 4.31, 4.52), 4.40),
              q3=_q3({"rnn": [0.68, 0.70, 0.69], "lstm": [0.85, 0.88, 0.86], "gru": [0.86, 0.84, 0.90],
                      "baseline": [0.77, 0.77, 0.78]},
-                    {"rnn": ([1e-4, 1e-2, 1.0], [1e-3, 1e-1, 1.0]), "lstm": ([1e-2, 1e-1, 1.0], [1e-1, 0.5, 1.0])}))
+                    {"rnn": ([1e-4, 1e-2, 1.0], [1e-3, 1e-1, 1.0]), "lstm": ([1e-2, 1e-1, 1.0], [1e-1, 0.5, 1.0])},
+                    predicted={"rnn": (_pred(0.995, 0.987, 0.996, rnn=(1.10, 0.886)),
+                                       _pred(0.964, 0.79, 0.965, rnn=(1.83, 0.49))),
+                               "lstm": (_pred(0.744, 0.614, 0.745, 0.499), _pred(0.985, 0.970, 0.987, 0.535)),
+                               "gru": (_pred(0.764, 0.679, 0.759, 0.500), _pred(0.996, 0.986, 0.993, 0.626))},
+                    ablation=([0.95], {"init": _pred(0.940, 0.842, 0.940, 0.726),
+                                       "trained": _pred(0.98, 0.97, 0.981, 0.75)}),
+                    turn=14, secs={"rnn": 0.4, "lstm": 0.5, "gru": 0.9}))
 RUN_B = dict(q1=_q1(2.5, 1.9, (0.03, 0.01), {16: (0.5, 0.3)}),
              q2=_q2((4.60, 4.30, 4.20), (4.61, 4.33, 4.25), 4.10),
              q3=_q3({"rnn": [0.60, 0.80, 0.70], "lstm": [0.70, 0.72, 0.71], "gru": [0.75, 0.70, 0.72],
                      "baseline": [0.80, 0.81, 0.79]},
-                    {"rnn": ([1e-1, 0.5, 1.0], [0.2, 0.6, 1.0]), "lstm": ([1e-9, 1e-5, 1.0], [1e-6, 1e-3, 1.0])}))
+                    {"rnn": ([1e-1, 0.5, 1.0], [0.2, 0.6, 1.0]), "lstm": ([1e-9, 1e-5, 1.0], [1e-6, 1e-3, 1.0])},
+                    predicted={"rnn": (_pred(0.90, 0.80, 0.70, rnn=(1.5, 0.6)), _pred(0.92, 0.91, 0.93, rnn=(1.6, 0.5))),
+                               "lstm": (_pred(0.60, 0.602, 0.70, 0.40), _pred(0.50, 0.55, 0.50, 0.45)),
+                               "gru": (_pred(0.60, 0.601, 0.80, 0.50), _pred(0.95, 0.62, 0.70, 0.80))},
+                    ablation=([0.69], {"init": _pred(0.5, 0.5, 0.5, 0.73), "trained": _pred(0.45, 0.5, 0.45, 0.7)}),
+                    turn=None, secs={"rnn": 0.4, "lstm": 0.5, "gru": 0.9}))
 
 
 def _numbers(text):
@@ -146,6 +194,94 @@ def test_q3_claims_match_the_numbers(run):
     assert "puts 9 IR windows (internal rotation; 26.5 % of them) into FEL (forward elevation)" in c
 
 
+def _agreement(pred, meas, span=148):
+    off = span * (np.log10(pred) - np.log10(meas))
+    if abs(off) <= 1:
+        return f"agrees (within {abs(off):.1f} decades)"
+    return f"{'under' if off < 0 else 'over'}estimates what reaches the early steps (by {abs(off):.1f} decades)"
+
+
+@pytest.mark.parametrize("run", [RUN_A, RUN_B], ids=["run A", "run B"])
+def test_q3_predicted_slopes_are_checked_against_the_measured_ones(run):
+    m = run["q3"]
+    sentences = findings.q3_gradient_slopes(m)
+    assert len(sentences) == 4  # three cells and the ablation
+    for s, k in zip(sentences, ("rnn", "lstm", "gru", "lstm_forget_bias_1")):
+        p = m[k]["gradient_flow"]["predicted"]
+        assert s.startswith({"rnn": "RNN", "lstm": "LSTM (b_f = 0)", "gru": "GRU",
+                             "lstm_forget_bias_1": "LSTM with b_f = 1"}[k])
+        a, b = p["init"], p["trained"]
+        assert f"measured {a['factor_measured']:.3f} → {b['factor_measured']:.3f}" in s
+        path, whole = s.split("; the whole step ")
+        for w, q in (("at initialisation", a), ("after training", b)):
+            assert f"{_agreement(q['factor_path'], q['factor_measured'])} {w}" in path
+            assert f"{_agreement(q['factor_whole'], q['factor_measured'])} {w}" in whole
+    rnn = sentences[0]
+    assert "λ (RNN8) 0.987 → 0.790" in rnn or "λ (RNN8) 0.800 → 0.910" in rnn
+
+
+def test_q3_gradient_reasons_follow_the_numbers():
+    ra, rb = (" ".join(findings.q3_gradient_reasons(r["q3"])) for r in (RUN_A, RUN_B))
+    # A: the gated paths alone predict a faster fall than measured and the whole step agrees; B: not so
+    assert "keeps more than its gated path alone predicts (LSTM 0.744 against 0.614 per step, GRU 0.764 " \
+           "against 0.679 per step)" in ra
+    assert "keeps more than" not in rb
+    assert "the LSTM's mean forget gate is 0.499, near σ(0) = 0.500" in ra
+    assert "the LSTM's mean forget gate is 0.400, away from σ(0) = 0.500" in rb
+    assert "The RNN keeps its gradient at initialisation" in ra and "near 1." in ra
+    assert "The RNN loses its gradient geometrically" in rb and "away from 1." in rb
+    assert "After training the LSTM (b_f = 0) carries more of its gradient: 0.985 per step against 0.744" in ra
+    assert "After training the LSTM (b_f = 0) carries less of its gradient: 0.500 per step against 0.600" in rb
+    assert "the gradient travels on the units and windows whose gates stay near 1" in ra
+    assert "travels on the units" not in rb
+
+
+@pytest.mark.parametrize("run", [RUN_A, RUN_B], ids=["run A", "run B"])
+def test_q3_forget_bias_ablation_reported_whichever_way(run):
+    m = run["q3"]
+    gates, fit, acc = findings.q3_forget_bias(m)
+    la, ld = m["lstm_forget_bias_1"]["history"]["train_loss"][-1], m["lstm"]["history"]["train_loss"][-1]
+    assert f"ends at {la:.3g} against the default's {ld:.3g}: {'lower' if la < ld else 'higher'}" in fit
+    a, d = m["lstm_forget_bias_1"], m["lstm"]
+    assert "seed 0 only; `--ablation-seeds 3` trains all 3 seeds" in gates
+    assert f"mean forget gate is {a['gradient_flow']['predicted']['init']['mean_gate']:.3f} (σ(1) = 0.731)" in gates
+    gap = a["test_accuracy"] - d["members"][0]["test_accuracy"]
+    spread = 2 * np.std(d["test_accuracy_per_seed"], ddof=1)
+    assert f"{'higher' if gap > 0 else 'lower'} by {abs(100 * gap):.1f} points" in acc
+    assert f"{'within' if abs(gap) <= spread else 'more than'} the spread of {100 * spread:.1f}" in acc
+
+
+@pytest.mark.parametrize("run", [RUN_A, RUN_B], ids=["run A", "run B"])
+def test_q3_overfitting_and_the_final_choice_follow_the_numbers(run):
+    m = run["q3"]
+    over = findings.q3_overfitting(m)
+    assert len(over) == 3
+    for s, k in zip(over, ("rnn", "lstm", "gru")):
+        r = m[k]
+        assert s.startswith(k.upper()) and f"a gap of {100 * (r['train_accuracy'] - r['test_accuracy']):.1f} points" in s
+        vl = r["validation"]["history"]["val_loss"]
+        turn = int(np.argmin(vl)) + 1
+        if turn < len(vl):
+            assert f"validation loss is lowest at epoch {turn} of {len(vl)}" in s
+            assert "include the epochs after the turn" in s
+            acc = r["validation"]["history"]["val_accuracy"]
+            assert ("the overfitting shows in the validation loss before the accuracy" in s) == (acc[-1] > acc[turn - 1])
+            assert ("without classifying the held-out subjects better" in s) == (acc[-1] <= acc[turn - 1])
+        else:
+            assert "no turn" in s and "after the turn" not in s
+        assert "The refit keeps the last iterate, epoch 30" in s and "15 per training window (3,376)" in s
+    # the choice: the best mean; among those within the spread of it, the least training time
+    cells = ("rnn", "lstm", "gru")
+    best = max(cells, key=lambda k: np.mean(m[k]["test_accuracy_per_seed"]))
+    sd = {k: np.std(m[k]["test_accuracy_per_seed"], ddof=1) for k in cells}
+    tied = [k for k in cells if k != best and abs(np.mean(m[best]["test_accuracy_per_seed"])
+                                                  - np.mean(m[k]["test_accuracy_per_seed"])) <= sd[best] + sd[k]]
+    pick = min([best, *tied], key=lambda k: m[k]["epochs"] * m[k]["seconds_per_epoch"])
+    choice = " ".join(findings.q3_choice(m))
+    assert choice.startswith(f"Final choice: the {pick.upper()}.")
+    assert "slightly optimistic" in choice
+
+
 def test_the_two_runs_give_different_words():
     """The same functions say opposite things where the runs' numbers are opposite."""
     a, b = (" ".join(findings.q1_training(r["q1"]) + findings.q2_training(r["q2"])) for r in (RUN_A, RUN_B))
@@ -153,6 +289,8 @@ def test_the_two_runs_give_different_words():
     assert "keeps the lowest: (32, 256)" in a and "keeps the lowest: (8, 64)" in b
     ga, gb = (findings.q3_gradients(r["q3"])[0] for r in (RUN_A, RUN_B))
     assert "LSTM carries the most" in ga and "RNN carries the most" in gb
+    ca, cb = (findings.q3_choice(r["q3"])[0] for r in (RUN_A, RUN_B))
+    assert ca.startswith("Final choice: the LSTM.") and cb.startswith("Final choice: the RNN.")
 
 
 def _results_folder(root, run):

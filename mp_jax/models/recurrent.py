@@ -92,20 +92,34 @@ def _xavier(key, shape, dtype):
 
 
 def init_params(key: Array, cell: str, n_in: int, n_hidden: int, n_mlp: int, n_classes: int,
-                dtype=jnp.float32) -> ClassifierParams:
-    """Xavier-uniform weights (each gate block on its own fan-in/fan-out), zero biases.
+                dtype=jnp.float32, *, forget_bias: float = 0.0) -> ClassifierParams:
+    """Xavier-uniform weights (each gate block on its own fan-in/fan-out), zero biases,
+    except the LSTM's forget-gate block of b, set to ``forget_bias``.
+
+    With b_f = 0 the forget gate starts near σ(0) = 1/2, which halves dc_t at every step
+    back along the cell path (LSTM12); b_f = 1 (Gers et al. 2000; Jozefowicz et al. 2015)
+    starts it near σ(1) ≈ 0.73 (docs/recurrent.md, "Predicting the slope of the gradient
+    flow"). The weights do not depend on ``forget_bias``: the same key gives the same W.
 
     Args:
       cell: "rnn", "lstm" or "gru".
       n_in: D; n_hidden: H; n_mlp: M (the head's ReLU layer); n_classes: C.
+      forget_bias: the LSTM's b_f (columns H … 2H − 1 of b); a nonzero value for another cell
+        is an error.
     """
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {CELLS}, found {cell!r}")
+    if forget_bias != 0.0 and cell != "lstm":
+        raise ValueError(f"forget_bias is the LSTM's forget-gate bias; the {cell.upper()} has no forget gate "
+                         f"(found forget_bias={forget_bias!r}): leave it 0")
     g = N_BLOCKS[cell]
     keys = jax.random.split(key, 2 * g + 2)
     w_x = jnp.concatenate([_xavier(keys[i], (n_in, n_hidden), dtype) for i in range(g)], axis=1)
     w_h = jnp.concatenate([_xavier(keys[g + i], (n_hidden, n_hidden), dtype) for i in range(g)], axis=1)
-    cp = _PARAM_TYPES[cell](w_x, w_h, jnp.zeros(g * n_hidden, dtype))
+    b = jnp.zeros(g * n_hidden, dtype)
+    if cell == "lstm":  # blocks i, f, g, o: the forget gate's is the second
+        b = b.at[n_hidden:2 * n_hidden].set(forget_bias)
+    cp = _PARAM_TYPES[cell](w_x, w_h, b)
     return ClassifierParams(
         cp,
         _xavier(keys[-2], (n_hidden, n_mlp), dtype), jnp.zeros(n_mlp, dtype),

@@ -11,6 +11,10 @@ under the same protocol (docs/training.md, "Q3's protocol"):
    program, and scored once on the test windows (:func:`run_model`);
 4. the baseline under the same protocol, its epochs chosen on validation (:func:`run_baseline`).
 
+Beside the protocol: the gradient reaching each step, measured and predicted from the forward
+pass (:func:`gradient_flow_record`; docs/recurrent.md, "Predicting the slope of the gradient
+flow"), and the LSTM refit with another forget-gate bias (:func:`run_forget_bias_ablation`).
+
 Every run trains through :mod:`mp_jax.protocols.runs` with the :class:`~mp_jax.protocols.runs.RunContext`
 it is handed (checkpoints, mesh, progress). ``c`` is Q3's settings,
 :class:`experiments.q3_activity.Q3Config` (its fields, and ``lr``, ``n_epochs``, ``fit``,
@@ -108,9 +112,11 @@ def member_key(seed: int, cell: str) -> jax.Array:
 
 
 def member_init(cell: str, key: jax.Array, n_in: int, c, n_classes: int, dtype=jnp.float32):
-    """(initial parameters, shuffling key) of one run from its model key."""
+    """(initial parameters, shuffling key) of one run from its model key; the LSTM's
+    forget-gate bias is ``c.forget_bias``."""
     k_init, k_fit = jax.random.split(key)
-    return recurrent.init_params(k_init, cell, n_in, c.hidden, c.mlp, n_classes, dtype), k_fit
+    forget_bias = float(c.forget_bias) if cell == "lstm" else 0.0
+    return recurrent.init_params(k_init, cell, n_in, c.hidden, c.mlp, n_classes, dtype, forget_bias=forget_bias), k_fit
 
 
 def gradients(impl: str) -> tuple:
@@ -132,19 +138,22 @@ def split_key(d: Activity, stage: str) -> dict:
 
 def train_seeds(ctx: runs.RunContext, cell: str, seeds: list, train_data, val_data, c, n_classes: int, *,
                 vmap: bool, data_seed: Optional[int] = None, data_id: Optional[str] = None, split=None,
-                augmentation=None, stage: str = "refit", keep_diverged: bool = False) -> list:
+                augmentation=None, stage: str = "refit", keep_diverged: bool = False,
+                name: Optional[str] = None) -> list:
     """``cell`` trained once per seed on the same data: [:class:`mp_jax.protocols.runs.Member`] in
     the order of ``seeds``. Member j is the run ``--seed seeds[j]`` trains (:func:`member_key`);
     ``vmap``: see :func:`mp_jax.protocols.runs.fit_members`; ``data_id`` (None: no checkpoints) and
     ``split`` (:func:`split_key`): the data's part of the runs' checkpoint keys;
     ``augmentation``: ``c.augmentation(...)``; ``stage``: "validation" (the selection
-    run on the training part) or "refit" (on every training window), part of the run's name.
+    run on the training part) or "refit" (on every training window), part of the run's name;
+    ``name``: the runs' name instead of ``q3_<cell>`` (an ablation's, apart from the default's).
     A run that diverges raises :class:`mp_jax.engine.train.NonFiniteError` naming it, unless
     ``keep_diverged`` (:func:`mp_jax.protocols.runs.fit_member`)."""
     data_seed = seeds[0] if data_seed is None else data_seed
     n_in, dtype = train_data[0].shape[-1], train_data[0].dtype
     (opt, fit_config), (alone, vmapped) = c.fit(cell, len(train_data[1]), augmentation), gradients(c.impl)
-    base = f"q3_{cell}" if stage == "refit" else f"q3_{cell}_{stage}"
+    name = name or f"q3_{cell}"
+    base = name if stage == "refit" else f"{name}_{stage}"
     training = runs.Training(alone, opt, fit_config, metrics_fn=recurrent.metrics, split_over_cpu_cores=True,
                                vmapped_loss_and_grad=vmapped)
     return runs.fit_members(
@@ -211,9 +220,8 @@ def run_model(ctx: runs.RunContext, cell: str, d: Activity, c, *, vmap: bool) ->
                **({"diverged": sel.diverged} if sel.diverged else {}))
     first = rows[0]
     init_params, _ = member_init(cell, member_key(seeds[0], cell), fit_xy[0].shape[-1], c, n_classes)
-    res["gradient_flow"] = {"init": gradient_flow(init_params, fit_xy),
-                            "trained": gradient_flow(members[0].params, fit_xy),
-                            "n_windows": int(min(256, len(fit_xy[1]))), "seed": seeds[0]}
+    res["n_params"] = int(sum(a.size for a in jax.tree.leaves(init_params)))
+    res["gradient_flow"] = gradient_flow_record(init_params, members[0].params, fit_xy, seeds[0])
     res.update(confusion_test=first["confusion_test"], confusion_train=first["confusion_train"],
                test_recall_per_class=np.diag(metrics.row_normalized(np.asarray(first["confusion_test"]))).tolist(),
                history=first["history"])
@@ -224,20 +232,193 @@ def run_model(ctx: runs.RunContext, cell: str, d: Activity, c, *, vmap: bool) ->
     return res
 
 
+def ablation_name(forget_bias: float) -> str:
+    """``metrics.json``'s key (and the runs' and figures' stem) of the forget-bias ablation:
+    "lstm_forget_bias_1" for b_f = 1."""
+    return f"lstm_forget_bias_{forget_bias:g}".replace(".", "p").replace("-", "minus")
+
+
+def run_forget_bias_ablation(ctx: runs.RunContext, d: Activity, c, *, vmap: bool) -> Optional[dict]:
+    """The LSTM refit again with its forget-gate bias at ``c.ablation_forget_bias`` instead of
+    ``c.forget_bias``, for seeds S … S+K−1 (K = ``c.ablation_seeds``): each member drawn with
+    the key of the default LSTM's member of that seed (:func:`member_key`: the same weights,
+    shuffling and augmentation), so that b_f is the only difference; the LSTM's rate and
+    epochs, no validation run of its own. Returns its ``metrics.json`` record (as
+    :func:`run_model`'s: the test numbers over its seeds, seed S's gradient flow, history and
+    confusion matrices, with ``forget_bias`` and ``forget_bias_default``), or None when
+    there is no ablation to run (K = 0, no LSTM in ``c.models``, or the two biases equal)."""
+    if c.ablation_seeds < 1 or "lstm" not in c.models or c.ablation_forget_bias == c.forget_bias:
+        return None
+    cc = dataclasses.replace(c, forget_bias=float(c.ablation_forget_bias))
+    seeds = [c.seed + j for j in range(c.ablation_seeds)]
+    s, n_classes = d.sets, len(d.names)
+    as_jax = lambda xy: (jnp.asarray(xy[0]), jnp.asarray(xy[1]))  # noqa: E731
+    members = train_seeds(ctx, "lstm", seeds, as_jax(s.train_all), None, cc, n_classes, vmap=vmap and len(seeds) > 1,
+                          data_seed=c.seed, data_id=d.data_id, split=split_key(d, "refit"),
+                          augmentation=cc.augmentation(s.mean_all, s.std_all), stage="refit",
+                          name=f"q3_{ablation_name(cc.forget_bias)}")
+    predict = jax.jit(recurrent.predict)
+    rows = [member_row(seed, m, recurrent.metrics, predict, as_jax(s.train_all), as_jax(s.test_all), n_classes)
+            for seed, m in zip(seeds, members)]
+    res = seed_summary(rows)
+    init_params, _ = member_init("lstm", member_key(seeds[0], "lstm"), s.train_all[0].shape[-1], cc, n_classes)
+    res.update(forget_bias=cc.forget_bias, forget_bias_default=float(c.forget_bias), learning_rate=c.lr("lstm"),
+               epochs=c.n_epochs("lstm"), seconds=float(sum(r["seconds"] for r in rows)),
+               seed_sweep={"mode": "vmap" if vmap and len(seeds) > 1 else "sequential", "members": len(seeds),
+                           "loaded_members": sum(r["loaded"] for r in rows)},
+               n_params=int(sum(a.size for a in jax.tree.leaves(init_params))),
+               gradient_flow=gradient_flow_record(init_params, members[0].params, s.train_all, seeds[0]),
+               confusion_test=rows[0]["confusion_test"], confusion_train=rows[0]["confusion_train"],
+               history=rows[0]["history"])
+    log.info("lstm, forget bias %g: test accuracy %s (mean %.3f), %s", cc.forget_bias,
+             ", ".join(f"{r['test_accuracy']:.3f}" for r in rows), res["test_accuracy"],
+             _time_label(res["seconds"], all(r["loaded"] for r in rows)))
+    return res
+
+
 def _time_label(seconds: float, loaded: bool) -> str:
     text = f"trained in {seconds:.0f} s" if math.isfinite(seconds) else "trained earlier"
     return f"loaded ({text})" if loaded else text
 
 
+def _norms(dh):
+    """‖dh‖ over the last axis without squaring underflow: a float32 component of 10⁻²⁰ squares
+    to 0, so each row is scaled by its largest |component| first."""
+    m = jnp.max(jnp.abs(dh), axis=-1, keepdims=True)
+    return m[..., 0] * jnp.linalg.norm(dh / jnp.where(m > 0, m, 1.0), axis=-1)
+
+
+@jax.jit
+def _flow(params, batch):
+    """‖∂ℓ_n/∂h_t‖ <float>[T, N] of the per-window losses, and dL/dh_t <float>[T, N, H] of their sum."""
+    dh = recurrent.hidden_state_grads(params, batch) * batch[0].shape[0]  # × N: per-window losses
+    return _norms(dh), dh
+
+
 def gradient_flow(params, data, n_windows: int = 256) -> list:
     """γ_t = mean over windows n of ‖∂ℓ_n/∂h_t‖ for t = 1 … T (BPTT6): how much of the loss's gradient
     reaches step t through backpropagation through time (the manual BPTT,
-    :func:`mp_jax.models.recurrent.hidden_state_grads`, docs/recurrent.md). ``data``:
-    (x, y); the first ``n_windows`` windows are used. Returns T floats."""
+    :func:`mp_jax.models.recurrent.hidden_state_grads`, docs/recurrent.md BPTT3). ``data``:
+    (x, y); the first ``n_windows`` windows are used. Returns T floats, 0 only where every
+    component of a window's gradient is below float32's range."""
+    x, y = data
+    norms, _ = _flow(params, (jnp.asarray(x[:n_windows]), jnp.asarray(y[:n_windows])))
+    return norms.mean(axis=1).tolist()
+
+
+#: What carries the gradient back one step along the path of (BPTT7), per cell.
+PATHS = {"rnn": "the spectral radius λ of diag(mean tanh') W_hᵀ (RNN8)",
+         "lstm": "the forget gate f on the cell path (LSTM12)", "gru": "the update gate z on the direct path (GRU11)"}
+FIT_FLOOR = 1e-30  # γ_t fitted only above this: 10⁸ above float32's smallest normal, where no term has underflowed
+BURN_IN = 10  # steps back from T left out of the whole step's mean log-growth (BPTT8): the random start aligns
+
+
+def _path_log_flow(log_a, entry, dh):
+    """log γ̂_t <float>[T] of (BPTT7): each window's ‖dh_T‖ carried back unit by unit by the
+    path's factors a (``log_a`` <float>[T, N, H] or [T, N, 1]), the units weighted by their share
+    of the gradient ``entry`` ⊙ dh_T entering the path at T; in logs, so that nothing underflows."""
+    s = jnp.cumsum(log_a[::-1], axis=0)[::-1] - log_a  # S_t = Σ_{s=t+1}^{T} log a_s
+    e2 = (dh[-1] * entry) ** 2  # [N, H]
+    log_w = jnp.log(e2) - jnp.log(jnp.sum(e2, axis=-1, keepdims=True))
+    log_r = 0.5 * jax.scipy.special.logsumexp(2.0 * s + log_w, axis=-1)  # [T, N]
+    log_r = jnp.where(jnp.isfinite(log_r), log_r, 0.0)  # a window whose dh_T is 0 adds nothing below
+    log_g = jax.scipy.special.logsumexp(jnp.log(_norms(dh[-1])) + log_r, axis=-1)
+    return log_g - jnp.log(dh.shape[1])
+
+
+@jax.jit
+def _whole_step_log_growth(params, x, key):
+    """log(‖u_{t−1}‖ / ‖u_t‖) <float>[T, N] of (BPTT8): a random vector (for the LSTM a random
+    pair (dh, dc)) carried back by each step's own backward, renormalized at every step."""
+    cell = params.cell
+    kind = recurrent.cell_name(cell)
+    _, caches = recurrent.encode_forward(cell, x)
+    _, step_backward = recurrent.step_functions(kind)
+    shape = (x.shape[0], cell.w_h.shape[0])
+    k1, k2 = jax.random.split(key)
+    u = (jax.random.normal(k1, shape), jax.random.normal(k2, shape)) if kind == "lstm" else jax.random.normal(k1, shape)
+    norm = lambda st: jnp.sqrt(sum(jnp.sum(a * a, axis=-1) for a in jax.tree.leaves(st)))  # noqa: E731
+
+    def step(st, cache):
+        n = norm(st)
+        prev, _, _ = step_backward(cell, jax.tree.map(lambda a: a / n[:, None], st), cache)
+        return prev, jnp.log(norm(prev))
+
+    _, logs = jax.lax.scan(step, u, caches, reverse=True)  # logs[t − 1]: step t's growth, t = 1 … T
+    return logs
+
+
+def _whole_log_flow(logs, dh):
+    """log γ̂_t <float>[T] of (BPTT8): each window's ‖dh_T‖ times the growth of the random
+    vector from T back to t (the burn-in's steps at their mean growth), mean over windows."""
+    t_len = logs.shape[0]
+    late = jnp.arange(t_len)[:, None] >= t_len - BURN_IN  # the first BURN_IN steps back from T
+    mean_late = jnp.sum(jnp.where(late, 0.0, logs), axis=0) / (t_len - BURN_IN)  # [N]
+    logs = jnp.where(late, mean_late, logs)
+    s = jnp.cumsum(logs[::-1], axis=0)[::-1] - logs  # Σ_{s=t+1}^{T}
+    return jax.scipy.special.logsumexp(jnp.log(_norms(dh[-1])) + s, axis=-1) - jnp.log(dh.shape[1])
+
+
+def gradient_prediction(params, data, measured: list, n_windows: int = 256) -> dict:
+    """The slope of the measured gradient flow ``measured`` (:func:`gradient_flow` of ``params``
+    on the same windows) predicted from the forward pass (docs/recurrent.md, "Predicting the
+    slope of the gradient flow"), for ``metrics.json``:
+
+    - ``path``: what carries the gradient back along the path of (BPTT7); ``mean_gate``: the
+      mean of f (LSTM) or z (GRU) over windows, steps and units; for the RNN
+      ``mean_tanh_prime`` (1 − h², the same mean) and ``w_h_spectral_radius``;
+    - ``log10_predicted``: log10 γ̂_t of (BPTT7) for t = 1 … T (may lie below float32's range);
+    - ``fit_steps``: [first, last] step of the fits, the steps t < T with g_t ≥ ``FIT_FLOOR``;
+    - ``factor_measured``, ``factor_path``: exp(−slope) of the least-squares line of log g_t
+      and of log γ̂_t over those steps, the factor per step back in time; for the RNN
+      ``factor_path`` is λ of (RNN8) itself;
+    - ``factor_whole``: the whole step's factor of (BPTT8), every path of the step together."""
     x, y = data
     x, y = jnp.asarray(x[:n_windows]), jnp.asarray(y[:n_windows])
-    dh = jax.jit(recurrent.hidden_state_grads)(params, (x, y))  # [T, N, H] of the batch-mean loss
-    return (jnp.linalg.norm(dh, axis=-1).mean(axis=1) * x.shape[0]).tolist()  # × N: per-window losses
+    kind = recurrent.cell_name(params.cell)
+    _, dh = _flow(params, (x, y))
+    _, cache = jax.jit(recurrent.encode_forward)(params.cell, x)
+    if kind == "rnn":
+        tau = np.asarray(jnp.mean(1.0 - cache.h * cache.h, axis=(0, 1)), dtype=float)  # unit j's mean tanh'
+        w_h = np.asarray(params.cell.w_h, dtype=float)
+        lam = float(np.max(np.abs(np.linalg.eigvals(tau[:, None] * w_h.T))))  # (RNN8)
+        log_a, entry = jnp.full((x.shape[1], x.shape[0], 1), math.log(max(lam, 1e-30))), jnp.ones((1, 1))
+        explain = {"mean_tanh_prime": float(tau.mean()),
+                   "w_h_spectral_radius": float(np.max(np.abs(np.linalg.eigvals(w_h))))}
+    else:
+        gate = cache.f if kind == "lstm" else cache.z
+        log_a = jnp.log(jnp.maximum(gate, jnp.finfo(gate.dtype).tiny))
+        if kind == "lstm":  # the cell path starts at (LSTM6): dc_T = dh_T ⊙ o_T ⊙ (1 − tanh² c_T)
+            entry = cache.o[-1] * (1.0 - jnp.tanh(cache.c[-1]) ** 2)
+        else:
+            entry = jnp.ones((1, 1))
+        explain = {"mean_gate": float(jnp.mean(gate))}
+    log_g = np.asarray(jax.jit(_path_log_flow)(log_a, entry, dh), dtype=float)
+    log_whole = np.asarray(jax.jit(_whole_log_flow)(_whole_step_log_growth(params, x, jax.random.PRNGKey(0)), dh),
+                           dtype=float)
+    g = np.asarray(measured, dtype=float)
+    t = np.arange(1, g.size + 1)
+    fit = (g >= FIT_FLOOR) & np.isfinite(g) & (t < g.size)
+    ln10 = math.log(10.0)
+    out = {"path": PATHS[kind], **explain, "log10_predicted": (log_g / ln10).tolist(),
+           "log10_whole": (log_whole / ln10).tolist()}
+    if fit.sum() >= 2:
+        tf = t[fit]
+        factor = lambda v: math.exp(-float(np.polyfit(tf.astype(float), v[fit], 1)[0]))  # noqa: E731
+        out.update(fit_steps=[int(tf[0]), int(tf[-1])], factor_measured=factor(np.log(np.maximum(g, FIT_FLOOR))),
+                   factor_path=lam if kind == "rnn" else factor(log_g), factor_whole=factor(log_whole))
+    return out
+
+
+def gradient_flow_record(init_params, trained_params, data, seed: int, n_windows: int = 256) -> dict:
+    """``metrics.json``'s ``gradient_flow`` of a model: the measured g_t (:func:`gradient_flow`)
+    at initialisation (``init``) and after training (``trained``), each one's prediction
+    (:func:`gradient_prediction`) under ``predicted``, the number of windows and the seed."""
+    rec = {"n_windows": int(min(n_windows, len(data[1]))), "seed": int(seed), "predicted": {}}
+    for when, params in (("init", init_params), ("trained", trained_params)):
+        rec[when] = gradient_flow(params, data, n_windows)
+        rec["predicted"][when] = gradient_prediction(params, data, rec[when], n_windows)
+    return rec
 
 
 def member_row(seed: int, m: runs.Member, metrics_fn, predict, train_xy, test_xy, n_classes: int) -> dict:
