@@ -119,6 +119,9 @@ def environment() -> list:
 
 
 # ----------------------------------------------------------------------------- Q1
+SETTING_KEYS = ("hidden", "lam", "beta", "rho")  # what names a Q1 setting (the rest is measured)
+
+
 def _unit_table(lines: list, records, columns: tuple) -> None:
     """A Q1 study's table: ``columns`` ((header, record key) pairs), then the held-out MSE
     ratio and the unit census of each record."""
@@ -127,8 +130,13 @@ def _unit_table(lines: list, records, columns: tuple) -> None:
     heads = [h for h, _ in columns] + ["held-out MSE ratio", "noise units", "dead units", "duplicate units"]
     lines += ["| " + " | ".join(heads) + " |", "|---" * len(heads) + "|"]
     for r in records:
-        cells = [_fmt(r.get(k)) for _, k in columns] + [_fmt(r.get("heldout_mse_ratio"))]
-        cells += [str(r.get(k, "?")) for k in ("noise_units", "dead_units", "duplicate_units")]
+        diverged = r.get("diverged")
+        cells = [_fmt(r.get(k)) if not diverged or k in SETTING_KEYS else "–" for _, k in columns]
+        if diverged:  # a member that diverged: a result of the study, with where and why
+            cells += [f"diverged: {diverged.get('reason', '')}"] + ["–"] * 3
+        else:
+            cells += [_fmt(r.get("heldout_mse_ratio"))]
+            cells += [str(r.get(k, "?")) for k in ("noise_units", "dead_units", "duplicate_units")]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
 
