@@ -250,7 +250,11 @@ def diverged_record(optimizer: str, e: train.NonFiniteError) -> dict:
 
 
 def _lbfgs_steps(res: lbfgs.LbfgsResult) -> dict:
-    return {"curve": {"x": "iteration", "train": res.history["value"]}, **lbfgs.summary(res)}
+    # "evaluations": J and its gradient computed on the whole training set up to each iteration
+    # (one, plus the line search's), the cost SGD's epochs are compared at
+    evaluations = np.cumsum(1 + np.asarray(res.history["linesearch_steps"], dtype=np.int64)).tolist()
+    return {"curve": {"x": "iteration", "train": res.history["value"], "evaluations": evaluations},
+            **lbfgs.summary(res)}
 
 
 def _sgd_steps(history: dict, epochs_run: int) -> dict:

@@ -141,11 +141,54 @@ def _unit_table(lines: list, records, columns: tuple) -> None:
     lines.append("")
 
 
+def _q1_optimizer_table(lines: list, m: dict) -> None:
+    """Part (b)'s table: the default setting by each optimiser, J and its terms, ρ̂, the units."""
+    if not m.get("optimizers"):
+        return
+    lines += ["| optimizer | final cost | reconstruction | weight decay | sparsity | mean ρ̂ | held-out MSE / "
+              "mean-patch MSE | noise units | dead units | duplicate units | time |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for k, r in m["optimizers"].items():
+        t = r.get("cost_terms", {})
+        lines.append(f"| {k} | {_fmt(r.get('final_cost'))} | {_fmt(t.get('reconstruction'))} | "
+                     f"{_fmt(t.get('weight_decay'))} | {_fmt(t.get('sparsity'))} | "
+                     f"{_fmt(r.get('mean_hidden_activation'))} (ρ = {_fmt(r.get('rho', m.get('rho')))}) | "
+                     f"{_fmt(r.get('heldout_mse_ratio'))} | {r.get('noise_units', '?')} | "
+                     f"{r.get('dead_units', '?')} | {r.get('duplicate_units', '?')} | "
+                     f"{_trained(r.get('seconds'), r.get('loaded', False))} |")
+    lines.append("")
+
+
+def _q1_handout(qdir: Path, m: dict, default: Optional[dict], figs: Figures) -> list:
+    """Q1 under the course handout's recipe (``<question>_handout/``: SGD on 32-patch minibatches
+    trains the default model and both studies), beside the default recipe's section."""
+    used: set = set()
+    lines = ["### The course handout's recipe: SGD for the model and both studies", "",
+             f"The same question trained with the course handout's settings (`--recipe handout`, results in "
+             f"`{qdir.name}/`; [docs/recipes.md](../docs/recipes.md)): minibatch SGD with momentum makes the default "
+             "model and every member of (c) and (d), where the default recipe uses full-batch L-BFGS.", ""]
+    _q1_optimizer_table(lines, m)
+    _findings(lines, findings.q1_training(m))
+    figs.add(lines, qdir, "features_beta_rho.png", "handout's recipe (SGD): hidden-unit weights for five (β, ρ)", used)
+    _unit_table(lines, m.get("beta_rho"), (("β", "beta"), ("ρ", "rho"), ("mean ρ̂", "mean_hidden_activation")))
+    _findings(lines, findings.q1_beta_rho(m, default))
+    figs.add(lines, qdir, "features_sweep.png", "handout's recipe (SGD): hidden-unit weights for each (L_hid, λ)", used)
+    _unit_table(lines, m.get("sweep"), (("L_hid", "hidden"), ("λ", "lam"), ("final cost", "final_cost")))
+    _findings(lines, findings.q1_sweep(m))
+    return lines
+
+
 def q1_section(qdir: Path, figs: Figures) -> list:
     m = _load(qdir)
     lines = ["## Q1 — Sparse autoencoder on natural-image patches", ""]
-    if m is None:
+    handout_dir = qdir.with_name(f"{qdir.name}_handout")
+    handout = _load(handout_dir)
+    if m is None and handout is None:
         return lines + ["*Not run yet (`python -m experiments --only q1`).*", ""]
+    if m is None:  # only the handout's recipe ran: its results are the section
+        m, qdir, handout = handout, handout_dir, None
+        lines += [f"*The course handout's recipe (`--recipe handout`: SGD in place of L-BFGS), results in "
+                  f"`{qdir.name}/`; the default recipe has not been run here.*", ""]
     used: set = set()
     sigma = (m.get("data") or {}).get("sigma")
     lines += ["### a) Preprocessing", "",
@@ -170,19 +213,7 @@ def q1_section(qdir: Path, figs: Figures) -> list:
               "\\delta_h = \\left( \\delta_o W + \\frac{s}{N} \\right) \\odot h \\odot (1 - h) $$", "",
               "$$ \\frac{\\partial J}{\\partial W} = x^\\top \\delta_h + \\left( h^\\top \\delta_o \\right)^\\top + "
               "2 \\lambda W $$", ""]
-    if m.get("optimizers"):
-        lines += ["| optimizer | final cost | reconstruction | weight decay | sparsity | mean ρ̂ | held-out MSE / "
-                  "mean-patch MSE | noise units | dead units | duplicate units | time |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for k, r in m["optimizers"].items():
-            t = r.get("cost_terms", {})
-            lines.append(f"| {k} | {_fmt(r.get('final_cost'))} | {_fmt(t.get('reconstruction'))} | "
-                         f"{_fmt(t.get('weight_decay'))} | {_fmt(t.get('sparsity'))} | "
-                         f"{_fmt(r.get('mean_hidden_activation'))} (ρ = {_fmt(r.get('rho', m.get('rho')))}) | "
-                         f"{_fmt(r.get('heldout_mse_ratio'))} | {r.get('noise_units', '?')} | "
-                         f"{r.get('dead_units', '?')} | {r.get('duplicate_units', '?')} | "
-                         f"{_trained(r.get('seconds'), r.get('loaded', False))} |")
-        lines.append("")
+    _q1_optimizer_table(lines, m)
     figs.add(lines, qdir, "optimizer_curves.png", "training cost J of the two optimizers", used)
     figs.add(lines, qdir, "reconstructions.png", "held-out patches (top) and the default model's reconstructions", used)
     _findings(lines, findings.q1_training(m))
@@ -194,7 +225,7 @@ def q1_section(qdir: Path, figs: Figures) -> list:
     figs.add(lines, qdir, "features_optimizers.png", "the same model trained by each optimizer", used)
     figs.add(lines, qdir, "features_beta_rho.png", "hidden-unit weights for five (β, ρ)", used)
     _unit_table(lines, m.get("beta_rho"), (("β", "beta"), ("ρ", "rho"), ("mean ρ̂", "mean_hidden_activation")))
-    _findings(lines, findings.q1_beta_rho(m))
+    _findings(lines, findings.q1_beta_rho(m, handout))
     lines += ["### d) L_hid × λ sweep", "",
               "More hidden units can represent more distinct features; a larger λ shrinks the weights, trading "
               "noisy, high-variance features for smooth ones that reconstruct less well (the λ term's gradient "
@@ -203,6 +234,8 @@ def q1_section(qdir: Path, figs: Figures) -> list:
     _unit_table(lines, m.get("sweep"), (("L_hid", "hidden"), ("λ", "lam"), ("final cost", "final_cost")))
     _findings(lines, findings.q1_sweep(m))
     _rest(lines, qdir, used, figs)
+    if handout is not None:
+        lines += _q1_handout(handout_dir, handout, m, figs)
     return lines
 
 

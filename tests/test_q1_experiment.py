@@ -149,8 +149,9 @@ def test_quick_run_counts_units_and_chooses_settings(quick_run):
                                             ("sweep_choice", "sweep", ("hidden", "lam"), None, st["smooth_units_min"])):
         choice = m[key]
         assert choice == measures.choose_setting(m[study], keys, max_mean_activation=limit, min_smoothness=smooth)
-        sparse = [r for r in m[study] if (limit is None or r["mean_hidden_activation"] <= limit)
-                  and (smooth is None or r["mean_smoothness"] >= smooth)] or m[study]
+        useful = [r for r in m[study] if r["heldout_mse_ratio"] < 1] or m[study]
+        sparse = [r for r in useful if (limit is None or r["mean_hidden_activation"] <= limit)
+                  and (smooth is None or r["mean_smoothness"] >= smooth)] or useful
         best = max(r["distinct_structured_units"] for r in sparse)
         chosen = next(r for r in m[study] if r["name"] == choice["name"])
         assert chosen["distinct_structured_units"] == best and {k: chosen[k] for k in keys} == choice["setting"]

@@ -251,12 +251,15 @@ def choose_setting(records: list, keys: tuple, max_mean_activation: Optional[flo
     """The setting of a study chosen by a rule computed from its records.
 
     Rule: among the records that did not diverge (no ``diverged``; all if every one did)
-    whose code is sparse (``mean_hidden_activation`` at most ``max_mean_activation``, when
-    given) and whose units are smooth (``mean_smoothness`` at least ``min_smoothness``, when
-    given; all those records if none qualifies), the most
-    ``distinct_structured_units``; ties broken by the lower ``heldout_mse_ratio``
-    (held-out reconstruction MSE over the mean patch's), then by the first in ``records``'
-    order. A dense code (ρ̂ near 0.9) can reconstruct well with many distinct units, but it
+    and reconstruct the held-out patches better than the mean training patch
+    (``heldout_mse_ratio`` below 1; all those if none does), those whose code is sparse
+    (``mean_hidden_activation`` at most ``max_mean_activation``, when given) and whose units
+    are smooth (``mean_smoothness`` at least ``min_smoothness``, when given; all those if
+    none qualifies); among them the most ``distinct_structured_units``; ties broken by the
+    lower ``heldout_mse_ratio`` (held-out reconstruction MSE over the mean patch's), then by
+    the first in ``records``' order. A model no better than the mean patch has learnt no
+    code worth its units (SGD at β = 10 on the stand-in: 60 distinct units, MSE ratio 1.46).
+    A dense code (ρ̂ near 0.9) can reconstruct well with many distinct units, but it
     is not the sparse autoencoder the question asks for: hence the condition for (β, ρ). A
     small λ lets every unit of a large L_hid fit high-frequency detail (structured by the
     noise test, yet grainy to the eye, mean smoothness about 0.8): hence the smoothness
@@ -274,15 +277,18 @@ def choose_setting(records: list, keys: tuple, max_mean_activation: Optional[flo
     if not records:
         raise ValueError("choose_setting: no records to choose from")
     trained = [i for i, r in enumerate(records) if not r.get("diverged")] or list(range(len(records)))
+    trained = [i for i in trained if records[i]["heldout_mse_ratio"] < 1] or trained
     eligible = [i for i in trained
                 if (max_mean_activation is None or records[i].get("mean_hidden_activation", 0.0) <= max_mean_activation)
                 and (min_smoothness is None or records[i].get("mean_smoothness", 1.0) >= min_smoothness)] or trained
     best = min(eligible, key=lambda i: (-records[i]["distinct_structured_units"], records[i]["heldout_mse_ratio"], i))
     top = records[best]["distinct_structured_units"]
-    conditions = ([f"a sparse code (mean activation ρ̂ ≤ {max_mean_activation:g})"] if max_mean_activation is not None
-                  else []) + ([f"smooth units (mean smoothness ≥ {min_smoothness:g})"] if min_smoothness is not None
-                              else [])
-    sparse = f"among the settings with {' and '.join(conditions)}, " if conditions else ""
+    conditions = (["a held-out reconstruction better than the mean patch's (MSE ratio below 1)"]
+                  + ([f"a sparse code (mean activation ρ̂ ≤ {max_mean_activation:g})"] if max_mean_activation is not None
+                     else []) + ([f"smooth units (mean smoothness ≥ {min_smoothness:g})"] if min_smoothness is not None
+                                 else []))
+    sparse = f"among the settings with {', '.join(conditions[:-1]) + ' and ' if len(conditions) > 1 else ''}" \
+             f"{conditions[-1]}, "
 
     def setting(r):
         return {k: r[k] for k in keys}

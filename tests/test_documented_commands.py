@@ -1,0 +1,65 @@
+"""Every documented option that changes what is trained completes with ``--quick``: exit 0,
+no traceback, its results and REPORT.md written.
+
+What other modules run already is not run again here: each question's default ``--quick``
+run (test_q1_experiment, test_q2_experiment, test_q3_experiment, test_main_job), Q1's
+``--vmap`` with L-BFGS, Q3's ``--seeds 2 --vmap`` and ``--select``, Q2's and Q3's ``--recipe
+handout`` alone (test_recipe) and the main job's handout recipe for Q2 alone. One call of the
+main job covers the rest together: ``python -m experiments --quick --recipe handout --vmap
+--impl reference --cpu-devices 1`` trains Q1's handout recipe (SGD for the default model and
+both studies, the studies vmapped: ``--optimizer sgd``'s configuration, checked equal below),
+Q2 and Q3 on the reference gradients and without augmentation (the handout's Q3 has none:
+``--no-augment``'s training path), and writes REPORT.md with the handout's Q1 section. In
+process, JAX's devices are fixed before the call, so ``--cpu-devices 1`` is parsed and
+accepted; the suite's process has one CPU device, as the flag asks.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+
+import pytest
+
+from experiments import __main__ as main_job
+from experiments import q1_autoencoder as q1
+from experiments import q3_activity as q3
+from mp_jax.runtime import cli
+
+pytestmark = pytest.mark.slow  # an end-to-end run: the full suite only
+
+FAST_COMPILE = True  # tiny programs compiled once: XLA's optimizations cost more than they save (conftest)
+
+
+def test_the_main_job_with_the_handout_recipe_and_every_option_that_changes_training(tmp_path, capsys, caplog):
+    results = tmp_path / "results"
+    argv = ["--quick", "--recipe", "handout", "--vmap", "--impl", "reference", "--cpu-devices", "1", "--no-progress",
+            "--data-dir", str(tmp_path / "data"), "--results-dir", str(results)]
+    with caplog.at_level(logging.INFO):
+        status = cli.run_main(main_job.main, argv)
+    out = capsys.readouterr()
+    assert status == 0, out.err
+    assert "Traceback" not in out.out + out.err + caplog.text
+    metrics = {q: json.loads((results / f"{q}_handout" / "metrics.json").read_text()) for q in ("q1", "q2", "q3")}
+    m1 = metrics["q1"]
+    assert m1["settings"]["optimizer"] == "sgd" and m1["sweep_timing"]["mode"] == "vmap"
+    assert all(r["optimizer"] == "sgd" and not r.get("diverged") for r in m1["beta_rho"] + m1["sweep"])
+    assert metrics["q3"]["settings"]["impl"] == "reference" and metrics["q3"]["settings"]["augment"] is False
+    report = (results / "REPORT.md").read_text()
+    q1_part = report[report.index("## Q1"):report.index("## Q2")]
+    assert "`q1_handout/`" in q1_part and "](q1_handout/features_beta_rho.png)" in q1_part
+    assert "Under SGD with 32-patch minibatches the strongest sparsity weight" in q1_part
+
+
+def test_the_flags_the_run_above_stands_for_train_its_configurations():
+    """Q1's ``--optimizer sgd`` is the handout recipe's Q1 under the default recipe's name, and
+    Q3's ``--no-augment`` turns off what the handout's Q3 has off."""
+    def args(**kw):
+        return argparse.Namespace(quick=True, **kw)
+
+    sgd = q1.Q1Config.from_args(args(optimizer="sgd"))
+    handout = q1.Q1Config.from_args(args(recipe="handout"))
+    assert dataclasses.replace(handout, recipe="default") == sgd
+    assert q3.Q3Config.from_args(args(augment=False)).augment is False
+    assert q3.Q3Config.from_args(args(recipe="handout")).augment is False
