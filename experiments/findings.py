@@ -236,27 +236,36 @@ def _member(m: Optional[dict], beta: float, rho: float) -> Optional[dict]:
 def q1_strong_sparsity(m: dict, other: Optional[dict] = None) -> list:
     """The strongest β of the (β, ρ) study under SGD on 32-patch minibatches against full-batch
     L-BFGS, from the records' ``curve_summary`` and ``minibatch`` (:func:`mp_jax.models.
-    autoencoder_measures.minibatch_costs`): how noisily SGD trains; the reason, ρ̂ estimated
-    from 32 patches and the KL term's curvature where ρ̂ ≪ ρ, checked against the same numbers
-    at the default β; and what L-BFGS reaches on the whole training set. ``other``: the other
-    recipe's Q1 metrics (the handout's SGD study beside the default L-BFGS one), when it ran."""
+    autoencoder_measures.minibatch_costs`).
+
+    For an SGD study: how noisily it trains; the reason, ρ̂ estimated from 32 patches and the
+    KL term's curvature where ρ̂ ≪ ρ, each checked against the same numbers at the default β;
+    and, where the other recipe's L-BFGS study ran (``other``), what L-BFGS reaches on the whole
+    training set and what the same minibatches make of its weights. For an L-BFGS study: how
+    steadily it trains, what 32-patch minibatches would make of its weights, and one line on
+    the SGD study of the other recipe, whose section has the argument."""
     ok = _trained(m.get("beta_rho"))
     if len(ok) < 2:
         return []
     strong = max(ok, key=lambda r: r["beta"])
     beta, rho = strong["beta"], strong["rho"]
     hp = (m.get("settings") or {}).get("hp") or {}
-    base = _member(m, hp.get("beta"), rho) if hp.get("beta") != beta else None
     theirs = _member(other, beta, rho)
-    runs = {r.get("optimizer"): r for r in (theirs, strong) if r}  # this run's record wins a tie
-    sgd, lb = runs.get("sgd"), runs.get("lbfgs")
-    out = []
-    if sgd:
-        base_sgd = base if sgd is strong else _member(other, hp.get("beta"), rho)
-        out += _sgd_noise(sgd, base_sgd if (base_sgd or {}).get("optimizer") == "sgd" else None,
-                          "" if sgd is strong else " (the other recipe's study)")
-    if lb:
-        out += _lbfgs_steady(lb, sgd, "" if lb is strong else " (the other recipe's study)")
+    where = f" (the {((other or {}).get('settings') or {}).get('recipe', 'other')} recipe's study)"
+    if strong.get("optimizer") == "sgd":
+        base = _member(m, hp.get("beta"), rho) if hp.get("beta") != beta else None
+        out = _sgd_noise(strong, base)
+        if theirs and theirs.get("optimizer") == "lbfgs":
+            out += _lbfgs_steady(theirs, strong, where)
+        return out
+    if strong.get("optimizer") != "lbfgs":
+        return []
+    out = _lbfgs_steady(strong, None, "")
+    if theirs and theirs.get("optimizer") == "sgd" and all(
+            _is_num(theirs.get(k)) for k in ("final_cost", "heldout_mse_ratio", "mean_hidden_activation")):
+        out.append(f"The same setting under SGD on 32-patch minibatches{where} ends at J = "
+                   f"{_num(theirs['final_cost'])}, ρ̂ = {_num(theirs['mean_hidden_activation'])} and a held-out error "
+                   f"{_num(theirs['heldout_mse_ratio'])} of the mean patch's; that section says why.")
     return out
 
 
@@ -267,8 +276,10 @@ def _spread_words(r: dict) -> Optional[str]:
     return f"{_pct(cs['train_spread'])} and {_pct(cs['heldout_spread'])}"
 
 
-def _sgd_noise(r: dict, base: Optional[dict], source: str = "") -> list:
-    mb, cs = r.get("minibatch") or {}, r.get("curve_summary") or {}
+def _sgd_noise(r: dict, base: Optional[dict]) -> list:
+    """The strongest β's SGD run: the noise, and ρ̂ from 32 patches and the KL term's
+    curvature as its reason, each beside ``base`` (the default β's SGD run) when given."""
+    mb = r.get("minibatch") or {}
     keys = ("batch_size", "active_per_batch", "rho_hat_spread", "sparsity_mean", "sparsity_whole", "cost_mean",
             "cost_std", "cost_whole")
     if not all(_is_num(mb.get(k)) for k in keys) or mb["sparsity_whole"] <= 0 or mb["cost_mean"] <= 0:
@@ -278,7 +289,7 @@ def _sgd_noise(r: dict, base: Optional[dict], source: str = "") -> list:
     has_base = all(_is_num(bmb.get(k)) for k in keys) and bmb["sparsity_whole"] > 0 and bmb["cost_mean"] > 0
     bname = f"β = {_num(base['beta'])}" if has_base else ""
     noise = mb["cost_std"] / mb["cost_mean"]
-    text = (f"Under SGD with {bs}-patch minibatches{source} the strongest sparsity weight trains "
+    text = (f"Under SGD with {bs}-patch minibatches the strongest sparsity weight trains "
             + ("noisily" if not has_base or noise > bmb["cost_std"] / bmb["cost_mean"] else "no more noisily")
             + f": at β = {beta}'s final weights a minibatch's J is {_num(mb['cost_mean'])} ± {_num(mb['cost_std'])} "
             f"(± {_pct(noise)}; on the whole training set {_num(mb['cost_whole'])})")
@@ -296,41 +307,55 @@ def _sgd_noise(r: dict, base: Optional[dict], source: str = "") -> list:
             f"{_pct(mb['rho_hat_spread'])} of the whole set's (median over units)"
             + (f"; at {bname} by {_pct(bmb['rho_hat_spread'])}" if has_base else ""))
     text += (". Where ρ̂ ≪ ρ the KL term is steep and curved in ρ̂ (slope about −ρ/ρ̂, curvature ρ/ρ̂², AE12), "
-             "so a minibatch that catches a unit low costs more than one that catches it high saves: the minibatches' "
-             f"mean sparsity term is {_num(mb['sparsity_mean'])} against {_num(mb['sparsity_whole'])} on the whole "
-             f"set at the same weights, {times(gap)} as much")
+             "and β = " + beta + " multiplies both: a minibatch that catches a unit low costs more than one that "
+             f"catches it high saves, and the minibatches' mean sparsity term is {_num(mb['sparsity_mean'])} against "
+             f"{_num(mb['sparsity_whole'])} on the whole set at the same weights, {times(gap)} as much")
     if has_base:
         text += f" ({times(gap_base)} at {bname}: {compare(gap, gap_base, 'more', 'less')} of a gap at β = {beta})"
     out.append(text + ".")
     ratio = r.get("heldout_mse_ratio")
     if _is_num(ratio):
-        out.append(f"SGD descends that noisy, biased version of J: it ends at ρ̂ = {_num(r['mean_hidden_activation'])} "
-                   f"({times(r['mean_hidden_activation'] / r['rho'])} ρ) with a held-out error "
-                   f"{_num(ratio)} of the mean patch's" + (", worse than predicting the mean patch" if ratio > 1
-                                                           else "") + ".")
+        out.append(f"SGD follows that noisy cost and does not settle: it ends at ρ̂ = "
+                   f"{_num(r['mean_hidden_activation'])} ({times(r['mean_hidden_activation'] / r['rho'])} ρ) with a "
+                   f"held-out error {_num(ratio)} of the mean patch's"
+                   + (", worse than predicting the mean patch" if ratio > 1 else "") + ".")
     return out
 
 
 def _lbfgs_steady(lb: dict, sgd: Optional[dict], source: str = "") -> list:
+    """The strongest β's L-BFGS run: whole-set steps, how often J rose, where it ends, and what
+    32-patch minibatches make of its weights (against ``sgd``'s, the same setting by SGD)."""
     cs, mb = lb.get("curve_summary") or {}, lb.get("minibatch") or {}
-    if not _is_num(lb.get("final_cost")):
+    if not all(_is_num(lb.get(k)) for k in ("final_cost", "mean_hidden_activation", "heldout_mse_ratio")):
         return []
     rises, steps = cs.get("rises"), cs.get("steps")
-    text = (f"Full-batch L-BFGS at β = {_num(lb['beta'])}{source} sees ρ̂ over the whole training set at every step: no "
-            f"minibatch noise, and its line search only accepts steps that lower J")
+    text = (f"Full-batch L-BFGS at β = {_num(lb['beta'])}{source} computes ρ̂ over the whole training set at every "
+            f"step, so its gradient has no minibatch noise, and its line search seeks a lower J at each step")
     if isinstance(rises, int) and isinstance(steps, int):
-        text += (f" (J fell at each of its {steps} iterations)" if rises == 0 else
-                 f" (yet J rose at {rises} of its {steps} iterations)")
-    text += (f"; it ends at J = {_num(lb['final_cost'])}, ρ̂ = {_num(lb['mean_hidden_activation'])} "
+        text += (f": J fell at each of its {steps} iterations" if rises == 0 else
+                 f": J rose at {rises} of its {steps} iterations")
+        scs = (sgd or {}).get("curve_summary") or {}
+        if isinstance(scs.get("rises"), int) and isinstance(scs.get("steps"), int):
+            text += f" (SGD's epoch J rose at {scs['rises']} of its {scs['steps']} epochs)"
+    text += (f". It ends at J = {_num(lb['final_cost'])}, ρ̂ = {_num(lb['mean_hidden_activation'])} "
              f"({times(lb['mean_hidden_activation'] / lb['rho'])} ρ) and a held-out error "
-             f"{_num(lb.get('heldout_mse_ratio'))} of the mean patch's")
+             f"{_num(lb['heldout_mse_ratio'])} of the mean patch's")
     if sgd and _is_num(sgd.get("final_cost")):
-        text += (f" (SGD: J = {_num(sgd['final_cost'])} on the same training set, ρ̂ = "
-                 f"{_num(sgd['mean_hidden_activation'])}, error {_num(sgd.get('heldout_mse_ratio'))})")
-    if all(_is_num(mb.get(k)) for k in ("sparsity_mean", "sparsity_whole")) and mb["sparsity_whole"] > 0:
-        text += (f". At its weights, {mb.get('batch_size')}-patch minibatches would see a mean sparsity term "
-                 f"{times(mb['sparsity_mean'] / mb['sparsity_whole'])} the whole set's")
-    return [text + "."]
+        text += f" (SGD: J = {_num(sgd['final_cost'])} on the same training set)"
+    out = [text + "."]
+    smb = (sgd or {}).get("minibatch") or {}
+    if all(_is_num(mb.get(k)) for k in ("sparsity_mean", "sparsity_whole", "cost_mean", "active_per_batch")):
+        text = (f"Its code is as sparse as ρ asks (a unit active in about {_num(mb['active_per_batch'])} patches of a "
+                f"{mb.get('batch_size')}-patch minibatch), the kind of code minibatches misjudge most: at its weights "
+                f"their mean sparsity term is {_num(mb['sparsity_mean'])} against {_num(mb['sparsity_whole'])} on the "
+                f"whole set")
+        if _is_num(smb.get("cost_mean")):
+            text += (f"; their mean J is {_num(mb['cost_mean'])}, {compare(mb['cost_mean'], smb['cost_mean'])} than "
+                     f"{_num(smb['cost_mean'])} at SGD's final weights")
+            if mb["cost_mean"] < smb["cost_mean"]:
+                text += ", so the minibatch cost itself would prefer L-BFGS's weights: SGD's noise, not its bias, keeps it away"
+        out.append(text + ".")
+    return out
 
 
 def _choice(choice: dict) -> str:

@@ -259,7 +259,7 @@ def q1_study_figures(beta_rho: list, grid: list, label: str, out: Path, chosen: 
 
     first = beta_rho[0][1]
     feature_figure([(p.w_enc, title(r, pick_c)) for p, r in beta_rho], out / "features_beta_rho.png",
-                   f"(c) hidden-unit weights for five (β, ρ): {label}, $L_{{hid}}$={first['hidden']}, "
+                   f"(c) hidden-unit weights for {len(beta_rho)} settings of (β, ρ): {label}, $L_{{hid}}$={first['hidden']}, "
                    f"λ={first['lam']:g}", cols=len(beta_rho))
     rows, cols = [row[0][1]["hidden"] for row in grid], [r["lam"] for _, r in grid[0]]
     mid = grid[0][0][1]

@@ -63,10 +63,10 @@ def _q1(lbfgs_cost, sgd_cost, *, capped, strong_gap, low_rho_decay, dup_top, w_t
                       "stop_reason": "max_iter" if capped else "ftol", "function_evaluations": 800, "curve": curve},
             "sgd": {"optimizer": "sgd", "final_cost": sgd_cost, "epochs": 200}}
     data = {"sigma": 0.1, "n_train": 9216, "n_heldout": 1024}
-    handout = {"settings": {"hp": hp, "optimizer": "sgd"}, "optimizers": opts, "beta_rho": sgd_study,
+    handout = {"settings": {"hp": hp, "optimizer": "sgd", "recipe": "handout"}, "optimizers": opts, "beta_rho": sgd_study,
                "sweep": sweep, "heldout_mse_ratio": 0.52, "rho": 0.026, "mean_hidden_activation": 0.033,
                "data": data}
-    default = {"settings": {"hp": hp, "optimizer": "lbfgs"}, "optimizers": opts, "beta_rho": lbfgs_study,
+    default = {"settings": {"hp": hp, "optimizer": "lbfgs", "recipe": "default"}, "optimizers": opts, "beta_rho": lbfgs_study,
                "sweep": [], "heldout_mse_ratio": 0.39, "rho": 0.026, "mean_hidden_activation": 0.028, "data": data}
     return {"handout": handout, "default": default}
 
@@ -186,9 +186,20 @@ def test_q1_beta_rho_claims_match_the_numbers(run):
     assert ("worse than predicting the mean patch" in text) == (strong["heldout_mse_ratio"] > 1)
     # and full-batch L-BFGS at β = 10 from the other recipe's study
     lb = next(r for r in other["beta_rho"] if r["beta"] == 10.0)
-    assert "Full-batch L-BFGS at β = 10 (the other recipe's study) sees ρ̂ over the whole training set" in text
-    assert f"(J fell at each of its 400 iterations); it ends at J = {_g(lb['final_cost'])}" in text
-    assert f"(SGD: J = {_g(strong['final_cost'])} on the same training set" in text
+    assert "Full-batch L-BFGS at β = 10 (the default recipe's study) computes ρ̂ over the whole training set" in text
+    rises = strong["curve_summary"]["rises"]
+    assert f": J fell at each of its 400 iterations (SGD's epoch J rose at {rises} of its 200 epochs). It ends at " \
+           f"J = {_g(lb['final_cost'])}" in text
+    assert f"(SGD: J = {_g(strong['final_cost'])} on the same training set)" in text
+    lm = lb["minibatch"]
+    assert f"their mean J is {_g(lm['cost_mean'])}, {'lower' if lm['cost_mean'] < mb['cost_mean'] else 'higher'} " \
+           f"than {_g(mb['cost_mean'])} at SGD's final weights" in text
+    assert ("SGD's noise, not its bias, keeps it away" in text) == (lm["cost_mean"] < mb["cost_mean"])
+    # the default recipe's L-BFGS study says how it trained and points to the handout's section for SGD
+    lbfgs_text = " ".join(findings.q1_beta_rho(other, m))
+    assert "Full-batch L-BFGS at β = 10 computes ρ̂ over the whole training set" in lbfgs_text
+    assert f"The same setting under SGD on 32-patch minibatches (the handout recipe's study) ends at " \
+           f"J = {_g(strong['final_cost'])}" in lbfgs_text and "Under SGD with" not in lbfgs_text
 
 
 @pytest.mark.parametrize("run", [RUN_A, RUN_B], ids=["run A", "run B"])
