@@ -117,7 +117,8 @@ def _equal_cost(lb: dict, sgd_cost: float, epochs: int) -> Optional[str]:
     if not values or len(evals) != len(values) or evals[-1] < epochs:
         return None
     k = next(i for i, e in enumerate(evals) if e >= epochs)
-    j = values[k]
+    # values[i] is J before iteration i + 1; evals[k] counts the evaluations up to the end of iteration k + 1
+    j = values[k + 1] if k + 1 < len(values) else lb.get("final_cost")
     if not _is_num(j):
         return None
     return (f"at equal cost, after {evals[k]} evaluations (iteration {k + 1}), its J was {_num(j)}, "
@@ -386,18 +387,24 @@ def _arrow(values: list, fmt=None) -> str:
 
 
 def _across(name: str, series: dict, nd: int = 3) -> str:
-    """ "‖W‖² falls at every L_hid (25: 990 → 185, 64: ...)" or "... falls at L_hid 25 and 64, not at
-    100 (...)" from {L_hid: values by increasing λ}: the trend, and each L_hid's first → last value."""
-    trends = {h: _trend(v) for h, v in series.items()}
-    ends = ", ".join(f"{h}: {_q(v[0], nd)} → {_q(v[-1], nd)}" for h, v in series.items())
-    main = max(("rises", "falls", "stays", "moves"), key=lambda t: sum(x == t for x in trends.values()))
-    if all(t == main for t in trends.values()):
-        where = "up and down at every L_hid" if main == "moves" else "the same at every L_hid" if main == "stays" \
-            else "at every L_hid"
-        return f"{name} {main} {where} ({ends})"
-    hit = [h for h, t in trends.items() if t == main]
-    miss = [h for h, t in trends.items() if t != main]
-    return (f"{name} {main} at L_hid {', '.join(map(str, hit))}, not at {', '.join(map(str, miss))} ({ends})")
+    """How a quantity goes with λ at each L_hid, from {L_hid: values by increasing λ}: "‖W‖² falls
+    at every L_hid (25: 990 → 185, 64: ...)", or grouped by trend, "... falls at L_hid 25 and 64
+    (...) and moves up and down at 100 (100: 62 → 70 → 42)" (every value where it is not steady)."""
+    words = {"rises": "rises", "falls": "falls", "stays": "stays the same", "moves": "moves up and down"}
+    groups: dict = {}
+    for h, v in series.items():
+        groups.setdefault(_trend(v), []).append(h)
+
+    def values(h):
+        v = series[h]
+        return f"{h}: " + (" → ".join(_q(x, nd) for x in v) if _trend(v) == "moves" else f"{_q(v[0], nd)} → {_q(v[-1], nd)}")
+
+    if len(groups) == 1:
+        (trend, hs), = groups.items()
+        return f"{name} {words[trend]} at every L_hid ({', '.join(values(h) for h in hs)})"
+    parts = [f"{words[t]} at L_hid {' and '.join(map(str, hs))} ({', '.join(values(h) for h in hs)})"
+             for t, hs in groups.items()]
+    return f"{name} " + " and ".join(parts)
 
 
 def q1_sweep(m: dict) -> list:

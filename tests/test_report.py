@@ -142,7 +142,7 @@ def test_q1_training_claims_match_the_numbers(run):
            f"it: L-BFGS computed {800 / 200:.1f} times as much" in text
     # at equal cost: the iteration whose cumulative evaluations first reach SGD's 200 passes
     k = next(i for i, e in enumerate(lb["curve"]["evaluations"]) if e >= 200)
-    j = lb["curve"]["train"][k]
+    j = lb["curve"]["train"][k + 1]  # the curve holds J before each iteration: after iteration k + 1
     assert f"after {lb['curve']['evaluations'][k]} evaluations (iteration {k + 1}), its J was {_g(j)}, " \
            f"{'lower' if j < b else 'higher'} than SGD's final {_g(b)}" in text
     assert ("the cap does not favour it" in text) == (capped and a < b)

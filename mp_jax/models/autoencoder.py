@@ -87,13 +87,29 @@ def forward(params: AEParams, x: Array) -> tuple[Array, AECache]:
     return o, AECache(enc, h, dec, o, jax.nn.sigmoid(-a), a)  # h_c = 1 − h (AE17)
 
 
+def _log_sigmoids(a: Array) -> tuple[Array, Array]:
+    """(log σ(a), log σ(−a)) <float>[N, L_hid] each, finite for every finite a (AE18): softplus's
+    stable form, log σ(±a) = −(max(∓a, 0) + log(1 + e^(−|a|))), one exp and one log1p for both."""
+    t = jnp.log1p(jnp.exp(-jnp.abs(a)))
+    return -(jnp.maximum(-a, 0.0) + t), -(jnp.maximum(a, 0.0) + t)
+
+
+def _batch_softmax(log_x: Array) -> tuple[Array, Array]:
+    """(log of the batch mean of e^(log_x) <float>[L_hid], the softmax of log_x over the batch
+    <float>[N, L_hid]) from one exp per entry: log-sum-exp shifted by each column's maximum
+    (AE18, AE20)."""
+    top = jax.lax.stop_gradient(jnp.max(log_x, axis=0))
+    u = jnp.exp(log_x - top)
+    total = jnp.sum(u, axis=0)
+    return top + jnp.log(total) - jnp.log(log_x.shape[0]), u / total
+
+
 def log_mean_activation(a: Array) -> tuple[Array, Array]:
     """(log ρ̂, log(1 − ρ̂)) <float>[L_hid] each, from the pre-activations a <float>[N, L_hid]
     (AE18): log-sum-exp over the batch of log σ(±a), finite for every finite a, where
-    ρ̂ = mean σ(a) itself underflows to 0 in float32 once every a is below about −103."""
-    log_n = jnp.log(a.shape[0])
-    return (jax.nn.logsumexp(jax.nn.log_sigmoid(a), axis=0) - log_n,
-            jax.nn.logsumexp(jax.nn.log_sigmoid(-a), axis=0) - log_n)
+    ρ̂ = mean σ(a) itself underflows to 0 in float32 once every a is below about −87.3."""
+    log_h, log_h_c = _log_sigmoids(a)
+    return _batch_softmax(log_h)[0], _batch_softmax(log_h_c)[0]
 
 
 def _kl(rho, a):
@@ -129,11 +145,11 @@ def sparsity_delta(a: Array, hp: AEHyper) -> Array:
     the textbook (s/N) ⊙ h(1 − h) of (AE12)-(AE13) rewritten so that no factor is infinite:
     where every σ(a) of a unit underflows, s is −∞ and h(1 − h) is 0 in float32, while π
     and π̄ are weights that sum to 1 over the batch."""
-    n = a.shape[0]
-    log_h, log_h_c = jax.nn.log_sigmoid(a), jax.nn.log_sigmoid(-a)  # log σ(±a) (AE18)
-    rho_hat = jnp.exp(jax.nn.logsumexp(log_h, axis=0) - jnp.log(n))  # (AE18): may be 0, never NaN
-    pi, pi_c = jax.nn.softmax(log_h, axis=0), jax.nn.softmax(log_h_c, axis=0)  # (AE20)
-    return n * hp.beta * (rho_hat - hp.rho) * pi * pi_c  # (AE21)
+    # the same expressions as the cost's (AE18), so that XLA computes them once for both
+    log_h, log_h_c = _log_sigmoids(a)  # log σ(±a) (AE18)
+    log_rho_hat, pi = _batch_softmax(log_h)  # (AE18), (AE20)
+    _, pi_c = _batch_softmax(log_h_c)  # (AE20)
+    return a.shape[0] * hp.beta * (jnp.exp(log_rho_hat) - hp.rho) * pi * pi_c  # (AE21); ρ̂ may be 0, never NaN
 
 
 def tied_weight_grad(dw_enc: Array, dw_dec: Array, w: Array, lam) -> Array:
