@@ -13,7 +13,7 @@ in the log domain, as log-sum-exp over the batch of log σ(a) and of log σ(−a
 Implement δ_KL = ∂(β Σ_b KL(ρ‖ρ̂_b))/∂a: the backward then adds it to the reconstruction's
 share of δ_h. Derive it from the textbook form (AE12)-(AE13) ("Sparsity" in docs/autoencoder.md),
 then write it so that it stays finite in float32 where σ(a) underflows to 0 on a whole batch
-(a below about −103) or rounds to 1 (a above about 17): the section "The sparsity term in the
+(a below about −87.3) or rounds to 1 (a above about 17): the section "The sparsity term in the
 log domain" of docs/autoencoder.md says why and how.
 """
 import jax

@@ -170,7 +170,7 @@ def backward_with_intermediates(params: AEParams, cache: AECache, hp: AEHyper = 
     dz = output_delta(o, x)  # δ_o (AE10)
     dh, dw_dec, db_out = layers.linear_backward(dz, cache.dec)  # (AE11)
     # the sparsity share from a, not as (s/N) h(1 − h): where a unit's σ(a) underflows on the whole
-    # batch (a below about −103 in float32) ρ̂ is 0, s is −∞ and h(1 − h) is 0, and their product NaN;
+    # batch (a below about −87.3 in float32) ρ̂ is 0, s is −∞ and h(1 − h) is 0, and their product NaN;
     # near ρ̂ = 1 the same happens with 1 − ρ̂ (AE21). σ'(a) = h(1 − h) as h ⊙ σ(−a), no subtraction (AE17)
     d_kl = sparsity_delta(cache.a, hp)  # δ_KL (AE21)
     da = dh * h * cache.h_c + d_kl  # δ_h (AE22)
@@ -210,7 +210,7 @@ def loss(params: AEParams, batch: Array, hp: AEHyper = DEFAULT_HYPER) -> Array:
     recon = 0.5 * jnp.mean(jnp.sum(jnp.square(batch - o), axis=-1))
     decay = 0.5 * hp.lam * (jnp.sum(jnp.square(w1)) + jnp.sum(jnp.square(w2)))
     # log ρ̂ and log(1 − ρ̂) as log-sum-exp of log σ(±a) over the batch (AE18), not log(mean(h)):
-    # in float32 mean(h) is 0 once every a of a unit is below about −103, and 1 − mean(h) is 0
+    # in float32 mean(h) is 0 once every a of a unit is below about −87.3, and 1 − mean(h) is 0
     # once every a is above about 17; autodiff of logsumexp and log_sigmoid gives softmax and
     # σ(∓a), both finite there
     n = batch.shape[0]
