@@ -84,14 +84,18 @@ def mosaic(images: np.ndarray, cols: Optional[int] = None, pad: int = 1, normali
 def feature_title(rec: dict, label: Optional[str] = None) -> str:
     """A feature panel's title from a Q1 record: the optimiser (when given), the setting,
     the units' census (duplicates, noise, dead, distinct structured; where the record has
-    it), ρ̂ and the held-out MSE."""
+    it), ρ̂ and the held-out MSE; for a run that diverged, where it did and which weights
+    the panel shows instead."""
     head = f"{label}\n" if label else ""
     census = f"dup {rec['duplicate_units']}/{rec['hidden']}"
     if "noise_units" in rec:
         census = (f"of {rec['hidden']}: {rec['distinct_structured_units']} distinct, {rec['noise_units']} noise, "
                   f"{rec['dead_units']} dead, {rec['duplicate_units']} dup")
-    return (f"{head}$L_{{hid}}$={rec['hidden']}, λ={rec['lam']:g}, β={rec['beta']:g}, ρ={rec['rho']:g}\n"
-            f"{census}\nρ̂={rec['mean_hidden_activation']:.3f}, MSE {rec['heldout_reconstruction_mse']:.4f}")
+    setting = f"{head}$L_{{hid}}$={rec['hidden']}, λ={rec['lam']:g}, β={rec['beta']:g}, ρ={rec['rho']:g}\n"
+    if rec.get("diverged"):  # a study member that diverged: where, and which weights are shown
+        reason = rec["diverged"].get("reason", "")
+        return setting + "DIVERGED: " + reason.replace("; ", "\n", 1)
+    return (setting + f"{census}\nρ̂={rec['mean_hidden_activation']:.3f}, MSE {rec['heldout_reconstruction_mse']:.4f}")
 
 
 def feature_figure(panels: list, path, suptitle: str, cols: Optional[int] = None, panel_size: float = 3.2) -> Path:
@@ -255,7 +259,7 @@ def q1_study_figures(beta_rho: list, grid: list, label: str, out: Path, chosen: 
 
     first = beta_rho[0][1]
     feature_figure([(p.w_enc, title(r, pick_c)) for p, r in beta_rho], out / "features_beta_rho.png",
-                   f"(c) hidden-unit weights for five (β, ρ): {label}, $L_{{hid}}$={first['hidden']}, "
+                   f"(c) hidden-unit weights for {len(beta_rho)} settings of (β, ρ): {label}, $L_{{hid}}$={first['hidden']}, "
                    f"λ={first['lam']:g}", cols=len(beta_rho))
     rows, cols = [row[0][1]["hidden"] for row in grid], [r["lam"] for _, r in grid[0]]
     mid = grid[0][0][1]

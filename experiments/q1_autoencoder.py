@@ -135,9 +135,13 @@ class Trainer:
     def _record(self, optimizer, hidden, hp, params, steps: dict, seconds: float, loaded: bool) -> tuple:
         rec = {"name": self.name(optimizer, hidden, hp), "optimizer": optimizer, "hidden": hidden,
                "lam": float(hp.lam), "beta": float(hp.beta),
+               # with "minibatch": what a 32-patch SGD step sees of J at these weights, whichever optimiser
+               # trained them
                **measures.evaluate(params, hp, self.d.x_train, self.d.x_held, self.c.duplicate_threshold,
-                                   smoothness_threshold=self.c.smoothness_threshold, dead_spread=self.c.dead_spread),
+                                   smoothness_threshold=self.c.smoothness_threshold, dead_spread=self.c.dead_spread,
+                                   batch_size=self.c.sgd_batch),
                **steps,
+               "curve_summary": curve_summary(steps.get("curve") or {}),
                "seconds": seconds, "loaded": loaded}
         log.info("%s: J %.4f, held-out MSE %.5f (mean patch %.5f), ρ̂ %.4f (ρ %g), of %d units: %d duplicates, "
                  "%d noise, %d dead, %d distinct structured; %s", rec["name"], rec["final_cost"],
@@ -152,38 +156,58 @@ class Trainer:
         return self.c.run_key(data=self.d.data_id, split=self.d.split, model="autoencoder", optimizer=optimizer,
                               hidden=hidden, hp=[float(v) for v in hp], **more)
 
-    def one(self, optimizer: str, hidden: int, hp: ae.AEHyper) -> tuple:
-        """(parameters, record) of one run trained alone (or loaded, or trained before)."""
+    def one(self, optimizer: str, hidden: int, hp: ae.AEHyper, keep_diverged: bool = False) -> tuple:
+        """(parameters, record) of one run trained alone (or loaded, or trained before).
+
+        A run whose loss or parameters become non-finite raises
+        :class:`mp_jax.engine.train.NonFiniteError` (the entry point's one line, exit status 1),
+        unless ``keep_diverged`` (a member of a study, where a setting that diverges is a
+        result): then its record says where (``diverged``) and holds the last finite weights."""
         name, params = self.name(optimizer, hidden, hp), _init(self.key_init, hidden)
         if name in self.done:
             return self.done[name]
-        run_key = self.run_key(optimizer, hidden, hp)
-        if optimizer == "sgd":
-            opt, fit_config = self.c.sgd_config()
-            training = runs.Training(functools.partial(ae.loss_and_grad, hp=hp), opt, fit_config,
-                                       metrics_fn=functools.partial(ae.metrics, hp=hp))
-            res = runs.fit_run(self.ctx, name, training, params, self.d.x_train, key=self.key_fit, run_key=run_key,
-                                 val_data=self.d.x_held)
-            # the report keeps the weights after the last epoch
-            return self._record(optimizer, hidden, hp, res.last_params, _sgd_steps(res.history, res.epochs_run),
-                                res.seconds, res.loaded)
+        run_key, t = self.run_key(optimizer, hidden, hp), time.perf_counter()
+        try:
+            if optimizer == "sgd":
+                opt, fit_config = self.c.sgd_config()
+                training = runs.Training(functools.partial(ae.loss_and_grad, hp=hp), opt, fit_config,
+                                         metrics_fn=functools.partial(ae.metrics, hp=hp))
+                res = runs.fit_run(self.ctx, name, training, params, self.d.x_train, key=self.key_fit, run_key=run_key,
+                                   val_data=self.d.x_held)
+                # the report keeps the weights after the last epoch
+                return self._record(optimizer, hidden, hp, res.last_params, _sgd_steps(res.history, res.epochs_run),
+                                    res.seconds, res.loaded)
 
-        def compute():
-            res = lbfgs.minimize(ae.loss_and_grad, params, self.d.x_train, self.c.lbfgs_config(), fn_kwargs={"hp": hp},
-                                 progress=self.ctx.progress, desc=name)
-            return res.params, {"steps": _lbfgs_steps(res)}
+            def compute():
+                res = lbfgs.minimize(ae.loss_and_grad, params, self.d.x_train, self.c.lbfgs_config(),
+                                     fn_kwargs={"hp": hp}, progress=self.ctx.progress, desc=name)
+                return res.params, {"steps": _lbfgs_steps(res)}
 
-        out = runs.cached_run(self.ctx, name, run_key=run_key, template=params, compute=compute)
-        return self._record(optimizer, hidden, hp, out.params, out.record["steps"], out.seconds, out.loaded)
+            out = runs.cached_run(self.ctx, name, run_key=run_key, template=params, compute=compute)
+            return self._record(optimizer, hidden, hp, out.params, out.record["steps"], out.seconds, out.loaded)
+        except train.NonFiniteError as e:
+            if not keep_diverged:
+                raise
+            log.warning("%s", e)
+            kept = e.last_good
+            steps = (_sgd_steps(kept.history or {}, kept.epoch) if optimizer == "sgd"
+                     else {"curve": {"x": "iteration", "train": []}})
+            return self._record(optimizer, hidden, hp, kept.params,
+                                {**steps, "diverged": diverged_record(optimizer, e)}, time.perf_counter() - t, False)
 
     def study(self, hidden: int, hps: list) -> list:
         """[(parameters, record)] by ``config.optimizer`` for each of ``hps``: runs trained
         before are reused, the others trained as one vmapped program or one by one
-        (:func:`experiments.config.use_vmap`)."""
+        (:func:`experiments.config.use_vmap`). A member that diverges is a result of the study: its
+        record says where (``diverged``; a vmapped program that diverges is trained again
+        one member after another, so that the member is named) and the study goes on."""
         todo = [hp for hp in hps if self.name(self.c.optimizer, hidden, hp) not in self.done]
         if len(todo) > 1 and use_vmap(self.c.vmap):
-            self._vmapped(hidden, todo)
-        return [self.one(self.c.optimizer, hidden, hp) for hp in hps]
+            try:
+                self._vmapped(hidden, todo)
+            except FloatingPointError as e:  # NonFiniteError (L-BFGS) or the sweep's own
+                log.warning("%s; training the members one after another instead", e)
+        return [self.one(self.c.optimizer, hidden, hp, keep_diverged=True) for hp in hps]
 
     def _vmapped(self, hidden: int, hps: list) -> None:
         m, opt_name, x = len(hps), self.c.optimizer, self.d.x_train
@@ -196,7 +220,8 @@ class Trainer:
                 res = lbfgs.minimize_many(ae.loss_and_grad, params, x, self.c.lbfgs_config(),
                                           fn_kwargs_stacked={"hp": stacked}, progress=self.ctx.progress, desc=desc)
                 return sweep.stack([r.params for r in res]), {"members": [_lbfgs_steps(r) for r in res]}
-            res = sweep.fit_sweep(ae.loss_and_grad, *self.c.sgd_config(), params, x, keys=jnp.stack([self.key_fit] * m),
+            opt, fit_config = self.c.sgd_config()
+            res = sweep.fit_sweep(ae.loss_and_grad, opt, params, x, fit_config, keys=jnp.stack([self.key_fit] * m),
                                   hps=stacked, val_data=self.d.x_held, metrics_fn=ae.metrics, progress=self.ctx.progress,
                                   desc=desc)
             return res.last_params, {"members": [_sgd_steps(h, e) for h, e in zip(res.histories, res.epochs_run)]}
@@ -209,13 +234,49 @@ class Trainer:
                          out.seconds / m, out.loaded)
 
 
+def diverged_record(optimizer: str, e: train.NonFiniteError) -> dict:
+    """Where a run stopped on a non-finite value: the epoch and step (SGD: the minibatch
+    within the epoch) or the iteration (L-BFGS), the last finite loss before it, and
+    ``reason``, a phrase for the figure and the report."""
+    last = "" if e.last_loss is None else f", last finite {'minibatch ' if optimizer == 'sgd' else ''}J {e.last_loss:.4g}"
+    if optimizer == "sgd":
+        where = f"epoch {e.epoch}" + (f", step {e.step}" if e.step is not None else "")
+        kept = f"weights from the end of epoch {e.epoch - 1}"
+    else:
+        where = f"iteration {e.step}" if e.step is not None else f"iteration chunk {e.epoch}"
+        kept = "weights from before that chunk of iterations"
+    return {"epoch": int(e.epoch) if optimizer == "sgd" else None, "step": e.step, "last_finite_loss": e.last_loss,
+            "reason": f"non-finite at {where}{last}; {kept}"}
+
+
 def _lbfgs_steps(res: lbfgs.LbfgsResult) -> dict:
-    return {"curve": {"x": "iteration", "train": res.history["value"]}, **lbfgs.summary(res)}
+    # "evaluations": J and its gradient computed on the whole training set up to each iteration
+    # (one, plus the line search's), the cost SGD's epochs are compared at
+    evaluations = np.cumsum(1 + np.asarray(res.history["linesearch_steps"], dtype=np.int64)).tolist()
+    return {"curve": {"x": "iteration", "train": res.history["value"], "evaluations": evaluations},
+            **lbfgs.summary(res)}
 
 
 def _sgd_steps(history: dict, epochs_run: int) -> dict:
-    return {"curve": {"x": "epoch", "train": history["train_loss"], "heldout": history.get("val_loss", [])},
+    return {"curve": {"x": "epoch", "train": history.get("train_loss", []), "heldout": history.get("val_loss", [])},
             "epochs": int(epochs_run)}
+
+
+def curve_summary(curve: dict) -> dict:
+    """How steadily a run's cost fell, from its curve: ``rises``, the number of epochs
+    (SGD: the epoch's mean minibatch J) or iterations (L-BFGS: J on the whole training set)
+    whose J is above the one before; for SGD also ``train_spread`` and ``heldout_spread``,
+    the standard deviation over the last half of the epochs of the epoch's training J and of
+    the held-out J, each over its mean there."""
+    train = np.asarray(curve.get("train") or [], dtype=np.float64)
+    out = {"rises": int(np.sum(np.diff(train) > 0)), "steps": int(train.size)}
+    if curve.get("x") == "epoch":
+        for key, name in (("train", "train_spread"), ("heldout", "heldout_spread")):
+            v = np.asarray(curve.get(key) or [], dtype=np.float64)
+            v = v[len(v) // 2:]
+            if v.size >= 2 and np.isfinite(v).all() and v.mean() > 0:
+                out[name] = float(v.std() / v.mean())
+    return out
 
 
 def _strip(rec: dict) -> dict:

@@ -42,7 +42,8 @@ Q1_PREPROCESSING = ("AE1", "AE2", "AE3", "AE4")
 Q1_FORWARD = ("AE5", "AE6", "AE7", "AE8", "AE9")
 #: The autoencoder's backward, as the code computes it: extended by every label the backward
 #: gains in docs/autoencoder.md.
-Q1_BACKWARD = ("AE10", "AE11", "AE12", "AE13", "AE14", "AE15", "AE16", "AE17")
+Q1_BACKWARD = ("AE10", "AE11", "AE12", "AE13", "AE17", "AE18", "AE19", "AE20", "AE21", "AE22", "AE14", "AE15",
+               "AE16")
 Q2_FORWARD = ("LM1", "LM2", "LM3", "LM4")
 Q2_BACKWARD = ("LM5", "LM6", "LM7", "LM8", "LM9", "LM10")
 Q2_TRAINING = ("CLIP3", "CLIP4", "CLIP6")  # SGD with momentum, early stopping
@@ -293,6 +294,9 @@ def environment(runs: dict) -> list:
 
 
 # ----------------------------------------------------------------------------- Q1
+SETTING_KEYS = ("hidden", "lam", "beta", "rho")  # what names a Q1 setting (the rest is measured)
+
+
 def _unit_table(lines: list, records, columns: tuple) -> None:
     """A Q1 study's table: ``columns`` ((header, record key) pairs), then the held-out MSE
     ratio and the unit census of each record."""
@@ -301,17 +305,66 @@ def _unit_table(lines: list, records, columns: tuple) -> None:
     heads = [h for h, _ in columns] + ["held-out MSE ratio", "noise units", "dead units", "duplicate units"]
     lines += ["| " + " | ".join(heads) + " |", "|---" * len(heads) + "|"]
     for r in records:
-        cells = [_fmt(r.get(k)) for _, k in columns] + [_fmt(r.get("heldout_mse_ratio"))]
-        cells += [str(r.get(k, "?")) for k in ("noise_units", "dead_units", "duplicate_units")]
+        diverged = r.get("diverged")
+        cells = [_fmt(r.get(k)) if not diverged or k in SETTING_KEYS else "–" for _, k in columns]
+        if diverged:  # a member that diverged: a result of the study, with where and why
+            cells += [f"diverged: {diverged.get('reason', '')}"] + ["–"] * 3
+        else:
+            cells += [_fmt(r.get("heldout_mse_ratio"))]
+            cells += [str(r.get(k, "?")) for k in ("noise_units", "dead_units", "duplicate_units")]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
 
 
-def q1_section(qdir: Path, figs: Figures) -> list:
+def _q1_optimizer_table(lines: list, m: dict) -> None:
+    """Part (b)'s table: the default setting by each optimiser, J and its terms, ρ̂, the units."""
+    if not m.get("optimizers"):
+        return
+    lines += ["| optimizer | final cost | reconstruction | weight decay | sparsity | mean ρ̂ | held-out MSE / "
+              "mean-patch MSE | noise units | dead units | duplicate units | time |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for k, r in m["optimizers"].items():
+        t = r.get("cost_terms", {})
+        lines.append(f"| {k} | {_fmt(r.get('final_cost'))} | {_fmt(t.get('reconstruction'))} | "
+                     f"{_fmt(t.get('weight_decay'))} | {_fmt(t.get('sparsity'))} | "
+                     f"{_fmt(r.get('mean_hidden_activation'))} (ρ = {_fmt(r.get('rho', m.get('rho')))}) | "
+                     f"{_fmt(r.get('heldout_mse_ratio'))} | {r.get('noise_units', '?')} | "
+                     f"{r.get('dead_units', '?')} | {r.get('duplicate_units', '?')} | "
+                     f"{_trained(r.get('seconds'), r.get('loaded', False))} |")
+    lines.append("")
+
+
+def _q1_handout(qdir: Path, m: dict, default: Optional[dict], figs: Figures) -> list:
+    """Q1 under the course handout's recipe (``<question>_handout/``: SGD on 32-patch minibatches
+    trains the default model and both studies), beside the default recipe's section."""
+    used: set = set()
+    lines = ["### The course handout's recipe: SGD for the model and both studies", "",
+             f"The same question trained with the course handout's settings (`--recipe handout`, results in "
+             f"`{qdir.name}/`; [docs/recipes.md](../docs/recipes.md)): minibatch SGD with momentum makes the default "
+             "model and every member of (c) and (d), where the default recipe uses full-batch L-BFGS.", ""]
+    _q1_optimizer_table(lines, m)
+    _findings(lines, findings.q1_training(m))
+    figs.add(lines, qdir, "features_beta_rho.png", "handout's recipe (SGD): hidden-unit weights for five (β, ρ)", used)
+    _unit_table(lines, m.get("beta_rho"), (("β", "beta"), ("ρ", "rho"), ("mean ρ̂", "mean_hidden_activation")))
+    _findings(lines, findings.q1_beta_rho(m, default))
+    figs.add(lines, qdir, "features_sweep.png", "handout's recipe (SGD): hidden-unit weights for each (L_hid, λ)", used)
+    _unit_table(lines, m.get("sweep"), (("L_hid", "hidden"), ("λ", "lam"), ("final cost", "final_cost")))
+    _findings(lines, findings.q1_sweep(m))
+    return lines
+
+
+def q1_section(qdir: Path, figs: Figures, handout_dir: Optional[Path] = None) -> list:
     m = _load(qdir)
+    handout = _load(handout_dir) if handout_dir is not None else None
+    only_handout = m is None and handout is not None
+    if only_handout:  # only the handout's recipe ran: its results are the section
+        m, qdir, handout = handout, handout_dir, None
     lines = ["## Q1 — Sparse autoencoder on natural-image patches", "", *section_header(qdir, m)]
     if m is None:
         return lines + ["*Not run yet (`python -m experiments --only q1`).*", ""]
+    if only_handout:
+        lines += [f"*The course handout's recipe (`--recipe handout`: SGD in place of L-BFGS), results in "
+                  f"`{qdir.name}/`; the default recipe has not been run here.*", ""]
     used: set = set()
     sigma = (m.get("data") or {}).get("sigma")
     lines += ["### a) Preprocessing", "",
@@ -330,23 +383,14 @@ def q1_section(qdir: Path, figs: Figures) -> list:
               "([cost](../docs/autoencoder.md#cost)):", ""]
     _equations(lines, Q1_FORWARD)
     lines += ["The backward pass, one equation per line of the code's backward "
-              "([step by step](../docs/autoencoder.md#backward-step-by-step)), enters the sparsity term $s$ into every "
-              "example's $\\delta_h$ divided by $N$, since $\\hat\\rho_b$ is a mean over the $N$ examples (AE13), "
-              "and gives the tied $W$ the sum of its two uses, decay $2\\lambda W$ included (AE16):", ""]
+              "([step by step](../docs/autoencoder.md#backward-step-by-step)). The textbook sparsity term $s$ (AE12) "
+              "enters every example's $\\delta_h$ divided by $N$, since $\\hat\\rho_b$ is a mean over the $N$ "
+              "examples (AE13); in float32 that product is 0 times infinity wherever every $\\sigma(a)$ of a unit "
+              "underflows, so the code computes the same quantity in the log domain, finite for every finite $a$ "
+              "(AE18-AE22; [why](../docs/autoencoder.md)). The tied $W$ gets the sum of its two uses, decay "
+              "$2\\lambda W$ included (AE16):", ""]
     _equations(lines, Q1_BACKWARD)
-    if m.get("optimizers"):
-        lines += ["| optimizer | final cost | reconstruction | weight decay | sparsity | mean ρ̂ | held-out MSE / "
-                  "mean-patch MSE | noise units | dead units | duplicate units | time |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for k, r in m["optimizers"].items():
-            t = r.get("cost_terms", {})
-            lines.append(f"| {k} | {_fmt(r.get('final_cost'))} | {_fmt(t.get('reconstruction'))} | "
-                         f"{_fmt(t.get('weight_decay'))} | {_fmt(t.get('sparsity'))} | "
-                         f"{_fmt(r.get('mean_hidden_activation'))} (ρ = {_fmt(r.get('rho', m.get('rho')))}) | "
-                         f"{_fmt(r.get('heldout_mse_ratio'))} | {r.get('noise_units', '?')} | "
-                         f"{r.get('dead_units', '?')} | {r.get('duplicate_units', '?')} | "
-                         f"{_trained(r.get('seconds'), r.get('loaded', False))} |")
-        lines.append("")
+    _q1_optimizer_table(lines, m)
     figs.add(lines, qdir, "optimizer_curves.png", "training cost J of the two optimizers", used)
     figs.add(lines, qdir, "reconstructions.png", "held-out patches (top) and the default model's reconstructions", used)
     _findings(lines, findings.q1_training(m))
@@ -359,7 +403,7 @@ def q1_section(qdir: Path, figs: Figures) -> list:
     figs.add(lines, qdir, "features_optimizers.png", "the same model trained by each optimizer", used)
     figs.add(lines, qdir, "features_beta_rho.png", "hidden-unit weights for five (β, ρ)", used)
     _unit_table(lines, m.get("beta_rho"), (("β", "beta"), ("ρ", "rho"), ("mean ρ̂", "mean_hidden_activation")))
-    _findings(lines, findings.q1_beta_rho(m))
+    _findings(lines, findings.q1_beta_rho(m, handout))
     lines += ["### d) L_hid × λ sweep", "",
               "More hidden units can represent more distinct features; a larger λ shrinks the weights, trading "
               "noisy, high-variance features for smooth ones that reconstruct less well (the decay term's gradient "
@@ -368,6 +412,8 @@ def q1_section(qdir: Path, figs: Figures) -> list:
     _unit_table(lines, m.get("sweep"), (("L_hid", "hidden"), ("λ", "lam"), ("final cost", "final_cost")))
     _findings(lines, findings.q1_sweep(m))
     _rest(lines, qdir, used, figs)
+    if handout is not None:
+        lines += _q1_handout(handout_dir, handout, m, figs)
     return lines
 
 
@@ -639,7 +685,9 @@ def write_report(results_dir: os.PathLike, *, folders: Optional[dict] = None, ha
         lines += ["", "Other reports in this folder: " + ", ".join(f"[{n}]({n})" for n in others) + "."]
     lines.append("")
     figs = Figures()
-    for section in (q1_section, q2_section, q3_section):
+    handout = {**{q: f"{q}_handout" for q in QUESTIONS}, **(handout or {})}
+    lines += q1_section(results_dir / folders["q1"], figs, results_dir / handout["q1"])
+    for section in (q2_section, q3_section):
         lines += section(results_dir / folders[section.__name__[:2]], figs)
     lines += recipe_section(results_dir, folders, handout)
     path = results_dir / name

@@ -7,7 +7,11 @@ SOLUTIONS = {
     return dloss * (probs - onehot) / probs.shape[0]
 """,
     "ae_sparsity": """
-    return hp.beta * (-hp.rho / rho_hat + (1.0 - hp.rho) / rho_hat_c)
+    n = a.shape[0]
+    log_h, log_h_c = jax.nn.log_sigmoid(a), jax.nn.log_sigmoid(-a)
+    rho_hat = jnp.exp(jax.nn.logsumexp(log_h, axis=0) - jnp.log(n))
+    pi, pi_c = jax.nn.softmax(log_h, axis=0), jax.nn.softmax(log_h_c, axis=0)
+    return n * hp.beta * (rho_hat - hp.rho) * pi * pi_c
 """,
     "lm_embedding": """
     d = dout.shape[-1]
@@ -56,7 +60,7 @@ SOLUTIONS = {
 # (text replaced in the solution, its wrong version, the first wrong tensor the check names)
 MISTAKES = {
     "softmax_ce": ("/ probs.shape[0]", "", "dz"),
-    "ae_sparsity": ("-hp.rho / rho_hat + (1.0 - hp.rho) / rho_hat_c", "hp.rho / rho_hat - (1.0 - hp.rho) / rho_hat_c", "s"),
+    "ae_sparsity": ("(rho_hat - hp.rho)", "(hp.rho - rho_hat)", "δ_KL"),
     "lm_embedding": (".add(", ".set(", "dR"),
     "rnn_step": ("h_prev.T @ delta", "h.T @ delta", "cell.w_h"),
     "lstm_step": ("(delta @ p.w_h.T, dc * f)", "(delta @ p.w_h.T, dc)", "dc_t"),

@@ -183,3 +183,44 @@ def test_gradients_at_saturation_match_an_extended_precision_reference(tied):
     for name, g, e in zip(("w_enc", "b_hid", "b_out", "w_dec"), _leaves(g32), exact):
         err = np.max(np.abs(g - e)) / np.max(np.abs(e))
         assert np.isfinite(g).all() and err <= 1e-5, f"float32 {name}: relative error {err:.2e}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tied", [True, False])
+def test_value_and_gradients_where_the_sigmoid_underflows(tied):
+    """Hidden pre-activations near −150, −100 and −20: in float32 σ(a) is exactly 0 for the
+    first two units on every example (below about −87.3), so ρ̂ = 0, the textbook s of (AE12)
+    is −∞ and h(1 − h) is 0: their product in (AE13) is NaN, and log ρ̂ in (AE9) is −∞. In the
+    log domain (AE18-AE22) the cost and the gradients, manual and reference, are finite: in
+    float64 within 1e-12 of a 60-digit reference, in float32 within 1e-5."""
+    rng = np.random.default_rng(12)
+    n, d, n_hid = 6, 5, 3
+    x = rng.uniform(0.1, 0.9, (n, d))
+    params = ae.AEParams(rng.uniform(-0.5, 0.5, (d, n_hid)), np.array([-150.0, -100.0, -20.0]),
+                         rng.uniform(-0.5, 0.5, d), None if tied else rng.uniform(-0.5, 0.5, (n_hid, d)))
+    hp_values = (5e-4, 10.0, 0.026)
+    hp = ae.AEHyper(*hp_values)
+    exact = _decimal_grad(params, x, hp_values)
+
+    p32 = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), params)
+    x32 = jnp.asarray(x, jnp.float32)
+    h32 = jax.nn.sigmoid(x32 @ p32.w_enc + p32.b_hid)
+    assert (np.asarray(h32)[:, :2] == 0).all()  # the regime is real: σ(a) underflows on the whole batch
+    with jax.enable_x64(True):
+        p64, x64 = jax.tree.map(jnp.asarray, params), jnp.asarray(x)
+        value64, manual = jax.jit(functools.partial(ae.loss_and_grad, hp=hp))(p64, x64)
+        reference = jax.jit(jax.grad(functools.partial(ae.loss, hp=hp)))(p64, x64)
+        assert manual.w_enc.dtype == jnp.float64
+    for label, got in (("manual", manual), ("jax.grad of ae.loss", reference)):
+        for name, g, e in zip(("w_enc", "b_hid", "b_out", "w_dec"), _leaves(got), exact):
+            err = np.max(np.abs(g - e)) / np.max(np.abs(e))
+            assert err <= 1e-12, f"{label} {name}: relative error {err:.2e} against the 60-digit gradient"
+
+    value32, g32 = jax.jit(functools.partial(ae.loss_and_grad, hp=hp))(p32, x32)
+    ref32 = jax.jit(jax.value_and_grad(functools.partial(ae.loss, hp=hp)))(p32, x32)
+    for v in (value32, ref32[0]):
+        assert np.isfinite(float(v)) and float(v) == pytest.approx(float(value64), rel=1e-6)
+    for label, got in (("manual", g32), ("jax.grad of ae.loss", ref32[1])):
+        for name, g, e in zip(("w_enc", "b_hid", "b_out", "w_dec"), _leaves(got), exact):
+            err = np.max(np.abs(g - e)) / np.max(np.abs(e))
+            assert np.isfinite(g).all() and err <= 1e-5, f"float32 {label} {name}: relative error {err:.2e}"

@@ -172,3 +172,15 @@ def test_choose_setting_most_distinct_units_then_lower_mse_ratio():
     assert measures.choose_setting(grainy, ("beta",))["name"] == "grainy"
     smooth = measures.choose_setting(grainy, ("beta",), min_smoothness=0.9)
     assert smooth["name"] == "smooth" and "smooth units (mean smoothness ≥ 0.9)" in smooth["rule"]
+
+
+def test_choose_setting_passes_over_a_diverged_member_and_one_no_better_than_the_mean_patch():
+    records = [_record("worse", 10.0, 0.026, 60, 1.46), _record("diverged", 1e3, 0.026, 64, 0.2),
+               _record("fine", 2.2, 0.026, 33, 0.52)]
+    records[1]["diverged"] = {"reason": "non-finite at epoch 3, step 17"}
+    choice = measures.choose_setting(records, ("beta", "rho"), max_mean_activation=None)
+    assert choice["name"] == "fine" and "better than the mean patch's" in choice["rule"]
+    assert [c["eligible"] for c in choice["candidates"]] == [False, False, True]
+    # when every member is worse than the mean patch, the rule still names one of them
+    records[2]["heldout_mse_ratio"] = 1.2
+    assert measures.choose_setting(records, ("beta", "rho"))["name"] == "worse"

@@ -55,8 +55,11 @@ def test_non_finite_value_stops_with_a_clear_error():
     def blows_up(params, batch):
         return jnp.sum(jnp.exp(params["p"] * batch)), {"p": -jnp.exp(params["p"] * batch) * jnp.inf}
 
-    with pytest.raises(NonFiniteError, match="non-finite"):
+    with pytest.raises(NonFiniteError, match="non-finite") as e:
         lbfgs.minimize(blows_up, {"p": jnp.zeros(2)}, jnp.ones(2), lbfgs.LbfgsConfig(max_iter=4, chunk=2), progress=False)
+    # J(0) = 2 is finite; the first step's infinite gradient makes the second iterate non-finite
+    assert (e.value.step, e.value.last_loss) == (2, 2.0)
+    assert "first at iteration 2, last finite value 2)" in str(e.value)
 
 
 # ----------------------------------------------------------------------------- minimize_many

@@ -10,6 +10,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from experiments import plotting
@@ -148,8 +149,9 @@ def test_quick_run_counts_units_and_chooses_settings(quick_run):
                                             ("sweep_choice", "sweep", ("hidden", "lam"), None, st["smooth_units_min"])):
         choice = m[key]
         assert choice == measures.choose_setting(m[study], keys, max_mean_activation=limit, min_smoothness=smooth)
-        sparse = [r for r in m[study] if (limit is None or r["mean_hidden_activation"] <= limit)
-                  and (smooth is None or r["mean_smoothness"] >= smooth)] or m[study]
+        useful = [r for r in m[study] if r["heldout_mse_ratio"] < 1] or m[study]
+        sparse = [r for r in useful if (limit is None or r["mean_hidden_activation"] <= limit)
+                  and (smooth is None or r["mean_smoothness"] >= smooth)] or useful
         best = max(r["distinct_structured_units"] for r in sparse)
         chosen = next(r for r in m[study] if r["name"] == choice["name"])
         assert chosen["distinct_structured_units"] == best and {k: chosen[k] for k in keys} == choice["setting"]
@@ -226,3 +228,109 @@ def test_manual_and_autodiff_lbfgs_agree_float64():
     assert manual.history["value"][-1] < 0.5 * manual.history["value"][0]
     assert moved > 1e-2
     assert err <= 1e-8, err
+
+
+def test_the_handouts_strongest_sparsity_trains_alike_in_float32_and_float64(tmp_path):
+    """The handout's β = 10 member (SGD, momentum 0.9, rate 0.075, batch 32, the run's own
+    initial parameters and shuffling) over its first epoch on the stand-in patches. In float64
+    some unit's largest pre-activation on a batch falls below −87.3, where float32's σ(a) is 0
+    on the whole batch: the textbook s·h(1 − h) of (AE12)-(AE13) is −∞ · 0 there (NaN, the
+    float32 run's end before the log domain). With (AE18)-(AE22) the engine's float32 run
+    follows the float64 one: its mean loss within 1e-4 relative and every unit's ρ̂ over the
+    training set within 5 % (measured 6e-6 and 1.4 %), everything finite."""
+    c = q1.Q1Config.make(recipe="handout", data_dir=tmp_path)
+    assert c.optimizer == "sgd" and (10.0, 0.026) in c.beta_rho  # the handout's member, its own settings
+    data = q1.load(c)
+    hp = c.hp._replace(beta=10.0, rho=0.026)
+    key_init, key_fit = jax.random.split(jax.random.PRNGKey(c.seed))  # as q1.Trainer
+    p0 = q1._init(key_init, c.hidden)
+    opt, fit_config = c.sgd_config()
+    fit_config = dataclasses.replace(fit_config, epochs=1)
+    step = functools.partial(ae.loss_and_grad, hp=hp)
+    run32 = train.fit(step, opt, p0, data.x_train, fit_config, key=key_fit, progress=False)
+    with jax.enable_x64(True):
+        # the same epoch in float64, step by step in the engine's order (its permutation of the
+        # epoch's key), recording how low each step's pre-activations go
+        x64 = jnp.asarray(data.x_train, jnp.float64)
+        n, bs = x64.shape[0], fit_config.batch_size
+        order = jax.random.permutation(jax.random.split(key_fit)[1], n)[: n // bs * bs].reshape(-1, bs)
+
+        def body(carry, idx):
+            p, s = carry
+            a = x64[idx] @ p.w_enc + p.b_hid
+            loss, g = step(p, x64[idx])
+            u, s = opt.update(g, s, p)
+            return (optax.apply_updates(p, u), s), (loss, jnp.min(jnp.max(a, axis=0)))
+
+        p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), p0)
+        (p_end, _), (losses, lowest) = jax.jit(lambda p: jax.lax.scan(body, (p, opt.init(p)), order))(p64)
+        assert n % bs == 0 and float(jnp.min(lowest)) < -87.3  # some unit's σ(a) is 0 in float32 on a whole batch
+        rho64, rho32 = (np.asarray(ae.mean_hidden_activation(jax.tree.map(lambda a: a.astype(jnp.float64), p), x64))
+                        for p in (p_end, run32.last_params))
+        loss64 = float(jnp.mean(losses))
+    assert jax.tree.leaves(run32.last_params)[0].dtype == jnp.float32
+    assert all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves(run32.last_params))
+    loss32 = run32.history["train_loss"][0]
+    assert np.isfinite(loss32) and abs(loss32 - loss64) <= 1e-4 * abs(loss64)
+    assert np.max(np.abs(rho32 - rho64) / rho64) <= 0.05
+
+
+def _tiny_q1(monkeypatch, **changes):
+    """Q1's --quick shrunk further (400 patches, one epoch, one sweep member), with ``changes``."""
+    quick = q1.Q1Config.quick.__func__
+
+    def tiny(cls, **more):
+        return quick(cls, **{**dict(n_patches=400, sgd_epochs=1, lbfgs_iters=10, lbfgs_chunk=10, sweep_hidden=(4,),
+                                    sweep_lam=(5e-4,)), **changes, **more})
+    monkeypatch.setattr(q1.Q1Config, "quick", classmethod(tiny))
+
+
+def test_a_study_member_that_diverges_is_a_result(tmp_path, monkeypatch, caplog):
+    """β = 1e30 makes one member of an SGD (β, ρ) study overflow at its second step. A vmapped
+    study that diverges is trained again one member after another (here the vmapped program is
+    made to fail at once); the member's record, its figure panel and the report's table say
+    where it diverged (epoch, step, last finite minibatch J), the choice passes it over, and
+    the study returns every member."""
+    from experiments import report
+    from mp_jax.protocols import runs
+
+    c = q1.Q1Config.quick(optimizer="sgd", vmap=True, n_patches=400, sgd_epochs=1, data_dir=tmp_path, progress=False)
+    trainer = q1.Trainer(c, q1.load(c), runs.RunContext(progress=False))
+
+    def vmapped_fails(*args, **kwargs):
+        raise FloatingPointError("4 × ae_sgd_H16 (vmapped): member(s) [1] became non-finite at epoch 1")
+
+    monkeypatch.setattr(q1.sweep, "fit_sweep", vmapped_fails)
+    hps = [c.hp, c.hp._replace(beta=1e30)]
+    with caplog.at_level("WARNING"):
+        out = trainer.study(c.hidden, hps)
+    assert "training the members one after another instead" in caplog.text
+    (good, kept), (bad, rec) = out
+    assert "diverged" not in kept and rec["beta"] == 1e30
+    d = rec["diverged"]
+    assert d["epoch"] == 1 and d["step"] == 2 and np.isfinite(d["last_finite_loss"]) and d["last_finite_loss"] > 1e29
+    assert d["reason"] == f"non-finite at epoch 1, step 2, last finite minibatch J {d['last_finite_loss']:.4g}; " \
+                          "weights from the end of epoch 0"
+    assert all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves(bad))  # the last finite weights, shown
+    assert json.loads(json.dumps(rec))["diverged"] == d
+    assert plotting.feature_title(rec).endswith("DIVERGED: non-finite at epoch 1, step 2, last finite minibatch J "
+                                                f"{d['last_finite_loss']:.4g}\nweights from the end of epoch 0")
+    choice = q1.measures.choose_setting([kept, rec], ("beta", "rho"))
+    assert choice["setting"]["beta"] == c.hp.beta
+    lines = []
+    report._unit_table(lines, [kept, rec], (("β", "beta"), ("ρ", "rho"), ("mean ρ̂", "mean_hidden_activation")))
+    assert lines[-2] == f"| 1e+30 | 0.026 | – | diverged: {d['reason']} | – | – | – |"
+    assert "diverged" not in lines[-3]
+
+
+def test_a_main_model_that_diverges_stops_the_question(tmp_path, monkeypatch, capsys):
+    from mp_jax.runtime import cli
+
+    _tiny_q1(monkeypatch, hp=ae.AEHyper(lam=5e-4, beta=1e30, rho=0.026))
+    status = cli.run_main(q1.main, ["--quick", "--optimizer", "sgd", "--data-dir", str(tmp_path / "data"),
+                                    "--results-dir", str(tmp_path / "results"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1, err
+    assert err.startswith("error: training diverged: ae_sgd_H16_lam0.0005_beta1e+30_rho0.026: the training loss "
+                          "became non-finite at epoch 1 (at step 2 of")
+    assert not (tmp_path / "results" / "q1" / "metrics.json").exists()

@@ -2,7 +2,6 @@
 config, its runs beside the default recipe's (own folder, own checkpoints), REPORT.md's side-by-side table, and
 docs/recipes.md's settings table tied to the config dataclasses."""
 import argparse
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -86,49 +85,6 @@ def test_seeds_without_a_refit_is_a_usage_error(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--seeds" in err and "refits none" in err, err
-
-
-def _sentinel(results: Path, question: str) -> str:
-    """A default run's metrics file that a handout run must leave alone."""
-    (results / question).mkdir(parents=True)
-    text = json.dumps({"sentinel": question})
-    (results / question / "metrics.json").write_text(text)
-    return text
-
-
-def test_quick_q2_handout_writes_beside_ours(tmp_path):
-    from mp_jax.data import build_q2
-    from test_q2_experiment import generated_corpus
-
-    data_dir, results = tmp_path / "data", tmp_path / "results"
-    build_q2.build(data_dir, corpus=generated_corpus(tmp_path / "corpus.txt", n=600))
-    before = _sentinel(results, "q2")
-    assert q2.main(["--quick", "--recipe", "handout", "--data-dir", str(data_dir), "--results-dir", str(results),
-                    "--no-progress"]) == 0
-    assert (results / "q2" / "metrics.json").read_text() == before
-    m = json.loads((results / "q2_handout_quick" / "metrics.json").read_text())
-    assert m["settings"]["recipe"] == "handout" and m["settings"]["momentum"] == 0.85
-    assert list((results / "q2_handout_quick" / "checkpoints").glob("lm_D*.h5"))
-
-
-@pytest.mark.skipif(importlib.util.find_spec("seglearn") is None,
-                    reason="seglearn is not installed: the quick run builds the default Q3 stand-in from it")
-def test_quick_q3_handout_writes_beside_ours(tmp_path):
-    results = tmp_path / "results"
-    before = _sentinel(results, "q3")
-    assert q3.main(["--quick", "--recipe", "handout", "--models", "gru", "--data-dir", str(tmp_path / "data"),
-                    "--results-dir", str(results), "--no-progress"]) == 0
-    assert (results / "q3" / "metrics.json").read_text() == before
-    out = results / "q3_handout_quick_models-gru"
-    m = json.loads((out / "metrics.json").read_text())
-    s = m["settings"]
-    assert s["recipe"] == "handout" and s["clip_norm"] is None and s["refit"] is False and s["augment"] is False
-    assert m["data"]["validation"]["kind"] == "random" and m["protocol"]["augmentation"] == "none"
-    assert "no clipping" in m["protocol"]["training"] and m["protocol"]["refit"].startswith("none")
-    g = m["gru"]
-    assert g["seeds"] == [0] and g["learning_rate"] == 0.1 and g["test_accuracy"] == g["members"][0]["test_accuracy"]
-    assert 0.05 < m["data"]["n_val"] / (m["data"]["n_val"] + m["data"]["n_train_part"]) < 0.15  # 10 % at random
-    assert list((out / "checkpoints").glob("q3_gru_validation*.h5")) and not list(out.glob("checkpoints/q3_gru-*"))
 
 
 def _q3_metrics(accs: dict, diverged=None) -> dict:

@@ -12,16 +12,63 @@ PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08
        b"\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7\x35\x81\x84\x00\x00\x00\x00IEND\xaeB`\x82")
 
 
-def _q1(lbfgs_cost, sgd_cost, rho_hats, ratios_by_lam, noise=(5, 59)):
-    beta_rho = [{"beta": b, "rho": r, "mean_hidden_activation": h, "hidden": 64, "heldout_mse_ratio": 0.3,
-                 "duplicate_units": 0, "noise_units": n, "dead_units": 0}
-                for (b, r), h, n in zip(((2.2, 0.026), (2.2, 0.001)), rho_hats, noise)]
-    sweep = [{"hidden": h, "lam": lam, "heldout_mse_ratio": v, "final_cost": 1.0, "duplicate_units": 0,
-              "noise_units": 3 if lam < 1e-3 else 1}
-             for h, vals in ratios_by_lam.items() for lam, v in zip((1e-5, 1e-3), vals)]
-    return {"optimizers": {"lbfgs": {"final_cost": lbfgs_cost}, "sgd": {"final_cost": sgd_cost}},
-            "heldout_mse_ratio": 0.25, "rho": 0.026, "mean_hidden_activation": rho_hats[0], "beta_rho": beta_rho,
-            "sweep": sweep, "data": {"sigma": 0.1}}
+def _ae(name, opt, hidden, lam, beta, rho, rho_hat, ratio, *, decay, recon, smooth=0.9, dup=0, dead=0, noise=0,
+        distinct=None, minibatch=None, curve=None):
+    """A Q1 record with the fields the findings read."""
+    return {"name": name, "optimizer": opt, "hidden": hidden, "lam": lam, "beta": beta, "rho": rho,
+            "mean_hidden_activation": rho_hat, "heldout_mse_ratio": ratio, "final_cost": recon + decay + 0.2,
+            "cost_terms": {"reconstruction": recon, "weight_decay": decay, "sparsity": 0.2},
+            "mean_smoothness": smooth, "duplicate_units": dup, "dead_units": dead, "noise_units": noise,
+            "distinct_structured_units": hidden - dup - dead if distinct is None else distinct,
+            "minibatch": minibatch or {}, "curve_summary": curve or {}}
+
+
+def _mb(active, spread, sp_mean, sp_whole, cost_mean, cost_std, cost_whole):
+    return {"batch_size": 32, "batches": 288, "active_per_batch": active, "rho_hat_spread": spread,
+            "sparsity_mean": sp_mean, "sparsity_whole": sp_whole, "cost_mean": cost_mean, "cost_std": cost_std,
+            "cost_whole": cost_whole}
+
+
+def _q1(lbfgs_cost, sgd_cost, *, capped, strong_gap, low_rho_decay, dup_top, w_top):
+    """Q1 metrics of an SGD study (the handout's recipe) and of an L-BFGS one (the default's),
+    with the numbers each claim is computed from; the keyword arguments flip the claims."""
+    hp = {"lam": 5e-4, "beta": 2.2, "rho": 0.026}
+    base_mb = _mb(1.0, 0.05, 0.27, 0.25, 1.5, 0.4, 1.48)
+    strong_mb = _mb(1.6, 0.9, 6.6 * strong_gap, 6.6, 30.0, 12.0, 11.9)
+    sgd_study = [
+        _ae("s22", "sgd", 64, 5e-4, 2.2, 0.026, 0.033, 0.52, decay=0.175, recon=1.04, minibatch=base_mb,
+            curve={"rises": 80, "steps": 200, "train_spread": 0.03, "heldout_spread": 0.02}),
+        _ae("s10", "sgd", 64, 5e-4, 10.0, 0.026, 0.050, 1.46, decay=2.48, recon=2.85, minibatch=strong_mb,
+            curve={"rises": 95, "steps": 200, "train_spread": 0.06, "heldout_spread": 0.5}),
+        _ae("s001", "sgd", 64, 5e-4, 0.01, 0.026, 0.152, 0.23, decay=0.217, recon=0.46, dead=13),
+        _ae("s09", "sgd", 64, 5e-4, 2.2, 0.9, 0.897, 0.47, decay=0.307, recon=0.95),
+        _ae("sr", "sgd", 64, 5e-4, 2.2, 0.001, 0.001, 1.0, decay=low_rho_decay, recon=1.9, dead=64, dup=0)]
+    lbfgs_study = [
+        _ae("l22", "lbfgs", 64, 5e-4, 2.2, 0.026, 0.028, 0.39, decay=0.19, recon=0.8, minibatch=base_mb,
+            curve={"rises": 0, "steps": 400}),
+        _ae("l10", "lbfgs", 64, 5e-4, 10.0, 0.026, 0.0266, 0.42, decay=0.2, recon=0.85,
+            minibatch=_mb(0.85, 0.95, 9.0, 0.3, 12.0, 5.0, 1.11), curve={"rises": 0, "steps": 400}),
+        _ae("l001", "lbfgs", 64, 5e-4, 0.01, 0.026, 0.16, 0.23, decay=0.2, recon=0.5)]
+    for r, reason in zip(lbfgs_study, ("max_iter", "max_iter", "ftol")):
+        r["stop_reason"] = reason if capped else "ftol"
+    sweep = []
+    for h, w_small, dups in ((25, 990, (0, 5, 13)), (64, 1860, (0, 40, 53)), (100, 2470, (0,) + dup_top)):
+        for lam, w, rec, err, sm, d in zip((1e-5, 5e-4, 1e-3), (w_small, w_small / 5, w_top[h]), (0.69, 1.04, 1.21),
+                                           (0.34, 0.52, 0.62), (0.80, 0.93, 0.96), dups):
+            sweep.append(_ae(f"w{h}_{lam}", "sgd", h, lam, 2.2, 0.026, 0.03, err, decay=lam * w, recon=rec, smooth=sm,
+                             dup=d))
+    curve = {"x": "iteration", "train": [3.0 - 0.005 * i for i in range(400)],
+             "evaluations": [2 * (i + 1) for i in range(400)]}
+    opts = {"lbfgs": {"optimizer": "lbfgs", "final_cost": lbfgs_cost, "iterations": 400,
+                      "stop_reason": "max_iter" if capped else "ftol", "function_evaluations": 800, "curve": curve},
+            "sgd": {"optimizer": "sgd", "final_cost": sgd_cost, "epochs": 200}}
+    data = {"sigma": 0.1, "n_train": 9216, "n_heldout": 1024}
+    handout = {"settings": {"hp": hp, "optimizer": "sgd", "recipe": "handout"}, "optimizers": opts, "beta_rho": sgd_study,
+               "sweep": sweep, "heldout_mse_ratio": 0.52, "rho": 0.026, "mean_hidden_activation": 0.033,
+               "data": data}
+    default = {"settings": {"hp": hp, "optimizer": "lbfgs", "recipe": "default"}, "optimizers": opts, "beta_rho": lbfgs_study,
+               "sweep": [], "heldout_mse_ratio": 0.39, "rho": 0.026, "mean_hidden_activation": 0.028, "data": data}
+    return {"handout": handout, "default": default}
 
 
 def _q2(vals, tests, kn_test):
@@ -96,7 +143,8 @@ def _q3(accs: dict, flows: dict, predicted=None, ablation=None, turn=None, secs=
 # run A: the gated paths alone predict too fast a fall at initialisation and the whole step agrees, training
 # carries the gradient, the forget bias helps by more than the seeds' spread, the validation loss turns at epoch 14;
 # run B: the opposite orderings
-RUN_A = dict(q1=_q1(1.5, 1.9, (0.161, 0.0009), {16: (0.2, 0.4)}),
+RUN_A = dict(q1=_q1(1.08, 1.48, capped=True, strong_gap=5.0, low_rho_decay=0.006, dup_top=(71, 89),
+                    w_top={25: 185, 64: 189, 100: 194}),
              q2=_q2((4.10, 4.30, 4.50), (4.12, 4.31, 4.52), 4.40),
              q3=_q3({"rnn": [0.68, 0.70, 0.69], "lstm": [0.85, 0.88, 0.86], "gru": [0.86, 0.84, 0.90],
                      "baseline": [0.77, 0.77, 0.78]},
@@ -108,7 +156,8 @@ RUN_A = dict(q1=_q1(1.5, 1.9, (0.161, 0.0009), {16: (0.2, 0.4)}),
                     ablation=([0.95], {"init": _pred(0.940, 0.842, 0.940, 0.726),
                                        "trained": _pred(0.98, 0.97, 0.981, 0.75)}),
                     turn=14, secs={"rnn": 0.4, "lstm": 0.5, "gru": 0.9}))
-RUN_B = dict(q1=_q1(2.5, 1.9, (0.03, 0.01), {16: (0.5, 0.3)}),
+RUN_B = dict(q1=_q1(2.5, 1.9, capped=False, strong_gap=1.01, low_rho_decay=0.5, dup_top=(0, 0),
+                    w_top={25: 100, 64: 250, 100: 400}),
              q2=_q2((4.60, 4.30, 4.20), (4.61, 4.33, 4.25), 4.10),
              q3=_q3({"rnn": [0.60, 0.80, 0.70], "lstm": [0.70, 0.72, 0.71], "gru": [0.75, 0.70, 0.72],
                      "baseline": [0.80, 0.81, 0.79]},
@@ -124,25 +173,105 @@ def _numbers(text):
     return [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", text)]
 
 
+def _g(x) -> str:
+    return findings._q(x)
+
+
 @pytest.mark.parametrize("run", [RUN_A, RUN_B], ids=["run A", "run B"])
-def test_q1_claims_match_the_numbers(run):
-    m = run["q1"]
+def test_q1_training_claims_match_the_numbers(run):
+    m = run["q1"]["default"]
     text = " ".join(findings.q1_training(m))
-    a, b = m["optimizers"]["lbfgs"]["final_cost"], m["optimizers"]["sgd"]["final_cost"]
+    lb, sg = m["optimizers"]["lbfgs"], m["optimizers"]["sgd"]
+    a, b = lb["final_cost"], sg["final_cost"]
     assert f"ends at J = {a:.3g}, {'lower' if a < b else 'higher'} than minibatch SGD" in text
-    for sentence in findings.q1_beta_rho(m):
-        rho_hat, ratio = (float(v) for v in re.search(r"ρ̂ = ([\d.e-]+) is ([\d.e-]+) times ρ", sentence).groups())
-        r = next(r for r in m["beta_rho"] if abs(r["mean_hidden_activation"] - rho_hat) < 1e-3 * rho_hat + 1e-6)
-        h = r["mean_hidden_activation"]
-        true_ratio = h / r["rho"]
-        assert ratio == pytest.approx(true_ratio, rel=0.06)
-        where = "above the target" if true_ratio > 2 else "below the target" if true_ratio < 0.5 else "close to the target"
-        code = "a sparse code" if h <= 0.1 else "a dense code" if h > 0.5 else "not a sparse code"
-        assert f"{where}: {code}" in sentence
-        assert f"{r['noise_units']} noise" in sentence
-    (sweep,) = findings.q1_sweep(m)
-    lo, hi = m["sweep"][0]["heldout_mse_ratio"], m["sweep"][1]["heldout_mse_ratio"]
-    assert ("raises" if hi > lo else "lowers") in sweep and f"({lo:.3g} → {hi:.3g})" in sweep
+    capped = lb["stop_reason"] == "max_iter"
+    assert ("stopped at its iteration cap after 400 iterations" in text) == capped
+    assert f"800 evaluations of J and its gradient on the whole training set; SGD's 200 epochs are 200 passes over " \
+           f"it: L-BFGS computed {800 / 200:.1f} times as much" in text
+    # at equal cost: the iteration whose cumulative evaluations first reach SGD's 200 passes
+    k = next(i for i, e in enumerate(lb["curve"]["evaluations"]) if e >= 200)
+    j = lb["curve"]["train"][k + 1]  # the curve holds J before each iteration: after iteration k + 1
+    assert f"after {lb['curve']['evaluations'][k]} evaluations (iteration {k + 1}), its J was {_g(j)}, " \
+           f"{'lower' if j < b else 'higher'} than SGD's final {_g(b)}" in text
+    assert ("the cap does not favour it" in text) == (capped and a < b)
+    runs = findings._lbfgs_records(m)
+    n_cap = sum(r.get("stop_reason") == "max_iter" for r in runs)
+    assert f"Of this question's {len(runs)} L-BFGS runs, {n_cap} stopped at the iteration cap and " \
+           f"{len(runs) - n_cap} at a tolerance" in text
+
+
+@pytest.mark.parametrize("run", [RUN_A, RUN_B], ids=["run A", "run B"])
+def test_q1_beta_rho_claims_match_the_numbers(run):
+    m, other = run["q1"]["handout"], run["q1"]["default"]
+    text = " ".join(findings.q1_beta_rho(m, other))
+    rs = {(r["beta"], r["rho"]): r for r in m["beta_rho"]}
+    # β at the default ρ: each ρ̂ listed, "the closer" only if ρ̂/ρ approaches 1 as β grows
+    at_rho = sorted((r for r in m["beta_rho"] if r["rho"] == 0.026), key=lambda r: r["beta"])
+    listed = ", ".join(f"ρ̂ = {_g(r['mean_hidden_activation'])} at β = {_g(r['beta'])}" for r in at_rho)
+    gaps = [abs(np.log(r["mean_hidden_activation"] / r["rho"])) for r in at_rho]
+    assert listed in text and ("the larger β the closer to ρ" in text) == all(np.diff(gaps) <= 0)
+    # the smallest ρ: dead units, ρ·N held-out patches, and the weights' shrinking when they did
+    low, ref = rs[(2.2, 0.001)], rs[(2.2, 0.026)]
+    n_held = m["data"]["n_heldout"]
+    assert f"ρ = 0.001 leaves {low['dead_units']} of 64 units dead" in text
+    assert f"responds to about ρ·N = {_g(0.001 * n_held)} of the {n_held} held-out patches" in text
+    w_low, w_ref = low["cost_terms"]["weight_decay"] / 5e-4, ref["cost_terms"]["weight_decay"] / 5e-4
+    shrink = f"they shrink to ‖W‖² = {_g(w_low)}, {w_ref / w_low:.1f} times smaller than at ρ = 0.026"
+    assert (shrink in text) == (w_low < 0.5 * w_ref)
+    # β = 10 under SGD: the minibatch's J, ρ̂'s spread from 32 patches, the KL term's Jensen gap against β = 2.2's
+    strong, base = rs[(10.0, 0.026)], rs[(2.2, 0.026)]
+    mb, bm = strong["minibatch"], base["minibatch"]
+    noisy = mb["cost_std"] / mb["cost_mean"] > bm["cost_std"] / bm["cost_mean"]
+    assert f"the strongest sparsity weight trains {'noisily' if noisy else 'no more noisily'}: at β = 10's final " \
+           f"weights a minibatch's J is {_g(mb['cost_mean'])} ± {_g(mb['cost_std'])}" in text
+    assert f"in about {_g(mb['active_per_batch'])} patches of a minibatch" in text
+    assert f"varies by {100 * mb['rho_hat_spread']:.1f} % of the whole set's (median over units); at β = 2.2 by " \
+           f"{100 * bm['rho_hat_spread']:.1f} %" in text
+    gap, gap_base = mb["sparsity_mean"] / mb["sparsity_whole"], bm["sparsity_mean"] / bm["sparsity_whole"]
+    assert f"{gap:.1f} times as much ({gap_base:.1f} times at β = 2.2: " \
+           f"{'more' if gap > gap_base else 'less'} of a gap at β = 10)" in text
+    assert f"it ends at ρ̂ = {_g(strong['mean_hidden_activation'])}" in text
+    assert ("worse than predicting the mean patch" in text) == (strong["heldout_mse_ratio"] > 1)
+    # and full-batch L-BFGS at β = 10 from the other recipe's study
+    lb = next(r for r in other["beta_rho"] if r["beta"] == 10.0)
+    assert "Full-batch L-BFGS at β = 10 (the default recipe's study) computes ρ̂ over the whole training set" in text
+    rises = strong["curve_summary"]["rises"]
+    assert f": J fell at each of its 400 iterations (SGD's epoch J rose at {rises} of its 200 epochs). It ends at " \
+           f"J = {_g(lb['final_cost'])}" in text
+    assert f"(SGD: J = {_g(strong['final_cost'])} on the same training set)" in text
+    lm = lb["minibatch"]
+    assert f"their mean J is {_g(lm['cost_mean'])}, {'lower' if lm['cost_mean'] < mb['cost_mean'] else 'higher'} " \
+           f"than {_g(mb['cost_mean'])} at SGD's final weights" in text
+    assert ("SGD's noise, not its bias, keeps it away" in text) == (lm["cost_mean"] < mb["cost_mean"])
+    # the default recipe's L-BFGS study says how it trained and points to the handout's section for SGD
+    lbfgs_text = " ".join(findings.q1_beta_rho(other, m))
+    assert "Full-batch L-BFGS at β = 10 computes ρ̂ over the whole training set" in lbfgs_text
+    assert f"The same setting under SGD on 32-patch minibatches (the handout recipe's study) ends at " \
+           f"J = {_g(strong['final_cost'])}" in lbfgs_text and "Under SGD with" not in lbfgs_text
+
+
+@pytest.mark.parametrize("run", [RUN_A, RUN_B], ids=["run A", "run B"])
+def test_q1_sweep_claims_match_the_numbers(run):
+    m = run["q1"]["handout"]
+    text = " ".join(findings.q1_sweep(m))
+    rows = {h: sorted((r for r in m["sweep"] if r["hidden"] == h), key=lambda r: r["lam"]) for h in (25, 64, 100)}
+    w = {h: [r["cost_terms"]["weight_decay"] / r["lam"] for r in rs] for h, rs in rows.items()}
+    falls = all((np.diff(v) < 0).all() for v in w.values())
+    assert ("‖W‖² falls at every L_hid (" + ", ".join(f"{h}: {_g(v[0])} → {_g(v[-1])}" for h, v in w.items())) \
+        in text if falls else "‖W‖² falls at every" not in text
+    err = {h: [r["heldout_mse_ratio"] for r in rs] for h, rs in rows.items()}
+    assert ("the held-out error ratio rises at every L_hid" in text) == all((np.diff(v) > 0).all() for v in err.values())
+    dup = [r["duplicate_units"] for r in rows[100]]
+    w_last, w_first = [w[h][-1] for h in rows], [w[h][0] for h in rows]
+    budget = max(w_last) / min(w_last) < max(w_first) / min(w_first)
+    if dup[-1] > dup[0]:
+        assert f"Duplicates rise with λ at the largest L_hid (100: {' → '.join(map(str, dup))} of 100 units)" in text
+        assert ("A strong decay term sets a budget of weight" in text) == budget
+        if budget:
+            assert f"within a factor {max(w_last) / min(w_last):.2f}" in text
+            assert f"each unit's share falls from {_g(w_last[0] / 25)} to {_g(w_last[-1] / 100)}" in text
+    else:
+        assert "Duplicates rise" not in text
 
 
 @pytest.mark.parametrize("run", [RUN_A, RUN_B], ids=["run A", "run B"])
@@ -284,8 +413,14 @@ def test_q3_overfitting_and_the_final_choice_follow_the_numbers(run):
 
 def test_the_two_runs_give_different_words():
     """The same functions say opposite things where the runs' numbers are opposite."""
-    a, b = (" ".join(findings.q1_training(r["q1"]) + findings.q2_training(r["q2"])) for r in (RUN_A, RUN_B))
+    a, b = (" ".join(findings.q1_training(r["q1"]["default"]) + findings.q2_training(r["q2"])) for r in (RUN_A, RUN_B))
     assert "lower than minibatch SGD" in a and "higher than minibatch SGD" in b
+    assert "the cap does not favour it" in a and "the cap does not favour it" not in b
+    qa, qb = (" ".join(findings.q1_beta_rho(r["q1"]["handout"], r["q1"]["default"]) + findings.q1_sweep(r["q1"]["handout"]))
+              for r in (RUN_A, RUN_B))
+    assert "more of a gap at β = 10" in qa and "less of a gap at β = 10" in qb
+    assert "they shrink to ‖W‖²" in qa and "they shrink to ‖W‖²" not in qb
+    assert "A strong decay term sets a budget of weight" in qa and "Duplicates rise" not in qb
     assert "keeps the lowest: (32, 256)" in a and "keeps the lowest: (8, 64)" in b
     ga, gb = (findings.q3_gradients(r["q3"])[0] for r in (RUN_A, RUN_B))
     assert "LSTM carries the most" in ga and "RNN carries the most" in gb
@@ -299,10 +434,12 @@ def _results_folder(root, run):
                "q2": ["loss_D8_P64", "loss_D16_P128", "loss_D32_P256", "samples"],
                "q3": ["gradient_flow", "loss_all", "rnn_loss", "lstm_loss", "gru_loss", "rnn_confusion",
                       "lstm_confusion", "gru_confusion", "baseline_confusion"]}
-    for q, names in figures.items():
+    folders = {"q1": run["q1"]["default"], "q1_handout": run["q1"]["handout"], "q2": run["q2"], "q3": run["q3"]}
+    figures["q1_handout"] = figures["q1"]
+    for q, m in folders.items():
         (root / q).mkdir(parents=True)
-        (root / q / "metrics.json").write_text(json.dumps(run[q]))
-        for n in names:
+        (root / q / "metrics.json").write_text(json.dumps(m))
+        for n in figures[q]:
             (root / q / f"{n}.png").write_bytes(PNG)
 
 
@@ -321,8 +458,11 @@ def test_report_structure_numbering_maths_and_findings(tmp_path, run):
         assert "$$" in part and "**Findings.**" in part and "](../docs/" in part
     # figures numbered 1, 2, ... in the order they appear, each link with its caption below
     numbers = [int(n) for n in re.findall(r"!\[Figure (\d+):", text)]
-    assert numbers == list(range(1, 22))
-    assert len(re.findall(r"^\*Figure \d+: .+\*$", text, flags=re.M)) == 21
+    assert numbers == list(range(1, 24))  # Q1's 8 and its handout recipe's (c) and (d), Q2's 4, Q3's 9
+    assert len(re.findall(r"^\*Figure \d+: .+\*$", text, flags=re.M)) == 23
+    # the handout's Q1 recipe in its own subsection, its figures from its own folder
+    assert q1.count("### The course handout's recipe: SGD for the model and both studies") == 1
+    assert "](q1_handout/features_beta_rho.png)" in q1 and "](q1_handout/features_sweep.png)" in q1
     # Q2's loss figures in the order (32, 256), (16, 128), (8, 64)
     q2_links = re.findall(r"\(q2/(loss_D\d+_P\d+)\.png\)", text)
     assert q2_links == ["loss_D32_P256", "loss_D16_P128", "loss_D8_P64"]

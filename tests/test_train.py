@@ -85,6 +85,29 @@ def test_nan_in_the_data_stops_training_with_the_epoch():
     chex.assert_trees_all_equal(e.value.last_good_params, params)
 
 
+@pytest.mark.slow
+def test_a_non_finite_epoch_names_its_step_and_the_last_finite_loss():
+    """The diverged epoch is replayed step by step: the step is the minibatch that holds the
+    NaN example (by the epoch's own permutation) and the last finite loss is the step before's."""
+    x, y = blobs(100)
+    x = x.at[37, 1].set(jnp.nan)
+    params, key, bs = mlp.init_params(jax.random.PRNGKey(0), 2, 8, 3), jax.random.PRNGKey(3), 16
+    opt = train.sgd_momentum(0.1, 0.9)
+    perm = np.asarray(jax.random.permutation(jax.random.split(key)[1], 100))  # the first epoch's order
+    expected = int(np.flatnonzero(perm == 37)[0]) // bs + 1
+    assert expected > 1  # a step with a finite loss comes before it
+    step, p, s, loss = jax.jit(train.make_train_step(mlp.loss_and_grad, opt)), params, opt.init(params), None
+    for k in range(expected - 1):
+        idx = perm[k * bs:(k + 1) * bs]
+        p, s, loss = step(p, s, (x[idx], y[idx]))
+    with pytest.raises(train.NonFiniteError) as e:
+        train.fit(mlp.loss_and_grad, opt, params, (x, y), train.FitConfig(epochs=3, batch_size=bs), key=key,
+                  progress=False)
+    assert e.value.epoch == 1 and e.value.step == expected
+    assert e.value.last_loss == pytest.approx(float(loss), rel=1e-6)
+    assert f"at step {expected} of 7, last finite minibatch loss" in str(e.value)
+
+
 def test_divergence_keeps_the_last_good_parameters():
     """A quadratic with a far too large step grows geometrically until it overflows."""
     def loss_and_grad(p, x):

@@ -207,8 +207,12 @@ def _relu_backward_mask_from_gradient(dy, y):
     return jnp.where(dy > 0, dy, jnp.zeros_like(dy))  # BUG: the mask is where the INPUT was > 0 (y > 0)
 
 
-def _sparsity_delta_sign(rho_hat, rho_hat_c, hp):
-    return hp.beta * (hp.rho / rho_hat - (1.0 - hp.rho) / rho_hat_c)  # BUG: the KL term's sign
+def _sparsity_delta_sign(a, hp):
+    n = a.shape[0]
+    log_h, log_h_c = jax.nn.log_sigmoid(a), jax.nn.log_sigmoid(-a)
+    rho_hat = jnp.exp(jax.nn.logsumexp(log_h, axis=0) - jnp.log(n))
+    pi, pi_c = jax.nn.softmax(log_h, axis=0), jax.nn.softmax(log_h_c, axis=0)
+    return n * hp.beta * (hp.rho - rho_hat) * pi * pi_c  # BUG: the KL term's sign (ρ̂ − ρ)
 
 
 def _tied_weight_grad_encoder_only(dw_enc, dw_dec, w, lam):
@@ -284,8 +288,9 @@ BUGS: dict[str, Bug] = {b.name: b for b in (
         "the head's ReLU masks where the incoming gradient is positive, not where its input was",
         "ReLU'(a) = 1[a > 0] depends on the forward's input, not on the gradient arriving", "da"),
     Bug("ae-kl-sign", "ae", "reference", autoencoder, "sparsity_delta", _sparsity_delta_sign,
-        "s = β(ρ/ρ̂ − (1−ρ)/(1−ρ̂)): the sparsity term's sign flipped",
-        "d/dρ̂ of ρ log(ρ/ρ̂) is −ρ/ρ̂; a flipped sign pushes ρ̂ away from ρ", "s"),
+        "δ_KL = Nβ(ρ − ρ̂) π ⊙ π̄: the sparsity term's sign flipped",
+        "d/dρ̂ of ρ log(ρ/ρ̂) is −ρ/ρ̂, so ∂KL/∂ρ̂ = (ρ̂ − ρ)/(ρ̂(1 − ρ̂)); a flipped sign pushes ρ̂ away "
+        "from ρ", "δ_KL"),
     Bug("ae-tied-encoder-only", "ae", "reference", autoencoder, "tied_weight_grad", _tied_weight_grad_encoder_only,
         "tied weights: dW = dW1 + 2λW, the decoder's dW2ᵀ missing",
         "with W2 = Wᵀ the matrix is used twice and collects both gradients (AE16)", "w_enc"),

@@ -29,7 +29,9 @@ _cross_entropy = layers.cross_entropy  # a forward, differentiated here by jax.g
 
 
 def autoencoder(params, x, eps, hp=DEFAULT_HYPER) -> Array:
-    """J (AE8) with ε["δ_h"] on a, ε["δ_o"] on z and ε["s"] on ρ̂ (and −ε["s"] on 1 − ρ̂)."""
+    """J (AE8) with ε["δ_h"] on a, ε["δ_o"] on z and ε["δ_KL"] on the a that the sparsity term
+    sees (not the reconstruction), so ∂J/∂ε["δ_KL"] is that term's share of δ_h. The KL is
+    written in the log domain (AE18)-(AE19), as the reference loss is."""
     w1 = params.w_enc
     w2 = w1.T if params.w_dec is None else params.w_dec
     a = x @ w1 + params.b_hid + eps["δ_h"]
@@ -37,9 +39,11 @@ def autoencoder(params, x, eps, hp=DEFAULT_HYPER) -> Array:
     o = sig(h @ w2 + params.b_out + eps["δ_o"])
     recon = jnp.sum(jnp.square(x - o)) / (2.0 * x.shape[0])
     decay = 0.5 * hp.lam * (jnp.sum(jnp.square(w1)) + jnp.sum(jnp.square(w2)))
-    rho_hat = jnp.mean(h, axis=0) + eps["s"]
-    rho_hat_c = jnp.mean(sig(-a), axis=0) - eps["s"]  # 1 − ρ̂ without cancellation (AE17)
-    kl = hp.rho * jnp.log(hp.rho / rho_hat) + (1.0 - hp.rho) * jnp.log((1.0 - hp.rho) / rho_hat_c)
+    a_kl = a + eps["δ_KL"]
+    log_n = jnp.log(x.shape[0])
+    log_rho_hat = jax.scipy.special.logsumexp(-jax.nn.softplus(-a_kl), axis=0) - log_n  # log σ(a) = −softplus(−a)
+    log_rho_hat_c = jax.scipy.special.logsumexp(-jax.nn.softplus(a_kl), axis=0) - log_n
+    kl = hp.rho * (jnp.log(hp.rho) - log_rho_hat) + (1.0 - hp.rho) * (jnp.log(1.0 - hp.rho) - log_rho_hat_c)
     return recon + decay + hp.beta * jnp.sum(kl)
 
 

@@ -40,8 +40,10 @@ class Size(NamedTuple):
     """A small instance's size and the special case it exercises.
 
     ``special``: "" (plain), "saturated" (AE: hidden biases of +8, ρ̂ near 1, the sparsity
-    term large), "repeat" (LM: a word repeated inside one context), "square" (weights whose
-    two dimensions are equal, where a transposed gradient has the right shape).
+    term large), "saturated-low" and "saturated-high" (AE: hidden biases of −20 and +20, ρ̂
+    about 1e-8 and 1 − 1e-8, where (AE12)'s s is about ∓1e8 β), "repeat" (LM: a word repeated
+    inside one context), "square" (weights whose two dimensions are equal, where a transposed
+    gradient has the right shape).
     """
 
     batch: int = 4
@@ -120,15 +122,16 @@ def _build_ae(tied: bool):
     def build(rng, size: Size):
         hidden = AE_INPUTS if size.special == "square" else size.hidden
         params = _like(_shapes_of(autoencoder.init_params, hidden, AE_INPUTS, tied=tied), rng, 0.5)
-        if size.special == "saturated":  # every hidden unit near 1: ρ̂ → 1, s/N large
-            params = params._replace(b_hid=params.b_hid + 8.0)
+        shift = {"saturated": 8.0, "saturated-low": -20.0, "saturated-high": 20.0}.get(size.special)
+        if shift is not None:  # every hidden unit near 1 (or 0): ρ̂ → 1 (or 0), s/N large
+            params = params._replace(b_hid=params.b_hid + shift)
         return params, rng.uniform(0.1, 0.9, (size.batch, AE_INPUTS))
     return build
 
 
 def _ae_shapes(params, x):
     n, hidden = x.shape[0], params.w_enc.shape[1]
-    return {"δ_o": (n, AE_INPUTS), "s": (hidden,), "δ_h": (n, hidden)}
+    return {"δ_o": (n, AE_INPUTS), "δ_KL": (n, hidden), "δ_h": (n, hidden)}
 
 
 # ----------------------------------------------------------------------------- language model
@@ -204,7 +207,8 @@ def _ae_spec(name: str, tied: bool) -> ModelSpec:
         name, f"sparse autoencoder, {'tied' if tied else 'untied'} weights (Q1)",
         autoencoder.init_params, autoencoder.loss,
         {"reference": Implementation(autoencoder)}, offsets.autoencoder, _build_ae(tied), _ae_shapes,
-        sizes=_PLAIN + (("saturated", Size(batch=4, hidden=5, special="saturated")),))
+        sizes=_PLAIN + tuple((case, Size(batch=4, hidden=5, special=case))
+                             for case in ("saturated", "saturated-low", "saturated-high")))
 
 
 def _seq_spec(cell: str) -> ModelSpec:

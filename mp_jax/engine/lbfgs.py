@@ -208,11 +208,19 @@ def _run(chunk: Callable, params: PyTree, opt_state: PyTree, m: Optional[int], c
             broken = np.flatnonzero(active & ~(np.asarray(finite).reshape(n) & np.isfinite(rows["value"]).all(axis=1)))
             if broken.size:
                 which, what = ("", "") if m is None else (f" for member(s) {broken.tolist()}", "stacked ")
+                # the first broken member's first non-finite iterate (its value is recorded before each
+                # step), else the chunk's last step made the parameters non-finite
+                values = np.concatenate([histories[broken[0]]["value"], rows["value"][broken[0]]])
+                bad = np.flatnonzero(~np.isfinite(values))
+                step = int(bad[0]) + 1 if bad.size else len(values)
+                finite = values[:step][np.isfinite(values[:step])]
+                last = float(finite[-1]) if finite.size else None
                 raise NonFiniteError(
                     f"{desc}: L-BFGS produced a non-finite value or parameters{which} in iterations "
-                    f"{c * config.chunk + 1}-{(c + 1) * config.chunk}; kept the {what}parameters from before them "
-                    f"(error.last_good).",
-                    c + 1, init_fit_state(params, optax.identity(), jax.random.PRNGKey(0)),
+                    f"{c * config.chunk + 1}-{(c + 1) * config.chunk} (first at iteration {step}, last finite value "
+                    + (f"{last:.6g}" if last is not None else "none") + f"); kept the {what}parameters from "
+                    "before them (error.last_good).",
+                    c + 1, init_fit_state(params, optax.identity(), jax.random.PRNGKey(0)), step, last,
                 )
             params, opt_state = new_params, new_state
             for i in np.flatnonzero(active):

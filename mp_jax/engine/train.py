@@ -48,14 +48,22 @@ class NonFiniteError(FloatingPointError):
     """Training produced a non-finite loss or parameters.
 
     Attributes:
-      epoch: the 1-based epoch at which it happened.
+      epoch: the 1-based epoch at which it happened (for L-BFGS, the chunk of iterations).
       last_good: the :class:`FitState` at the end of the last finite epoch.
+      step: the 1-based step within that epoch (minibatch; for L-BFGS, the iteration of the
+        whole run) whose loss, or the parameters after it, first became non-finite; None
+        when it could not be told.
+      last_loss: the last finite loss before it (a minibatch's; for L-BFGS, an iterate's
+        value); None when there is none.
     """
 
-    def __init__(self, message: str, epoch: int, last_good: "FitState"):
+    def __init__(self, message: str, epoch: int, last_good: "FitState", step: Optional[int] = None,
+                 last_loss: Optional[float] = None):
         super().__init__(message)
         self.epoch = epoch
         self.last_good = last_good
+        self.step = step
+        self.last_loss = last_loss
 
     @property
     def last_good_params(self):
@@ -291,13 +299,16 @@ def feed(key: jax.Array, data: PyTree, batch_size: int, mesh: jax.sharding.Mesh)
 
 
 def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransformation, batch_size: int, *,
-                  jit: bool = True, mesh: Optional[jax.sharding.Mesh] = None, per_example_mean: bool = False):
+                  jit: bool = True, mesh: Optional[jax.sharding.Mesh] = None, per_example_mean: bool = False,
+                  per_step: bool = False):
     """One shuffled pass over a dataset, compiled as a single program.
 
     Returns ``epoch(params, opt_state, key, data) -> (params, opt_state, mean_loss, finite)``
     where ``mean_loss`` is the example-weighted mean of the minibatch losses, summed in the
     parameters' floating-point dtype (float64 parameters give a float64 mean), and
-    ``finite`` tells whether every parameter is finite at the end.
+    ``finite`` tells whether every parameter is finite at the end. ``per_step`` adds a fifth
+    output, ``(losses, finite_after)`` <[steps]> each: every minibatch's loss and whether the
+    parameters after its step are finite (what :func:`fit` replays a diverged epoch for).
 
     Where the data lives: ``data`` is the training set on the device (or on every device of
     the ``mesh``), permuted with ``key`` inside the program; or, for a mesh that spans
@@ -338,18 +349,29 @@ def make_epoch_fn(loss_and_grad: LossAndGrad, optimizer: optax.GradientTransform
             rest = lambda: take(data, perm[n_full * batch_size:])  # noqa: E731
         dtype = float_dtype(params)
         total = jnp.zeros((), dtype)
+        steps = ([], [])  # per_step: each step's loss and whether the parameters after it are finite
         if n_full:
             def body(state, x):
                 p, s, carry = state
                 (loss, grads), carry = carrying.step(p, batch_of(x), carry)
-                return (*_apply(optimizer, p, s, grads), carry), loss
+                p, s = _apply(optimizer, p, s, grads)
+                return (p, s, carry), ((loss, trees.all_finite(p)) if per_step else loss)
 
             carry = carrying.init(params, batch_of(jax.tree.map(lambda a: a[0], order)))  # made once per epoch
-            (params, opt_state, _), losses = jax.lax.scan(body, (params, opt_state, carry), order)
+            (params, opt_state, _), out = jax.lax.scan(body, (params, opt_state, carry), order)
+            losses = out[0] if per_step else out
+            if per_step:
+                steps[0].append(losses.astype(dtype))
+                steps[1].append(out[1])
             total = total + jnp.sum(losses.astype(dtype)) * batch_size
         if rem:
             params, opt_state, loss = step(params, opt_state, rest())
             total = total + loss.astype(dtype) * rem
+            if per_step:
+                steps[0].append(loss.astype(dtype)[None])
+                steps[1].append(trees.all_finite(params)[None])
+        if per_step:
+            return params, opt_state, total / n, trees.all_finite(params), tuple(jnp.concatenate(v) for v in steps)
         return params, opt_state, total / n, trees.all_finite(params)
 
     return jax.jit(epoch) if jit else epoch
@@ -533,13 +555,21 @@ def fit(
             seconds = time.perf_counter() - t
             if not (math.isfinite(train_loss) and bool(finite)):
                 what = "training loss" if not math.isfinite(train_loss) else "parameters"
+                located = _locate_non_finite(
+                    lambda: make_epoch_fn(loss_and_grad, optimizer, batch_size, mesh=mesh,
+                                          per_example_mean=per_example_mean, per_step=True)(
+                        state.params, state.opt_state, sub, placed(sub, data))[4])
+                where = "" if located is None else (
+                    f"at step {located[0]} of {located[2]}, last finite minibatch loss "
+                    + (f"{located[1]:.6g}" if located[1] is not None else "none") + "; ")
                 raise NonFiniteError(
-                    f"{desc}: the {what} became non-finite at epoch {epoch} (mean training loss "
+                    f"{desc}: the {what} became non-finite at epoch {epoch} ({where}mean training loss "
                     f"{train_loss}); stopped and kept the parameters from the end of epoch {epoch - 1} "
                     f"(error.last_good). Check the inputs for NaN/inf, lower the learning rate or "
                     f"enable gradient clipping.",
                     epoch,
                     state._replace(history=history),
+                    *(located[:2] if located else ()),
                 )
             row = {"train_loss": train_loss, "epoch_seconds": seconds}
             if eval_c is not None:
@@ -578,6 +608,27 @@ def fit(
         state=state,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _locate_non_finite(replay: Callable[[], tuple]) -> Optional[tuple]:
+    """``(step, last finite loss or None, steps in the epoch)`` of an epoch that became
+    non-finite, from ``replay()`` -> ``(losses, finite_after)`` <[steps]>: the same epoch run
+    again from its start with :func:`make_epoch_fn`'s ``per_step`` outputs (the epoch is a
+    deterministic function of its parameters, optimiser state, key and data). The first step
+    whose loss, or whose parameters after the update, are non-finite; None if the replay
+    fails or finds every step finite (it never hides the error it explains)."""
+    try:
+        losses, finite_after = (np.asarray(v) for v in jax.device_get(replay()))
+    except Exception as e:  # noqa: BLE001 — a diagnosis, never a new failure
+        log.warning("could not replay the diverged epoch to find its step: %s", e)
+        return None
+    bad = np.flatnonzero(~np.isfinite(losses) | ~finite_after.astype(bool))
+    if bad.size == 0:
+        return None
+    k = int(bad[0])
+    seen = losses[: k + 1]
+    finite = seen[np.isfinite(seen)]
+    return k + 1, (float(finite[-1]) if finite.size else None), int(losses.size)
 
 
 def history_to_numpy(history: dict) -> dict:
