@@ -34,6 +34,13 @@ pytestmark = pytest.mark.slow  # an end-to-end run: the full suite only
 FAST_COMPILE = True  # tiny programs compiled once: XLA's optimizations cost more than they save (conftest)
 
 
+def _only(folder, pattern: str):
+    """The one path of ``folder`` that matches ``pattern``."""
+    found = sorted(folder.glob(pattern))
+    assert len(found) == 1, f"{pattern}: expected one match in {folder}, found {[p.name for p in found]}"
+    return found[0]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("seglearn") is None,
                     reason="seglearn is not installed: the quick run builds the default Q3 stand-in from it")
 def test_the_main_job_with_the_handout_recipe_and_every_option_that_changes_training(tmp_path, capsys, caplog):
@@ -57,14 +64,15 @@ def test_the_main_job_with_the_handout_recipe_and_every_option_that_changes_trai
     assert "Traceback" not in out.out + out.err + caplog.text
     for q in ("q1", "q2", "q3"):  # the default recipe's folders are left alone
         assert [p.name for p in (results / q).iterdir()] == ["ours.txt"]
-    metrics = {q: json.loads((results / f"{q}_handout" / "metrics.json").read_text()) for q in ("q1", "q2", "q3")}
+    folders = {q: _only(results, f"{q}_handout_quick*") for q in ("q1", "q2", "q3")}  # named from what differs
+    metrics = {q: json.loads((folders[q] / "metrics.json").read_text()) for q in ("q1", "q2", "q3")}
     m1 = metrics["q1"]
     assert m1["settings"]["recipe"] == "handout" and m1["settings"]["optimizer"] == "sgd"
     assert m1["sweep_timing"]["mode"] == "vmap"  # the studies' SGD members as vmapped programs
     assert all(r["optimizer"] == "sgd" and not r.get("diverged") for r in m1["beta_rho"] + m1["sweep"])
     m2 = metrics["q2"]
     assert m2["settings"]["recipe"] == "handout" and m2["settings"]["momentum"] == 0.85
-    assert list((results / "q2_handout" / "checkpoints").glob("lm_D*.h5"))
+    assert list((folders["q2"] / "checkpoints").glob("lm_D*.h5"))
     m3, s3 = metrics["q3"], metrics["q3"]["settings"]
     assert s3["recipe"] == "handout" and s3["impl"] == "reference"
     assert s3["clip_norm"] is None and s3["refit"] is False and s3["augment"] is False
@@ -75,11 +83,12 @@ def test_the_main_job_with_the_handout_recipe_and_every_option_that_changes_trai
         assert g["seeds"] == [0] and g["learning_rate"] == 0.1
         assert g["test_accuracy"] == g["members"][0]["test_accuracy"] or g.get("diverged")
     assert 0.05 < m3["data"]["n_val"] / (m3["data"]["n_val"] + m3["data"]["n_train_part"]) < 0.15  # 10 % at random
-    out3 = results / "q3_handout"
+    out3 = folders["q3"]
     assert list(out3.glob("checkpoints/q3_gru_validation*.h5")) and not list(out3.glob("checkpoints/q3_gru-*"))
-    report = (results / "REPORT.md").read_text()
+    report = _only(results, "REPORT_quick*.md").read_text()
     q1_part = report[report.index("## Q1"):report.index("## Q2")]
-    assert "`q1_handout/`" in q1_part and "](q1_handout/features_beta_rho.png)" in q1_part
+    name = folders["q1"].name
+    assert f"`{name}/`" in q1_part and f"]({name}/features_beta_rho.png)" in q1_part
     assert "Under SGD with 32-patch minibatches the strongest sparsity weight" in q1_part
 
 
