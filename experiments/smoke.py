@@ -1,7 +1,7 @@
 """Smoke experiment: a small MLP with manual gradients on a generated two-spirals set.
 
 Exercises the whole path (engine, early stopping, metrics, figures) in seconds.
-Writes ``<results-dir>/smoke/metrics.json`` and ``loss.png``.
+Writes ``<results-dir>/smoke/metrics.json`` and ``loss.png`` (``smoke_quick/`` with ``--quick``).
 """
 from __future__ import annotations
 

@@ -75,16 +75,16 @@ COMMANDS = {
     "python -m experiments --recipe handout":
         (COVERED, "tests/test_recipe.py::test_the_main_job_runs_the_handout_recipe_beside_ours"),
     "python -m experiments.q3_activity --recipe handout":
-        (COVERED, "tests/test_recipe.py::test_quick_q3_handout_writes_beside_ours"),
+        (COVERED, "tests/test_documented_commands.py::test_the_main_job_with_the_handout_recipe_and_every_option_that_changes_training"),
     "python -m experiments.q2_language_model --recipe handout --quick":
-        (COVERED, "tests/test_recipe.py::test_quick_q2_handout_writes_beside_ours"),
+        (COVERED, "tests/test_documented_commands.py::test_the_main_job_with_the_handout_recipe_and_every_option_that_changes_training"),
     "python -m experiments.q3_activity --results-dir R": (COVERED, "tests/test_q3_experiment.py::test_quick_end_to_end"),
     "python -m experiments.q3_activity --recipe handout --results-dir R":
-        (COVERED, "tests/test_recipe.py::test_quick_q3_handout_writes_beside_ours"),
+        (COVERED, "tests/test_documented_commands.py::test_the_main_job_with_the_handout_recipe_and_every_option_that_changes_training"),
     "python -m experiments.q2_language_model --results-dir R":
         (COVERED, "tests/test_q2_experiment.py::test_quick_run_writes_every_output"),
     "python -m experiments.q2_language_model --recipe handout --results-dir R":
-        (COVERED, "tests/test_recipe.py::test_quick_q2_handout_writes_beside_ours"),
+        (COVERED, "tests/test_documented_commands.py::test_the_main_job_with_the_handout_recipe_and_every_option_that_changes_training"),
     "python -m experiments.recipe_effect --results-dir R --write docs/recipes.md":
         (COVERED, "tests/test_recipe_effect.py::test_the_command_rewrites_only_its_block"),
 }

@@ -76,7 +76,7 @@ def test_the_reports_equations_are_the_docs_quoted_by_label(quick_run, first_cal
     from mp_jax import docs_equations
 
     root, _ = quick_run
-    text = (root / "results" / "REPORT.md").read_text()
+    text = (root / "results" / "REPORT_quick.md").read_text()
     assert docs_equations.unquoted(text) == []
     assert docs_equations.quoted_labels(text) == list(report_module.quoted_labels())
     assert "learning rate 0.15, constant" in text.split("## Q2")[1]  # Q2's settings from its configuration
