@@ -253,7 +253,7 @@ def _check_exercise(exercise: exercises.Exercise, spec: registry.ModelSpec, impl
     tables = [f"your {name} from {exercise.path} replaces {exercise.module.__name__}.{name}\n"]
     alone = None
     try:  # the tables are printed once both checks ran: a check that stops prints its one line only
-        if piece is not None and spec.name in (piece.models or (piece.model,)):
+        if piece is not None and piece.checks_on(spec.name):
             alone = piececheck.check_piece(piece, exercise.function, exercise.original, model=spec.name,
                                            dtype=args.dtype, case=size.special, seed=args.seed)
             tables.append(_alone_report(alone) + "\n")

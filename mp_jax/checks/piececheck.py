@@ -102,6 +102,9 @@ def check_piece(piece: Piece, function: Callable, reference: Callable, *, model:
     return PieceCheck(piece, model or piece.model, dtype, case, tol, alone, rows, values)
 
 
+_ZOO_ALONE: dict = {}  # {(bug, instance, dtype): what the bug returns on a piece-alone instance}
+
+
 def _same_piece_bugs(module, attribute: str) -> list:
     return [b for b in bugzoo.BUGS.values() if b.module is module and b.attribute == attribute]
 
@@ -127,11 +130,14 @@ def diagnose_piece(check: PieceCheck, reference: Callable) -> diagnosis.Diagnosi
     got, want = check.values[row.label]
     zoo = {}
     for bug in _same_piece_bugs(check.piece.module, check.piece.attribute):
-        try:
-            named = call_checked(check.piece, bug.replacement, reference, check.alone.args, check.dtype)
-        except Exception:  # a bug written for another cell or contract: it cannot be compared here
-            continue
-        zoo[bug] = _at(named, row, check.alone)
+        key = (bug.name, id(check.alone), check.dtype)  # an instance is built once per process: so is this
+        if key not in _ZOO_ALONE:
+            try:
+                _ZOO_ALONE[key] = call_checked(check.piece, bug.replacement, reference, check.alone.args, check.dtype)
+            except Exception:  # a bug written for another cell or contract: it cannot be compared here
+                _ZOO_ALONE[key] = None
+        if _ZOO_ALONE[key] is not None:
+            zoo[bug] = _at(_ZOO_ALONE[key], row, check.alone)
     base = row.name.split("[")[0]
     return diagnosis.diagnose(got, want, tensor=row.label, tol=check.tol, dtype=check.dtype,
                               counts=check.alone.counts, factors=check.alone.factors.get(base),
@@ -213,7 +219,7 @@ def bug_alone(bug, model: str, *, dtype: str = "float64", case: str = "", seed: 
     """The piece-alone check of a zoo bug whose piece an exercise covers (None otherwise): what a
     learner who made that mistake sees first. Call it while the package's own piece is in place."""
     piece = pieces.get(f"{bug.module.__name__}:{bug.attribute}")
-    if piece is None or model not in (piece.models or (piece.model,)):
+    if piece is None or not piece.checks_on(model):
         return None
     return check_piece(piece, bug.replacement, getattr(bug.module, bug.attribute), model=model, dtype=dtype,
                        case=case, seed=seed)

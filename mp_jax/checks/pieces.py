@@ -80,7 +80,7 @@ class Piece:
     returns: Any  # the contract's names (mp_jax.checks.contract)
     rungs: dict  # {tensor: Rung}, in the order the piece computes them
     given: dict  # {symbol: where it comes from}, for the tensors the piece reads
-    build: Callable  # (rng, model, case) -> (args in float64, oracle, Alone fields)
+    build: Callable  # (rng, model, case) -> (the arguments in float64, the other fields of Alone)
     model_names: dict = dataclasses.field(default_factory=dict)  # model row name -> rung tensor
     cases: tuple = ()  # the --case values the alone instance knows
     models: tuple = ()  # every model it may be checked on (default: (model,))
@@ -92,6 +92,10 @@ class Piece:
     @property
     def attribute(self) -> str:
         return self.target.split(":")[1]
+
+    def checks_on(self, model: str) -> bool:
+        """Whether the piece-alone instance serves a check on registry model ``model``."""
+        return model in (self.models or (self.model,))
 
     def rung_of(self, tensor: str) -> tuple[str, Rung] | None:
         """(rung tensor, Rung) for a tensor named by the alone check or by the model's rows."""
