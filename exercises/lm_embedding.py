@@ -1,13 +1,16 @@
-"""Exercise 3: the language model's embedding gradient, where a repeated word adds up.
+"""Exercise 3: the language model's embedding gradient, where one matrix row serves many positions.
 
-Check it:  python -m mp_jax.gradcheck lm --backward exercises/lm_embedding.py --case repeat
-(swapped in for ``mp_jax.layers.embedding_backward``; ``--case repeat`` puts one word twice in
-a context, where writing the gradient instead of adding it loses a contribution).
+Check it:  python -m mp_jax.gradcheck --backward exercises/lm_embedding.py --case repeat
+It is swapped in for ``mp_jax.layers.embedding_backward``: checked first alone (ids with a word
+repeated inside one context and a word shared by two contexts, V = 8 words of D = 2), then inside
+the ``lm`` model (``--case repeat`` puts one word twice in a context there too).
 
-Forward (docs/language_model.md, LM1): e_n = [R[w_n1], R[w_n2], R[w_n3]], one row of R per word.
+Forward (docs/language_model.md, section "Forward", LM1; the lookup is P18 of docs/layers.md):
+each context of three word ids w_n1, w_n2, w_n3 looks up three rows of the embedding matrix R
+<[V, D]>, e_n = [R[w_n1], R[w_n2], R[w_n3]]. One R serves every position of every context.
 
-Implement (LM9-LM10): dR[v] = Σ over every (n, j) with w_nj = v of de_n^(j): a scatter-ADD of the
-D-blocks of dL/de into the rows of a zero [V, D] matrix.
+Derive dR from dL/de on paper first: docs/language_model.md derives it (sections "Backward" and
+"A word repeated within one trigram"). Stuck? ``--hint`` climbs one rung at a time.
 """
 import jax.numpy as jnp
 
@@ -16,14 +19,14 @@ MODEL = "lm"
 
 
 def embedding_backward(dout, cache):
-    """dR <float>[V, D].
+    """Returns dR = dL/dR <float>[V, D], in the dtype of ``dout``.
 
     Args:
-      dout: dL/d(looked-up rows) <float>[..., D] (for the language model [N, 3, D]).
-      cache: ``(ids, vocab_size)``: ids <int>[...] (the shape of dout without D), V.
+      dout: dL/d(the looked-up rows) <float>[..., D] (for the language model [N, 3, D]).
+      cache: ``(ids, vocab_size)``: ids <int>[...] (the shape of dout without D) and V.
 
-    Hints: flatten ids to [K] and dout to [K, D]; ``jnp.zeros((V, D)).at[ids].add(rows)`` adds
-    repeated ids up (``.set`` would keep one; NumPy's ``dR[ids] += rows`` also keeps one).
+    Tools: JAX arrays are immutable: start from ``jnp.zeros((V, D), dout.dtype)`` and use its
+    ``.at[index]`` update methods (read what each does with an index that appears twice).
     """
     ids, vocab_size = cache
-    raise NotImplementedError("embedding_backward: scatter-add the rows of dout into a [V, D] zero matrix")
+    raise NotImplementedError("embedding_backward: not written yet")

@@ -1,13 +1,16 @@
 """Exercise 1: the softmax cross-entropy head, the gradient every classifier starts from.
 
-Check it:  python -m mp_jax.gradcheck mlp --backward exercises/softmax_ce.py
-(it is swapped in for ``mp_jax.layers.softmax_cross_entropy_backward``, which the MLP, the
-logistic model, the language model and the recurrent classifiers all call).
+Check it:  python -m mp_jax.gradcheck --backward exercises/softmax_ce.py
+It is swapped in for ``mp_jax.layers.softmax_cross_entropy_backward``, which the MLP, the logistic
+model, the language model and the recurrent classifiers all call: checked first alone (random
+logits, labels and dloss, N = 5 rows of C = 7 classes), then inside the ``mlp`` model.
 
-Forward (docs/layers.md, P15-P16): p = softmax(z) over the C classes of each row,
-L = −(1/N) Σ_n log p[n, y_n].
+Forward (docs/layers.md, section "Softmax cross-entropy", P15-P16): p = softmax(z) over the C
+classes of each row of the logits z <[N, C]>, and the loss is the mean over the N rows,
+L = −(1/N) Σ_n log p[n, y_n]. The gradient arriving at L is ``dloss`` (1 when L is the loss).
 
-Implement (P17): dL/dz = dloss · (p − onehot(y)) / N.
+Derive dL/dz from the forward, on paper, before you write it: the same section of docs/layers.md
+derives it. Stuck? ``--hint`` (then ``--hint 2``, ``--hint 3``) climbs one rung at a time.
 """
 import jax
 import jax.numpy as jnp
@@ -17,13 +20,13 @@ MODEL = "mlp"
 
 
 def softmax_cross_entropy_backward(dloss, cache):
-    """dL/dz <float>[N, C].
+    """Returns dz = dL/dz <float>[N, C], in the dtype of ``probs``.
 
     Args:
-      dloss: scalar, the gradient arriving at the loss (1 for the loss itself).
+      dloss: a scalar array, the gradient arriving at the loss.
       cache: ``(probs, labels)``: probs <float>[N, C] = softmax(z), labels <int>[N] in [0, C).
 
-    Hints: ``jax.nn.one_hot(labels, C, dtype=probs.dtype)``; the loss is a MEAN over N rows.
+    Tools: ``jax.nn.one_hot(labels, C, dtype=probs.dtype)``.
     """
     probs, labels = cache
-    raise NotImplementedError("softmax_cross_entropy_backward: write dloss · (p − onehot(y)) / N")
+    raise NotImplementedError("softmax_cross_entropy_backward: not written yet")

@@ -23,9 +23,19 @@
 # `jupytext --to ipynb notebooks/bptt_by_hand.py` and open the `.ipynb`), or run it as a script:
 # `python notebooks/bptt_by_hand.py` (figures go to `$MP_JAX_NOTEBOOK_OUT`, default
 # `notebook_out/`).
+#
+# **Your own backward piece.** Give it an exercise file of `exercises/` that you have filled in,
+# as the script's argument or in the environment variable `MP_JAX_EXERCISE` (the way to pass it
+# to a notebook):
+# `python notebooks/bptt_by_hand.py exercises/lstm_step.py`, or
+# `MP_JAX_EXERCISE=exercises/lstm_step.py jupyter notebook`. Section 0 then swaps your function
+# into its model, checks every tensor of the backward, and draws the relative error of each
+# tensor at each time step as a heatmap beside the table of the other rows
+# (`exercise_check.png`). `MP_JAX_NOTEBOOK_EXERCISE_ONLY=1` stops after that section.
 
 # %%
 import os
+import sys
 from pathlib import Path
 
 import jax
@@ -37,13 +47,76 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from mp_jax.checks import offsets, registry  # noqa: E402
+from mp_jax.checks import bugzoo, exercises, gradtable, offsets, registry  # noqa: E402
 from mp_jax.models import recurrent as R  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)  # float64: every comparison below is exact to ~1e-15
 OUT = Path(os.environ.get("MP_JAX_NOTEBOOK_OUT", "notebook_out"))
 OUT.mkdir(parents=True, exist_ok=True)
 QUICK = os.environ.get("MP_JAX_NOTEBOOK_QUICK") == "1"  # smaller runs (the test suite sets it)
+# the exercise to check in section 0: the script's argument (a .py file; a notebook kernel's own
+# arguments are not), else MP_JAX_EXERCISE
+EXERCISE = next((a for a in sys.argv[1:] if a.endswith(".py")), os.environ.get("MP_JAX_EXERCISE") or None)
+
+# %% [markdown]
+# ## 0. Your own backward piece, tensor by tensor (with an exercise file)
+#
+# The exercise's function replaces the package's piece inside its model (as
+# `python -m mp_jax.gradcheck --backward FILE` does) and every tensor of the backward is compared
+# with `jax.grad` in a zero offset (section 4 explains the oracle). The heatmap shows the
+# relative error of each per-step tensor at each step t (rows in the order the backward computes
+# them); the table beside it, the tensors that have no time step (the head's and the weights').
+# A right piece is uniformly dark (rounding, ~1e-16); a wrong one lights up from the first wrong
+# tensor on, backwards in time. Without an exercise file this section does nothing.
+
+# %%
+if EXERCISE:
+    ex_check = None
+    try:
+        ex = exercises.load(EXERCISE)
+    except exercises.ExerciseError as error:  # one line, as the command line gives
+        print(f"cannot check {EXERCISE}: {error}")
+    else:
+        try:
+            with bugzoo.swapped(ex.module, ex.attribute, ex.replacement()):
+                ex_check = gradtable.check_gradients(registry.get(ex.model), "reference", "float64",
+                                                     registry.Size(batch=7, hidden=5, T=6))
+        except Exception as error:  # the learner's code raised, or returned what does not fit
+            print(exercises.explain_failure(ex, error))
+    if ex_check is not None:
+        step_rows = [r for r in ex_check.rows if r.step is not None]
+        names = list(dict.fromkeys(r.name for r in step_rows)) or ["(none)"]
+        steps = sorted({r.step for r in step_rows}) or [1]
+        grid = np.full((len(names), len(steps)), np.nan)
+        for r in step_rows:
+            grid[names.index(r.name), steps.index(r.step)] = np.log10(max(min(r.rel_err, 1e3), 1e-17))
+        other = [r for r in ex_check.rows if r.step is None and r.kind != "loss"]
+        fig, (ax, tab) = plt.subplots(1, 2, figsize=(11, 0.45 * max(len(names), len(other)) + 2.2),
+                                      gridspec_kw={"width_ratios": [1.1, 1]})
+        image = ax.imshow(grid, cmap="magma", vmin=-17, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(steps)), [str(t) for t in steps])
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel("time step t (T = last; the backward runs right to left)")
+        for (i, j), v in np.ndenumerate(grid):
+            if not np.isnan(v):
+                ax.text(j, i, f"{int(round(v))}", ha="center", va="center", fontsize=7,
+                        color="black" if v > -8 else "white")
+        fig.colorbar(image, ax=ax, label="log10 relative error")
+        wrong = ex_check.first_wrong()
+        ax.set_title(f"{ex.attribute} in {ex_check.model}: " + ("every tensor right" if wrong is None else
+                                                                 f"first wrong: {wrong.label}"), fontsize=9)
+        tab.axis("off")
+        cells = [[r.name, f"{r.rel_err:.1e}", "PASS" if r.passed else "FAIL"] for r in other]
+        table = tab.table(cellText=cells, colLabels=["tensor", "rel. err", ""], loc="center")
+        table.scale(1, 1.2)
+        for k, r in enumerate(other, start=1):
+            table[k, 2].set_facecolor("#c8f0c8" if r.passed else "#f6c0c0")
+        fig.tight_layout()
+        fig.savefig(OUT / "exercise_check.png", dpi=110)
+        print(f"{ex.attribute}: " + ("every tensor matches jax.grad" if wrong is None else
+                                     f"the first wrong tensor is {wrong.label} (rel. err {wrong.rel_err:.1e})"))
+    if os.environ.get("MP_JAX_NOTEBOOK_EXERCISE_ONLY") == "1":
+        raise SystemExit(0)
 
 # %% [markdown]
 # ## 1. A small LSTM and a batch

@@ -126,6 +126,9 @@ def test_a_wrong_fast_step_fails_only_the_fast_implementation(monkeypatch, fast_
     (["lstm", "--case", "repeat"], ["--case", "repeat", "lm"]),
     (["lstm", "--bug", "nope"], ["--bug", "nope", "--bug list"]),
     (["rnn", "--bug", "lstm-no-forget-carry"], ["--bug", "lstm-no-forget-carry", "lstm"]),
+    (["lstm", "--hint"], ["--hint", "--backward"]),
+    (["--backward", "exercises/rnn_step.py", "--hint", "0"], ["--hint", "0", "positive integer"]),
+    (["--backward", "exercises/rnn_step.py", "--bug", "rnn-h-t-in-dWh"], ["--backward", "--bug"]),
 ])
 def test_bad_arguments_exit_2_with_one_error_line(argv, words, capsys):
     with pytest.raises(SystemExit) as exc:

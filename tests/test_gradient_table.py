@@ -79,6 +79,21 @@ def test_the_table_covers_every_model_and_the_shapes_that_break_backward_passes(
     assert t150.T >= 100
 
 
+def test_the_fast_tier_rows_cannot_hide_a_count_or_a_transpose():
+    """Each model's first case (the fast tier's) has N ≥ 2, T ≥ 2 and no two sizes equal."""
+    from mp_jax.checks import piececheck
+
+    for name, spec in registry.MODELS.items():
+        case, size = spec.sizes[0]
+        with jax.enable_x64(True):
+            params, batch = spec.instance(size)
+        counts = piececheck.model_counts(name, params, batch)
+        assert counts["N"] >= 2 and counts.get("T", 2) >= 2, (name, case, counts)
+        assert len(set(counts.values())) == len(counts), (name, case, counts)
+        if spec.per_step:  # every size of a recurrence: a count of steps cannot stand for a count of units
+            assert set(counts) == {"N", "T", "D", "H", "M", "C"}
+
+
 def test_a_saturated_autoencoder_really_saturates():
     spec = registry.get("ae")
     with jax.enable_x64(True):
@@ -107,7 +122,7 @@ def test_docs_state_the_tolerances_and_the_zoo_the_code_uses():
     assert "h = 10^{-5}" in text and gradtable.FD_STEP == 1e-5
     assert f"on {gradtable.FD_SAMPLES} seeded coordinates" in text
     assert "passes at $10^{-6}$" in text and gradtable.FD_TOLERANCE == 1e-6
-    words = {12: "Twelve", 18: "Eighteen"}
+    words = {12: "Twelve", 18: "Eighteen", 30: "Thirty"}
     assert text.count(words.get(len(bugzoo.BUGS), str(len(bugzoo.BUGS)))) >= 1
     for name, spec in registry.MODELS.items():
         assert f"| `{name}` | {', '.join(spec.impls)} |" in text

@@ -88,6 +88,8 @@ class GradCheck:
     size: Size
     tol: float
     rows: tuple
+    #: {row label: (manual, oracle)} as float64 NumPy arrays: what a diagnosis compares
+    values: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -96,6 +98,16 @@ class GradCheck:
     def first_wrong(self) -> Row | None:
         """The first failing intermediate or parameter row, in the backward's order."""
         return next((r for r in self.rows if r.kind != "loss" and not r.passed), None)
+
+    def first_nonfinite(self) -> Row | None:
+        """The first row, in the backward's order, whose manual tensor holds NaN or Inf."""
+        return next((r for r in self.rows if r.note in ("NaN", "Inf")), None)
+
+
+def nonfinite_note(a) -> str:
+    """"NaN" or "Inf" if the array holds one (NaN first), else ""."""
+    a = np.asarray(a, np.float64)
+    return "NaN" if np.any(np.isnan(a)) else "Inf" if np.any(np.isinf(a)) else ""
 
 
 def _errors(a, ref) -> tuple[float, float]:
@@ -170,7 +182,7 @@ def check_gradients(spec: ModelSpec, impl: str = "reference", dtype: str = "floa
         loss_m, grads_m, named_m, loss_r, grads_r, named_r = jax.device_get(jax.jit(compute)(params, batch))
     fd_rows = _fd_sample(spec, size, seed, fd_samples) if fd else {}
 
-    rows = []
+    rows, values = [], {}
     diff = abs(float(loss_m) - float(loss_r))
     rows.append(Row("loss", "loss", (), diff, diff / max(abs(float(loss_r)), TINY), tol))
     for name in shapes:  # the backward's order
@@ -187,11 +199,13 @@ def check_gradients(spec: ModelSpec, impl: str = "reference", dtype: str = "floa
                 continue
             for t in range(ref.shape[0] - 1, -1, -1):  # t = T first: the order BPTT runs
                 rows.append(Row("intermediate", name, ref.shape[1:], *_errors(man[t], ref[t]), tol, step=t + 1,
-                                ref_norm=float(np.linalg.norm(ref[t]))))
+                                ref_norm=float(np.linalg.norm(ref[t])), note=nonfinite_note(man[t])))
+                values[rows[-1].label] = (man[t], ref[t])
         else:
-            note = "" if man.shape == ref.shape else f"shape {man.shape}, expected {ref.shape}"
+            note = nonfinite_note(man) if man.shape == ref.shape else f"shape {man.shape}, expected {ref.shape}"
             rows.append(Row("intermediate", name, ref.shape, *_errors(man, ref), tol, note=note,
                             ref_norm=float(np.linalg.norm(ref))))
+            values[name] = (man, ref)
     # per-step rows sorted so that each step's tensors come together, t = T first
     inter = [r for r in rows if r.kind == "intermediate"]
     head = [r for r in inter if r.step is None]
@@ -204,13 +218,15 @@ def check_gradients(spec: ModelSpec, impl: str = "reference", dtype: str = "floa
     if jax.tree.structure(grads_r) != jax.tree.structure(grads_m):
         rows.append(Row("parameter", "<pytree>", (), float("inf"), float("inf"), tol,
                         note=f"manual gradient pytree {jax.tree.structure(grads_m)} differs from jax.grad's"))
-        return GradCheck(spec.name, impl, dtype, size, tol, tuple(rows))
+        return GradCheck(spec.name, impl, dtype, size, tol, tuple(rows), values)
     if spec.rows_of:  # the leaf compared row by row: every row a word of the batch uses
         leaf, symbol = spec.rows_of
         k = names.index(leaf)
         for v in sorted(set(np.asarray(batch[0]).ravel().tolist())):
+            man_v, ref_v = np.asarray(leaves_m[k])[v], np.asarray(leaves_r[k])[v]
             rows.append(Row("intermediate", f"{symbol}[{v}]", tuple(leaves_r[k].shape[1:]),
-                            *_errors(np.asarray(leaves_m[k])[v], np.asarray(leaves_r[k])[v]), tol))
+                            *_errors(man_v, ref_v), tol, note=nonfinite_note(man_v)))
+            values[rows[-1].label] = (man_v, ref_v)
     fd_tol = max(FD_TOLERANCE, tol)
     # a leaf whose gradient is exactly zero (W_h at T = 1: h_0 = 0) is measured against 1e-3 of
     # the largest gradient of any leaf, not against 0: differences of a constant loss are noise
@@ -224,7 +240,8 @@ def check_gradients(spec: ModelSpec, impl: str = "reference", dtype: str = "floa
             fd_err = float(np.max(np.abs(man.ravel()[local] - d), initial=0.0)) / scale
             if not np.all(np.isfinite(man)):
                 fd_err = float("inf")
-        note = "" if man.shape == ref.shape else f"shape {man.shape}, expected {ref.shape}"
+        note = nonfinite_note(man) if man.shape == ref.shape else f"shape {man.shape}, expected {ref.shape}"
         rows.append(Row("parameter", name, ref.shape, *_errors(man, ref), tol,
                         fd_err=fd_err, fd_tol=fd_tol if fd_err is not None else None, note=note))
-    return GradCheck(spec.name, impl, dtype, size, tol, tuple(rows))
+        values[name] = (man, ref)
+    return GradCheck(spec.name, impl, dtype, size, tol, tuple(rows), values)

@@ -76,7 +76,17 @@ def recurrent(params, batch, eps) -> Array:
     (GRU). In the head: "da" on the ReLU layer's pre-activation, "dz" on the logits.
     """
     x, y = batch
-    cell = params.cell
+    per_step = {k: v for k, v in eps.items() if k not in ("da", "dz")}
+    h_last, _ = encode(params.cell, x, per_step)
+    u = jax.nn.relu(h_last @ params.w_mlp + params.b_mlp + eps["da"])
+    return _cross_entropy(u @ params.w_out + params.b_out + eps["dz"], y)
+
+
+def encode(cell, x, eps, state0=None):
+    """(h_T, c_T) <[N, H]> each of the recurrence over x <[N, T, D]> from ``state0`` = (h_0, c_0)
+    (zeros when None; c is carried but unused for the RNN and the GRU), with the per-step offsets
+    ``eps`` of :func:`recurrent` (each <[T, N, H]>). With T = 1 and a random ``state0`` it is one
+    step of the cell: the oracle of a step backward alone."""
     hdim = cell.w_h.shape[0]
     blocks = cell.w_h.shape[1] // hdim  # 1 RNN, 4 LSTM, 3 GRU
     wx, wh, bs = (jnp.split(w, blocks, axis=-1) for w in (cell.w_x, cell.w_h, cell.b))
@@ -100,11 +110,11 @@ def recurrent(params, batch, eps) -> Array:
             h = z * h + (1.0 - z) * n
         return (h + e["dh_t"], c), None
 
-    per_step = {k: v for k, v in eps.items() if k not in ("da", "dz")}
-    h0 = jnp.zeros((x.shape[0], hdim), cell.w_h.dtype)
-    (h_last, _), _ = jax.lax.scan(step, (h0, h0), (jnp.swapaxes(x, 0, 1).astype(h0.dtype), per_step))
-    u = jax.nn.relu(h_last @ params.w_mlp + params.b_mlp + eps["da"])
-    return _cross_entropy(u @ params.w_out + params.b_out + eps["dz"], y)
+    if state0 is None:
+        h0 = jnp.zeros((x.shape[0], hdim), cell.w_h.dtype)
+        state0 = (h0, h0)
+    (h_last, c_last), _ = jax.lax.scan(step, state0, (jnp.swapaxes(x, 0, 1).astype(cell.w_h.dtype), eps))
+    return h_last, c_last
 
 
 def zeros(names_and_shapes: dict, dtype) -> dict:
