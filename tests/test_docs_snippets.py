@@ -71,6 +71,15 @@ COMMANDS = {
     "python -m pytest tests/test_gradient_table.py tests/test_bugzoo.py": (NOT_RUN, SUITE),
     # docs/exercises.md: an unwritten starter gives one line and status 1
     "python -m mp_jax.gradcheck --backward exercises/lstm_step.py": (RUN, 1),
+    # an unwritten starter: each rung of the hint, then status 1
+    "python -m mp_jax.gradcheck --backward exercises/lstm_step.py --hint": (RUN, 1),
+    "python -m mp_jax.gradcheck --backward exercises/lstm_step.py --hint 2": (RUN, 1),
+    "python -m mp_jax.gradcheck --backward exercises/lstm_step.py --hint 3": (RUN, 1),
+    "python notebooks/bptt_by_hand.py exercises/lstm_step.py":
+        (COVERED, "tests/test_notebook.py::test_the_notebook_runs_the_learners_piece_and_draws_its_figures"),
+    "MP_JAX_EXERCISE=exercises/lstm_step.py jupyter notebook notebooks/":
+        (NOT_RUN, "opens a notebook server for a person (jupyter and jupytext are not dependencies); "
+                  "tests/test_notebook.py runs the same file with MP_JAX_EXERCISE set"),
     # docs/recipes.md
     "python -m experiments --recipe handout":
         (COVERED, "tests/test_recipe.py::test_the_main_job_runs_the_handout_recipe_beside_ours"),

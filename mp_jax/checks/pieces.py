@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import inspect
 from typing import Any, Callable
 
 import jax
@@ -175,23 +174,6 @@ def _ae_preactivations(rng, case):
     return a
 
 
-def _build_sparsity_s(rng, model, case):
-    """sparsity_delta(rho_hat, rho_hat_c, hp) -> s <[L_hid]> (AE12)."""
-    hp = autoencoder.DEFAULT_HYPER
-    a = _ae_preactivations(rng, case)
-    r, rc = _sig(a).mean(0), _sig(-a).mean(0)
-
-    def oracle():
-        def sparsity(eps):  # the offset moves ρ̂ and 1 − ρ̂ together, as in the model's oracle
-            return hp.beta * _kl_sum(hp.rho, jnp.log(jnp.asarray(r) + eps), jnp.log(jnp.asarray(rc) - eps))
-        return {"s": jax.grad(sparsity)(jnp.zeros(L_HID))}
-
-    return (r, rc, hp), dict(
-        make_oracle=oracle, order=("s",), counts={"N": N, "L_hid": L_HID},
-        description=f"ρ̂ from random pre-activations{' near ±30 (saturated)' if case == 'saturated' else ''}; "
-                    f"L_hid = {L_HID}, β = {hp.beta}, ρ = {hp.rho}",
-        factors={"s": {"β": np.full(L_HID, hp.beta)}},
-        regions={"s": {_CANCELS: r > 1.0 - 1e-6}})
 
 
 def _build_sparsity_delta_kl(rng, model, case):
@@ -343,23 +325,16 @@ _CELL_GIVEN = {"x_t": "the cache (x)", "h_{t−1}": "the cache (h_prev)", "W_h":
 
 
 def _sparsity_piece() -> Piece:
-    """The autoencoder's sparsity piece under the contract its module has now."""
-    params = tuple(inspect.signature(autoencoder.sparsity_delta).parameters)
-    common = dict(name="ae_sparsity", target="mp_jax.models.autoencoder:sparsity_delta", model="ae",
-                  cases=("saturated",), models=("ae", "ae-untied"))
-    if params[:1] == ("a",):
-        return Piece(returns="δ_KL", rungs={"δ_KL": Rung("AE21", ("ρ̂", "π", "π̄", "N", "β", "ρ"))},
-                     given={"a": "the argument a: the hidden pre-activations x W1 + b1",
-                            "ρ̂": "the mean activation of each unit over the batch, computed inside from a: AE18",
-                            "π": "softmax over the batch of log σ(a), computed inside: AE20",
-                            "π̄": "softmax over the batch of log σ(−a), computed inside: AE20",
-                            "N": "the number of rows of a", "β": "hp.beta", "ρ": "hp.rho"},
-                     build=_build_sparsity_delta_kl, **common)
-    return Piece(returns="s", rungs={"s": Rung("AE12", ("ρ̂", "1 − ρ̂", "β", "ρ"))},
-                 given={"ρ̂": "the argument rho_hat (AE7)",
-                        "1 − ρ̂": "the argument rho_hat_c, computed without cancellation (AE17)",
-                        "β": "hp.beta", "ρ": "hp.rho"},
-                 build=_build_sparsity_s, **common)
+    """The autoencoder's sparsity piece: sparsity_delta(a, hp) -> δ_KL (AE21)."""
+    return Piece(name="ae_sparsity", target="mp_jax.models.autoencoder:sparsity_delta", model="ae",
+                 cases=("saturated",), models=("ae", "ae-untied"),
+                 returns="δ_KL", rungs={"δ_KL": Rung("AE21", ("ρ̂", "π", "π̄", "N", "β", "ρ"))},
+                 given={"a": "the argument a: the hidden pre-activations x W1 + b1",
+                        "ρ̂": "the mean activation of each unit over the batch, computed inside from a: AE18",
+                        "π": "softmax over the batch of log σ(a), computed inside: AE20",
+                        "π̄": "softmax over the batch of log σ(−a), computed inside: AE20",
+                        "N": "the number of rows of a", "β": "hp.beta", "ρ": "hp.rho"},
+                 build=_build_sparsity_delta_kl)
 
 
 def _pieces() -> dict:
