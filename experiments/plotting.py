@@ -321,7 +321,7 @@ def gradient_flow(flows: dict, path, labels: Optional[dict] = None) -> Path:
             if row == 1:
                 ax.set_xlabel("time step t (T = last)")
     for row in axes:
-        row[0].set_ylabel(r"mean $\Vert \partial \ell / \partial h_t \Vert$")
+        row[0].set_ylabel(r"$\gamma_t$ = mean $\Vert \partial \ell / \partial h_t \Vert$ (BPTT6)")
     first = next(iter(flows.values()))
     fig.suptitle(f"Q3: the gradient reaching each step through time, measured and predicted ({first['n_windows']} "
                  f"training windows, seed {first['seed']}; docs/recurrent.md)", fontsize=10)
