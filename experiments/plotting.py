@@ -306,3 +306,30 @@ def gradient_flow(flows: dict, path) -> Path:
                  f"seed {first['seed']})", fontsize=10)
     fig.tight_layout()
     return save(fig, path)
+
+
+Q2_MODEL_LABELS = {"kneser_ney": "Kneser-Ney", "tuned": "tuned network", "interpolated": "chosen network + Kneser-Ney",
+                   "interpolated_tuned": "tuned network + Kneser-Ney"}
+
+
+def q2_context_frequency(freq: dict, path) -> Path:
+    """Q2: each model's test cross-entropy by how often the test trigram was a training context
+    (``freq``: :func:`experiments.q2_language_model.context_frequency`'s record), grouped bars
+    per frequency bin, with each bin's share of the test rows under its label."""
+    names = list(freq["cross_entropy"])
+    bins = freq["bins"]
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    width = 0.8 / max(len(names), 1)
+    x = np.arange(len(bins))
+    for i, name in enumerate(names):
+        vals = [np.nan if v is None else v for v in freq["cross_entropy"][name]]
+        seeds = freq.get("seeds", {}).get(name, 1)
+        label = Q2_MODEL_LABELS.get(name, f"network {name}") + (f" (mean of {seeds} seeds)" if seeds > 1 else "")
+        ax.bar(x - 0.4 + (i + 0.5) * width, vals, width, label=label, color=f"C{i}")
+    ax.set_xticks(x, [f"{b}\n{100 * s:.1f} % of rows" for b, s in zip(bins, freq["share"])])
+    ax.set_xlabel("times the test trigram (w1 w2 w3) was the context of a training 4-gram")
+    ax.set_ylabel("test cross-entropy (nats)")
+    ax.set_title("Q2: test cross-entropy by context frequency")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    return save(fig, path)
