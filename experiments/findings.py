@@ -244,9 +244,11 @@ def q2_overfitting(m: dict) -> list:
         earlier = all(a <= b for a, b in zip(turn, turn[1:]))
         gaps = [g for *_, g, _ in rows]
         wider = all(_real(g) for g in gaps) and all(a >= b for a, b in zip(gaps, gaps[1:]))
+        verdict = ("bears this out" if earlier and wider else "only partly bears this out" if earlier or wider else
+                   "does not bear this out")
         text = (f"Parameters: {sizes}. A network with more parameters per training example can fit the accidents of "
                 f"the training 4-grams (which words happened to follow a context) sooner, so the largest should overfit "
-                f"first and widest. The run {'bears this out' if earlier and wider else 'only partly bears this out' if earlier or wider else 'does not bear this out'}: "
+                f"first and widest. The run {verdict}: "
                 f"from the largest to the smallest, the best epochs are "
                 f"{', '.join(str(e) + ('' if e < last else ' (the last)') for _, e, last, _, _ in rows)} "
                 f"({'no later for a larger network' if earlier else 'not in the order of size'})")
@@ -341,27 +343,30 @@ def q2_context_frequency(m: dict) -> list:
         return []
     out = ["By how often the test trigram was the context of a training 4-gram: "
            + ", ".join(f"{FREQ_WORDS.get(b, b)} for {_pct(s)} of the test rows" for b, s in zip(bins, share)) + "."]
+    diffs = {n: [None if a is None or k is None else a - k for a, k in zip(ce[n], kn)] for n in ce}
     for name in [n for n in ("tuned", q2_chosen(m)) if n and n in ce]:
-        d = [None if a is None or k is None else a - k for a, k in zip(ce[name], kn)]
+        d = diffs[name]
         who = "The tuned network" if name == "tuned" else f"The chosen course network {_dp(name)}"
         wins = [FREQ_WORDS.get(b, b) + f" (by {_num(-x, 2)})" for b, x in zip(bins, d) if x is not None and x < 0]
         loses = [FREQ_WORDS.get(b, b) + f" (by {_num(x, 2)})" for b, x in zip(bins, d) if x is not None and x >= 0]
         if wins:
             text = f"{who} is lower than Kneser-Ney in contexts {'; '.join(wins)}"
-            text += f" and higher in contexts {'; '.join(loses)}" if loses else ", in every group"
+            text += f" and higher in contexts {'; '.join(loses)}" if loses else ": in every group"
         else:
             text = f"{who} is higher than Kneser-Ney in every group: contexts {'; '.join(loses)}"
-        seen = [x for x in d if x is not None]
-        rises = all(a <= b for a, b in zip(seen, seen[1:]))
-        text += (f". Network minus Kneser-Ney, from the rarest contexts to the most frequent: "
-                 f"{', '.join(_num(x, 2) for x in seen)} nats ({'rising: the counts gain on the network as the contexts grow frequent' if rises else 'not rising steadily'})")
+        seen = [(b, x) for b, x in zip(bins, d) if x is not None]
         if name == "tuned":
-            text += (". That is what the reason predicts: for a trigram it never saw a count model can only back off to "
-                     "the last two words, then one, while the network scores every trigram through the embeddings of its "
-                     "words, shared by words seen in similar places; where a context was seen often, its counts are "
-                     "already a good estimate" if rises else
-                     ", against the reason one would give (a count model backs off to shorter contexts for a trigram it "
-                     "never saw, the network generalises through its words' embeddings)")
+            lead = min(seen, key=lambda bx: bx[1])
+            if lead[0] == bins[0] and lead[1] < 0:
+                text += (f". Its lead is largest in the contexts {FREQ_WORDS.get(lead[0], lead[0])}, as the reason "
+                         "predicts: for a trigram it never saw a count model can only back off to the last two words, "
+                         "then one, while the network scores every trigram through the embeddings of its words, which "
+                         "words used in similar places share; where a context was seen, its counts are evidence the "
+                         "network has to match")
+            else:
+                text += (f". Its lead is largest in contexts {FREQ_WORDS.get(lead[0], lead[0])}, not in the unseen "
+                         "ones, against the reason one would give (a count model backs off to shorter contexts for a "
+                         "trigram it never saw, the network generalises through its words' embeddings)")
         else:
             parts = [(b, x * s) for b, x, s in zip(bins, d, share) if x is not None]
             total = sum(x for _, x in parts)
@@ -369,6 +374,17 @@ def q2_context_frequency(m: dict) -> list:
             text += (f". Weighted by each group's share of the test rows, the differences add up to its whole gap of "
                      f"{_num(total, 2)} nats, and contexts {FREQ_WORDS.get(worst[0], worst[0])} contribute the most "
                      f"({_num(worst[1], 2)})")
+            k = bins.index(worst[0])
+            t, r = m.get("tuned") or {}, m.get(name) or {}
+            td = diffs.get("tuned")
+            if worst[0] != bins[0] and td and td[k] is not None and td[k] < d[k] and _real(t.get("train_cross_entropy")) \
+                    and _real(r.get("train_cross_entropy")):
+                text += (f": trigrams seen in training, whose continuations the counts record and a network has to "
+                         f"fit. The gap is one of fitting rather than of generalising: the tuned network fits the "
+                         f"training 4-grams {'more' if t['train_cross_entropy'] < r['train_cross_entropy'] else 'less'} "
+                         f"closely (training cross-entropy {_num(t['train_cross_entropy'], 4)} against "
+                         f"{_num(r['train_cross_entropy'], 4)}) and takes that group from {_num(d[k], 2)} to "
+                         f"{_num(td[k], 2)}")
         out.append(text + ".")
     return out
 

@@ -28,7 +28,7 @@ import importlib
 import logging
 import math
 import time
-from typing import Optional
+from typing import ClassVar, Optional
 
 import jax
 import jax.numpy as jnp
@@ -64,17 +64,52 @@ class Q2Config(RunOptions):
     on a cosine to 0, the epoch of lowest validation cross-entropy kept, trained once per seed
     S … S+K−1 (K = ``seeds``). Its settings were chosen on the validation split alone, on the
     default stand-in (the King James Bible, 203,919 training and 25,455 validation 4-grams;
-    Kneser-Ney's validation cross-entropy there 2.621), seed 0, by the search of
-    ``python -m experiments.q2_language_model --select KEY=V1,V2 ...`` (every other setting as
-    here)::
+    Kneser-Ney's validation cross-entropy there 2.6212), seed 0, one run per setting, by the
+    stages of :attr:`SEARCH` (each a grid over the defaults; ``python -m
+    experiments.q2_language_model --select search`` runs them all and writes every row to
+    ``selection.md``). Validation cross-entropy in nats, q the dropout rate, λ the weight decay::
 
-        SEARCH_TABLE
+        stage                                  settings tried                          val. CE
+        1 optimizer and peak rate              Adam 0.001, 0.003, 0.01, 0.02           2.8665, 2.6580, 2.6231, 2.6791
+          (D 64, P 512, q 0.3, 10 epochs)      SGD, momentum 0.85: 0.15, 0.5           3.0874, 2.7623
+        2 size (Adam 0.01, q 0.3, 10 epochs)   (64, 512), (64, 1024), (128, 512),      2.6231, 2.6167, 2.6324, 2.6296
+                                               (128, 1024); best epochs 9, 7, 9, 8
+        3 P 1024, Adam 0.003, 15 epochs        D 64: q 0.4, 0.5                        2.5879, 2.5933
+                                               D 128: q 0.4, 0.5                       2.5859, 2.5805
+        4 epochs ((128, 1024), q 0.5)          10, 15, 20 (best epoch 11 of 20)        2.5967, 2.5805, 2.5875
+        5 weight decay (15 epochs)             λ 0.01, 0.03, 0.1                       2.5756, 2.5699, 2.5819
+        6 dropout at λ 0.03                    q 0.4, 0.5                              2.5687, 2.5699
 
-    Kept: SEARCH_KEPT
+    Kept, the lowest: (D, P) = (128, 1024), q 0.4, Adam at a peak rate of 0.003 for 15 epochs,
+    λ 0.03 (2.5687, Kneser-Ney's 2.6212). At stage 1's rate the networks with P = 1024 overfit
+    by epoch 7 or 8 of 10 (stage 2), hence stage 3's lower rate over more epochs with more
+    dropout; SGD with momentum stayed far behind Adam over 10 epochs. The last stage's step (0.0012) is within
+    what a seed moves the result (the kept setting over seeds 0-2: 2.5687, 2.5674, 2.5681);
+    the earlier steps are not. One seed trains in about 50 s on 2 lightly loaded cores (about
+    110 s on a busy machine), so the main job trains one (``--seeds 3``: the three whose mean
+    and spread README.md reports).
     """
 
     FLAGS = ("seeds", "select", "tuned")
     HANDOUT = dict(learning_rate=0.15, momentum=0.85, batch_size=200, epochs=50, init_std=0.01, tuned=False)
+    # the search that chose the tuned settings, stage by stage (``--select search`` runs them all): each
+    # stage a grid of (key, values) over the defaults (mp_jax.protocols.language.SELECT_KEYS)
+    SEARCH: ClassVar[tuple] = (
+        ("1. the optimizer and its peak rate", (("D", (64,)), ("P", (512,)), ("dropout", (0.3,)), ("epochs", (10,)),
+                                                ("weight_decay", (0.0,)), ("optimizer", ("adam",)),
+                                                ("lr", (0.001, 0.003, 0.01, 0.02)))),
+        ("1. the optimizer and its peak rate: SGD with momentum 0.85",
+         (("D", (64,)), ("P", (512,)), ("dropout", (0.3,)), ("epochs", (10,)), ("weight_decay", (0.0,)),
+          ("optimizer", ("sgd",)), ("lr", (0.15, 0.5)))),
+        ("2. the size at stage 1's rate", (("D", (64, 128)), ("P", (512, 1024)), ("dropout", (0.3,)), ("epochs", (10,)),
+                                           ("weight_decay", (0.0,)), ("lr", (0.01,)))),
+        ("3. P = 1024 at a lower rate, longer, with more dropout",
+         (("D", (64, 128)), ("P", (1024,)), ("dropout", (0.4, 0.5)), ("lr", (0.003,)), ("epochs", (15,)),
+          ("weight_decay", (0.0,)))),
+        ("4. the epochs", (("D", (128,)), ("dropout", (0.5,)), ("weight_decay", (0.0,)), ("epochs", (10, 15, 20)))),
+        ("5. weight decay", (("D", (128,)), ("dropout", (0.5,)), ("weight_decay", (0.01, 0.03, 0.1)))),
+        ("6. the dropout rate again, at weight decay 0.03", (("dropout", (0.4, 0.5)),)),
+    )
 
     settings: tuple = ((32, 256), (16, 128), (8, 64))  # (D, P): embedding size, hidden units
     learning_rate: float = 0.15
@@ -101,9 +136,9 @@ class Q2Config(RunOptions):
     tuned_warmup_epochs: float = 0.5
     tuned_epochs: int = 15
     tuned_dropout: float = 0.4  # q: the probability that a hidden unit is dropped
-    tuned_weight_decay: float = 0.0  # decoupled, on W1 and W2
+    tuned_weight_decay: float = 0.03  # decoupled (AdamW: each update also shrinks W1 and W2 by η_k · 0.03)
     tuned_batch: int = 200
-    seeds: int = 3  # tuned runs: seeds S … S+K−1
+    seeds: int = 1  # tuned runs: seeds S … S+K−1 (one in the main job's time; --seeds 3 for the spread)
     select: tuple = ()  # the search alone (run_selection): ((key, (values, ...)), ...), language.SELECT_KEYS
 
     @classmethod
@@ -116,6 +151,9 @@ class Q2Config(RunOptions):
 
     def usage_errors(self) -> list:
         keys = [k for k, _ in self.select]
+        if "search" in keys and len(keys) > 1:
+            return ["argument --select: search runs the whole documented search (Q2Config.SEARCH); give it alone, "
+                    "without other --select grids"]
         twice = sorted({k for k in keys if keys.count(k) > 1})
         if twice:
             return [f"argument --select: one --select per key, found {', '.join(twice)} more than once; give each key "
@@ -132,6 +170,15 @@ class Q2Config(RunOptions):
         if "select" in options:  # argparse's list of (key, values) pairs, one per --select
             options["select"] = tuple(options["select"])
         return cls.make(**dict(options, impl=getattr(args, "impl", "fast")))
+
+    def course_run_key(self, *, data: str, split, **run) -> dict:
+        """The checkpoint key of a course network's run: :meth:`run_key` of these settings with the
+        tuned network's (``tuned``, ``tuned_*``, ``seeds``, ``select``) at their defaults, since none
+        of them changes what a course network computes (``--seeds 3`` reuses the course networks of a
+        run with one seed)."""
+        tuned = {f.name: f.default for f in dataclasses.fields(self)
+                 if f.name in ("tuned", "seeds", "select") or f.name.startswith("tuned_")}
+        return dataclasses.replace(self, **tuned).run_key(data=data, split=split, **run)
 
     def tuned_run_key(self, *, data: str, split, seed: int, **run) -> dict:
         """The checkpoint key of the tuned run with ``seed``: :meth:`run_key` of these settings
@@ -190,8 +237,8 @@ def train_setting(ctx: runs.RunContext, c: Q2Config, i: int, d: int, p: int, voc
                                metrics_fn=lm.metrics, per_example_mean=True)
     return runs.fit_run(ctx, f"lm_D{d}_P{p}", training, lm.init_params(k_init, vocab, d, p, std=c.init_std),
                           train_data, key=k_fit, val_data=val_data,
-                          run_key=c.run_key(data=data_id, split=split, model="language_model", D=d, P=p, vocab=vocab,
-                                            index=i))
+                          run_key=c.course_run_key(data=data_id, split=split, model="language_model", D=d, P=p,
+                                                   vocab=vocab, index=i))
 
 
 def _numbers(why: dict) -> str:
@@ -304,8 +351,9 @@ def tuned_networks(ctx: runs.RunContext, c: Q2Config, vocab: int, data_id: str, 
         record[f"test_cross_entropy_{k}"] = record.pop(f"cross_entropy_{k}")
     setting = ", ".join(f"{k} {v}" for k, v in record["setting"].items())
     plotting.loss_curves(first["history"], out / "loss_tuned.png",
-                         f"Q2 tuned network (seed {first['seed']}): {setting}\n(training loss with dropout)",
-                         "cross-entropy (nats)", best_epoch=first["best_epoch"])
+                         f"Q2 tuned network, D={c.tuned_embed}, P={c.tuned_hidden} (seed {first['seed']})\n"
+                         f"training loss with dropout {c.tuned_dropout:g}", "cross-entropy (nats)",
+                         best_epoch=first["best_epoch"])
     log.info("tuned (%s): test CE %.4f ± %.4f over %d seeds (%s), %s", setting, record["test_cross_entropy"],
              record["test_cross_entropy_std"], len(recs), ", ".join(f"{v:.4f}" for v in record["test_cross_entropy_per_seed"]),
              plotting.time_label(record["seconds"], record["loaded"]))
@@ -361,13 +409,18 @@ def context_frequency(split: dict, p_true: dict) -> dict:
 
 
 def selection_text(rows: list, seeds: list, split: dict, kn_val: float) -> str:
-    """``selection.md``: one row per point of the search, the best marked."""
+    """``selection.md``: one row per point of the search, under its stage's title, the best of each
+    stage marked, and the setting kept (the lowest over every stage)."""
     keys = list(language.SELECT_KEYS)
     lines = [f"Validation runs of the tuned network (seeds {', '.join(map(str, seeds))}; {len(split['train'][1])} training "
-             f"and {len(split['val'][1])} validation 4-grams; Kneser-Ney's validation cross-entropy {kn_val:.4f}):", "",
-             "| " + " | ".join(keys) + " | parameters | val. CE (mean) | per seed | best epoch | seconds |",
-             "|---" * (len(keys) + 5) + "|"]
+             f"and {len(split['val'][1])} validation 4-grams; Kneser-Ney's validation cross-entropy {kn_val:.4f}):"]
+    head = ["| " + " | ".join(keys) + " | parameters | val. CE (mean) | per seed | best epoch | seconds |",
+            "|---" * (len(keys) + 5) + "|"]
+    stage = object()
     for r in rows:
+        if r.get("stage", "") != stage:
+            stage = r.get("stage", "")
+            lines += [""] + ([f"**{stage}**", ""] if stage else []) + head
         cells = [f"{r['setting'][k]:g}" if isinstance(r["setting"][k], float) else str(r["setting"][k]) for k in keys]
         if r["val_cross_entropy"] is None:
             result = ["diverged", ", ".join(f"seed {s}: {d}" for s, d in zip(seeds, r["diverged"]) if d), "–", "–"]
@@ -376,21 +429,33 @@ def selection_text(rows: list, seeds: list, split: dict, kn_val: float) -> str:
                       ", ".join(f"{v:.4f}" for v in r["val_cross_entropy_per_seed"]),
                       ", ".join(map(str, r["best_epoch"])), f"{r['seconds']:.0f}"]
         lines.append("| " + " | ".join(cells + [f"{r['n_params']:,}"] + result) + " |")
+    done = [r for r in rows if r["val_cross_entropy"] is not None]
+    if done:
+        kept = min(done, key=lambda r: r["val_cross_entropy"])
+        lines += ["", "Lowest validation cross-entropy: " + ", ".join(f"{k} {v}" for k, v in kept["setting"].items())
+                  + f" ({kept['val_cross_entropy']:.4f})."]
     return "\n".join(lines) + "\n"
 
 
 def run_selection(ctx: runs.RunContext, c: Q2Config, words: list, data_id: str, split: dict, out) -> list:
-    """The search alone (:func:`mp_jax.protocols.language.select_tuned`): writes ``selection.md``
-    and ``selection.json`` and returns the rows; the test split is not touched. A point whose run
+    """The search alone (:func:`mp_jax.protocols.language.select_tuned`): the grid of ``--select``,
+    or with ``--select search`` every stage of :attr:`Q2Config.SEARCH`; writes ``selection.md`` and
+    ``selection.json`` and returns the rows; the test split is not touched. A point whose run
     diverged is marked so, and the step then ends with an error naming it (exit status 1)."""
     jx = {k: (jnp.asarray(x), jnp.asarray(y)) for k, (x, y) in split.items() if k != "test"}
-    rows = language.select_tuned(ctx, c, len(words), data_id, jx["train"], jx["val"], split_key(split))
+    stages = c.SEARCH if [k for k, _ in c.select] == ["search"] else (("", c.select),)
+    rows = []
+    for title, grid in stages:
+        stage = language.select_tuned(ctx, dataclasses.replace(c, select=tuple(grid)), len(words), data_id, jx["train"],
+                                      jx["val"], split_key(split))
+        rows += [{"stage": title, **r} for r in stage]
     kn = kneser_ney.fit(*split["train"], len(words))
     kn_val = scoring.score(kneser_ney.predict_proba(kn, split["val"][0]), split["val"][1])["test_cross_entropy"]
     seeds = [c.seed + j for j in range(c.seeds)]
     text = selection_text(rows, seeds, split, kn_val)
     files.write_text(out / "selection.md", text)
-    files.write_json(out / "selection.json", {"seeds": seeds, "grid": [[k, list(v)] for k, v in c.select],
+    files.write_json(out / "selection.json", {"seeds": seeds, "stages": [[t, [[k, list(v)] for k, v in g]]
+                                                                         for t, g in stages],
                                               "kneser_ney_val_cross_entropy": kn_val, "rows": rows,
                                               "split": split_key(split)})
     if distributed.is_writer():
@@ -470,11 +535,13 @@ def parse_select(text: str) -> tuple:
     """``"P=512,1024"`` -> ``("P", (512, 1024))``: a key of
     :data:`mp_jax.protocols.language.SELECT_KEYS` and its values, each of the key's kind and
     range (argparse ``type=``; ``--select`` may be given once per key)."""
+    if text.strip() == "search":
+        return "search", ()
     key, _, raw = text.partition("=")
     key = key.strip()
     if key not in language.SELECT_KEYS or not raw.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=V1,V2,... with KEY one of {', '.join(language.SELECT_KEYS)}, "
-                                         f"found {text!r} (--select)")
+                                         f"or search, found {text!r} (--select)")
     kind = language.SELECT_KEYS[key][1]
     values = []
     for item in raw.split(","):
@@ -508,7 +575,8 @@ def main(argv=None) -> int:
                    help="the search alone: train the tuned network at every point of a grid (one --select per key: "
                         f"{', '.join(language.SELECT_KEYS)}; e.g. --select P=512,1024 --select dropout=0.3,0.5), "
                         "each --seeds times on the training split, scored on the validation split (selection.md); "
-                        "no test split")
+                        "no test split. --select search: every stage of the search that chose the defaults "
+                        "(Q2Config.SEARCH)")
     return common.run_main("q2", p, Q2Config.from_args, run, argv)
 
 

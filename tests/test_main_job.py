@@ -60,7 +60,7 @@ def test_report_links_only_existing_figures(quick_run, first_call):
     for q in ("q1", "q2", "q3"):
         assert (root / "results" / q / "metrics.json").is_file()
         assert f"- {q}: " in report and "stand-in" in report and "licence" in report
-    assert re.search(r"Training time: q1 trained in \d+ s \(14 runs\); q2 trained in \d+ s \(3 runs\); "
+    assert re.search(r"Training time: q1 trained in \d+ s \(14 runs\); q2 trained in \d+ s \(4 runs\); "
                      r"q3 trained in \d+ s \(8 runs\)", report)
 
 

@@ -168,6 +168,12 @@ def test_select_parses_a_grid_and_refuses_bad_values():
     assert q2.Q2Config(select=(("D", (64,)),), seeds=5).tuned_run_key(data="d", split="s", seed=0) == a
     assert q2.Q2Config(tuned_dropout=0.2).tuned_run_key(data="d", split="s", seed=0) != a
     assert q2.Q2Config().tuned_run_key(data="d", split="s", seed=1) != a
+    # the course networks' keys leave every setting of the tuned network alone, and keep their own
+    b = q2.Q2Config().course_run_key(data="d", split="s", D=8, P=64)
+    for other in (dict(seeds=3), dict(tuned=False), dict(tuned_dropout=0.1), dict(select=(("D", (64,)),))):
+        assert q2.Q2Config(**other).course_run_key(data="d", split="s", D=8, P=64) == b, other
+    for other in (dict(learning_rate=0.1), dict(recipe="handout"), dict(impl="reference")):
+        assert q2.Q2Config(**other).course_run_key(data="d", split="s", D=8, P=64) != b, other
 
 
 def test_select_and_seeds_are_flags(capsys):
