@@ -262,9 +262,11 @@ def q2_overfitting(m: dict) -> list:
 def _setting_text(s: dict) -> str:
     opt = {"adam": "Adam", "sgd": "SGD with momentum"}.get(s.get("optimizer"), str(s.get("optimizer")))
     wd = s.get("weight_decay")
-    return (f"D = {s.get('D')}, P = {s.get('P')}; dropout {_num(s.get('dropout'))} on the hidden layer, {opt} at a "
-            f"peak rate of {_num(s.get('lr'))} (half an epoch of warm-up, then a cosine decay) for {s.get('epochs')} "
-            f"epochs, batch {s.get('batch')}" + (f", weight decay {_num(wd)}" if _real(wd) and wd > 0 else ""))
+    rate = (f"a constant rate of {_num(s.get('lr'))}" if s.get("schedule") == "constant" else
+            f"a peak rate of {_num(s.get('lr'))} ({_num(s.get('warmup', 0.5))} epoch of warm-up, then a cosine decay)")
+    return (f"D = {s.get('D')}, P = {s.get('P')}; dropout {_num(s.get('dropout'))} on the hidden layer, {opt} at "
+            f"{rate} for {s.get('epochs')} epochs, batch {s.get('batch')}"
+            + (f", weight decay {_num(wd)}" if _real(wd) and wd > 0 else ""))
 
 
 def _over_seeds(r: dict, key: str = "test_cross_entropy") -> str:
@@ -374,17 +376,26 @@ def q2_context_frequency(m: dict) -> list:
             text += (f". Weighted by each group's share of the test rows, the differences add up to its whole gap of "
                      f"{_num(total, 2)} nats, and contexts {FREQ_WORDS.get(worst[0], worst[0])} contribute the most "
                      f"({_num(worst[1], 2)})")
-            k = bins.index(worst[0])
-            t, r = m.get("tuned") or {}, m.get(name) or {}
-            td = diffs.get("tuned")
-            if worst[0] != bins[0] and td and td[k] is not None and td[k] < d[k] and _real(t.get("train_cross_entropy")) \
-                    and _real(r.get("train_cross_entropy")):
-                text += (f": trigrams seen in training, whose continuations the counts record and a network has to "
-                         f"fit. The gap is one of fitting rather than of generalising: the tuned network fits the "
-                         f"training 4-grams {'more' if t['train_cross_entropy'] < r['train_cross_entropy'] else 'less'} "
-                         f"closely (training cross-entropy {_num(t['train_cross_entropy'], 4)} against "
-                         f"{_num(r['train_cross_entropy'], 4)}) and takes that group from {_num(d[k], 2)} to "
-                         f"{_num(td[k], 2)}")
+            seen_part = sum(x for b, x in parts if b != bins[0])
+            unseen = d[0]
+            if seen_part > total - seen_part:
+                text += (f"; contexts seen in training, whose continuations the counts record and a network has to "
+                         f"fit, make {_num(seen_part, 2)} of it")
+                if unseen is not None and unseen <= 0:
+                    text += (f", while in unseen contexts it is {'level with' if unseen == 0 else 'below'} Kneser-Ney: "
+                             f"its gap is one of fitting, not of generalising")
+                t, r = m.get("tuned") or {}, m.get(name) or {}
+                td = diffs.get("tuned")
+                if td and _real(t.get("train_cross_entropy")) and _real(r.get("train_cross_entropy")):
+                    below = [b for b, x in zip(bins[1:], td[1:]) if x is not None and x < 0]
+                    text += (f". The tuned network fits the training 4-grams "
+                             f"{'more' if t['train_cross_entropy'] < r['train_cross_entropy'] else 'less'} closely "
+                             f"(training cross-entropy {_num(t['train_cross_entropy'], 4)} against "
+                             f"{_num(r['train_cross_entropy'], 4)}) and is below Kneser-Ney in {len(below)} of the "
+                             f"{len(bins) - 1} groups of seen contexts")
+            else:
+                text += (f"; contexts never seen in training make the larger part ({_num(total - seen_part, 2)}): it "
+                         f"generalises worse than the counts' back-off")
         out.append(text + ".")
     return out
 

@@ -231,11 +231,12 @@ def q2_section(qdir: Path, figs: Figures) -> list:
         lines += ["### c) A tuned network against counting", ""]
         t = m.get("tuned") or {}
         if t:
-            lines += [f"A fourth network of the same family ({findings._setting_text(t.get('setting') or {})}), trained "
-                      "with dropout on its hidden layer ([docs/language_model.md](../docs/language_model.md"
-                      "#dropout-on-the-hidden-layer)); its settings were chosen on the validation split alone by the "
-                      "search in `Q2Config`'s docstring (`python -m experiments.q2_language_model --select KEY=V1,V2 "
-                      "...`), then trained once per seed and scored once on the test split.", ""]
+            lines += [f"A fourth network of the same family ({findings._setting_text(t.get('setting') or {})}; "
+                      "dropout and its backward: [docs/language_model.md](../docs/language_model.md"
+                      "#dropout-on-the-hidden-layer)). Its settings were chosen on the validation split alone by the "
+                      "search in `Q2Config`'s docstring (`python -m experiments.q2_language_model --select search` "
+                      f"runs it again); it was then trained once per seed ({len(t.get('seeds') or [0])} here; "
+                      "`--seeds K` for more) and scored once on the test split.", ""]
             figs.add(lines, qdir, "loss_tuned.png", f"the tuned network's training (with dropout) and validation "
                      f"cross-entropy per epoch, seed {(t.get('seeds') or [0])[0]}", used)
         figs.add(lines, qdir, "context_frequency.png", "test cross-entropy by how often the test trigram was the "

@@ -151,8 +151,9 @@ def test_select_parses_a_grid_and_refuses_bad_values():
     assert q2.parse_select("P=512,1024") == ("P", (512, 1024))
     assert q2.parse_select("dropout=0,0.5") == ("dropout", (0.0, 0.5))
     assert q2.parse_select("optimizer=adam,sgd") == ("optimizer", ("adam", "sgd"))
+    assert q2.parse_select("schedule=constant") == ("schedule", ("constant",)) and q2.parse_select("search") == ("search", ())
     for bad in ("Q=1", "P=", "P=0", "P=1.5", "dropout=1", "dropout=-0.1", "lr=0", "lr=nan", "optimizer=rmsprop",
-                "weight_decay=-1", "epochs=x"):
+                "weight_decay=-1", "epochs=x", "schedule=linear"):
         with pytest.raises(argparse.ArgumentTypeError, match="--select"):
             q2.parse_select(bad)
     c = q2.Q2Config(select=(("D", (64, 128)), ("dropout", (0.3, 0.5))))
@@ -229,3 +230,38 @@ def test_the_search_then_the_tuned_network_over_seeds(tmp_path):
     for name in ("loss_tuned.png", "context_frequency.png"):
         assert (out / name).read_bytes()[:8] == PNG
     assert "mean of 2 seeds" in (out / "table.txt").read_text()
+
+
+def test_the_tuned_recipe_and_its_gradients():
+    import functools
+
+    from mp_jax.models import language_model_dropout as lmd
+    from mp_jax.models import language_model_fast as lm_fast
+    from mp_jax.protocols import language
+
+    c = q2.Q2Config()
+    opt, fit = language.tuned_fit(c, 1000)
+    assert (fit.epochs, fit.batch_size, fit.patience, fit.keep) == (c.tuned_epochs, c.tuned_batch, None, "best")
+    assert isinstance(fit.augment, lmd.FreshSeeds)
+    grad = language.tuned_loss_and_grad(c)
+    assert isinstance(grad, functools.partial) and grad.func is lmd.loss_and_grad and grad.keywords == {"rate": 0.4}
+    plain = q2.Q2Config(tuned_dropout=0.0)
+    assert language.tuned_loss_and_grad(plain) is lm_fast.loss_and_grad and language.tuned_fit(plain, 1000)[1].augment is None
+    for bad in (dict(tuned_optimizer="rmsprop"), dict(tuned_schedule="linear")):
+        with pytest.raises(ValueError, match="tuned_"):
+            language.tuned_fit(q2.Q2Config(**bad), 1000)
+    # weight decay shrinks W1 and W2 only: with a zero gradient, an update moves those two leaves alone
+    import jax
+    import jax.numpy as jnp
+
+    from mp_jax.models import language_model as lm
+
+    params = lm.init_params(jax.random.PRNGKey(0), 10, 2, 3, std=1.0)
+    for name in ("adam", "sgd"):
+        o, _ = language.tuned_fit(q2.Q2Config(tuned_optimizer=name, tuned_schedule="constant"), 1000)
+        updates, _ = o.update(jax.tree.map(jnp.zeros_like, params), o.init(params), params)
+        moved = {k for k, u in zip(params._fields, updates) if float(jnp.max(jnp.abs(u))) > 0}
+        assert moved == {"w_hid", "w_out"}, name
+    with pytest.raises(SystemExit) as e:
+        q2.main(["--select", "search", "--select", "P=8"])
+    assert e.value.code == 2

@@ -41,8 +41,9 @@ log = logging.getLogger("mp_jax.protocols.language")
 SELECT_KEYS = {"D": ("tuned_embed", int), "P": ("tuned_hidden", int), "dropout": ("tuned_dropout", float),
                "lr": ("tuned_lr", float), "epochs": ("tuned_epochs", int), "batch": ("tuned_batch", int),
                "weight_decay": ("tuned_weight_decay", float), "warmup": ("tuned_warmup_epochs", float),
-               "optimizer": ("tuned_optimizer", str)}
+               "optimizer": ("tuned_optimizer", str), "schedule": ("tuned_schedule", str)}
 OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("warmup_cosine", "constant")
 TUNED_STREAM = 1000  # the tuned runs' PRNG stream: PRNGKey(seed) folded with this (the course's use 0, 1, 2)
 DECAYED = lm.LMParams(emb=False, w_hid=True, b_hid=False, w_out=True, b_out=False)  # the leaves weight decay shrinks
 
@@ -60,11 +61,13 @@ def n_params(vocab: int, d: int, p: int) -> int:
 def tuned_fit(c, n_train: int) -> tuple:
     """(optimizer, :class:`mp_jax.engine.train.FitConfig`) of a tuned run on ``n_train`` examples:
     the peak rate ``c.tuned_lr`` reached after ``c.tuned_warmup_epochs`` and decayed on a cosine to
-    0 at the last epoch; Adam (``c.tuned_optimizer`` "adam") or SGD with ``c.momentum``; decoupled
+    0 at the last epoch (``c.tuned_schedule`` "warmup_cosine"; "constant": ``c.tuned_lr`` throughout); Adam (``c.tuned_optimizer`` "adam") or SGD with ``c.momentum``; decoupled
     weight decay ``c.tuned_weight_decay`` on W1 and W2; fresh dropout seeds every epoch; no early
     stop (the schedule runs to its end) and the epoch of lowest validation loss kept."""
-    schedule = train.warmup_cosine(c.tuned_lr, train.steps_per_epoch(n_train, c.tuned_batch), c.tuned_epochs,
-                                   c.tuned_warmup_epochs)
+    if c.tuned_schedule not in SCHEDULES:
+        raise ValueError(f"tuned_schedule must be one of {SCHEDULES}, found {c.tuned_schedule!r}")
+    schedule = c.tuned_lr if c.tuned_schedule == "constant" else train.warmup_cosine(
+        c.tuned_lr, train.steps_per_epoch(n_train, c.tuned_batch), c.tuned_epochs, c.tuned_warmup_epochs)
     wd = c.tuned_weight_decay
     if c.tuned_optimizer == "adam":
         opt = optax.adamw(schedule, weight_decay=wd, mask=DECAYED) if wd else optax.adam(schedule)
