@@ -16,7 +16,7 @@ def _batch(n=6, v=12, seed=0):
             jnp.asarray(rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)))
 
 
-def test_the_mask_keeps_one_minus_q_of_the_units_and_each_row_follows_its_own_seed():
+def test_the_mask_keeps_one_minus_q_of_the_units_and_each_row_follows_its_own_seed(fast_compile):
     seeds = jnp.arange(4000, dtype=jnp.uint32)
     m = np.asarray(lmd.keep_mask(seeds, 64, 0.4))
     assert m.shape == (4000, 64) and set(np.unique(m)) == {0.0, 1.0}
@@ -28,22 +28,22 @@ def test_the_mask_keeps_one_minus_q_of_the_units_and_each_row_follows_its_own_se
     assert np.all(np.asarray(lmd.keep_mask(seeds[:5], 8, 0.0)) == 1.0)
 
 
-def test_at_rate_zero_the_loss_and_gradients_are_the_plain_networks():
+def test_at_rate_zero_the_loss_and_gradients_are_the_plain_networks(fast_compile):
     with jax.enable_x64(True):
         params = lm.init_params(jax.random.PRNGKey(0), 12, 4, 8, std=0.5, dtype=jnp.float64)
         ids, y, seeds = _batch()
-        value, grads = lmd.loss_and_grad(params, (ids, y, seeds), rate=0.0)
-        ref_value, ref_grads = lm.loss_and_grad(params, (ids, y))
+        value, grads = jax.jit(lambda p, b: lmd.loss_and_grad(p, b, rate=0.0))(params, (ids, y, seeds))
+        ref_value, ref_grads = jax.jit(lm.loss_and_grad)(params, (ids, y))
     np.testing.assert_allclose(value, ref_value, rtol=1e-13)
     for a, b in zip(grads, ref_grads):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 
-def test_a_dropped_unit_gets_no_output_weight_gradient_and_passes_none_back():
+def test_a_dropped_unit_gets_no_output_weight_gradient_and_passes_none_back(fast_compile):
     with jax.enable_x64(True):
         params = lm.init_params(jax.random.PRNGKey(1), 12, 4, 8, std=0.5, dtype=jnp.float64)
         ids, y, seeds = _batch(n=1)
-        _, grads, named = lmd.loss_grad_and_intermediates(params, (ids, y, seeds), rate=0.5)
+        _, grads, named = jax.jit(lambda p, b: lmd.loss_grad_and_intermediates(p, b, rate=0.5))(params, (ids, y, seeds))
         m = np.asarray(lmd.keep_mask(seeds, 8, 0.5))[0]
     assert 0 < m.sum() < 8  # this seed drops some units and keeps others
     dropped = m == 0
