@@ -327,3 +327,49 @@ def gradient_flow(flows: dict, path, labels: Optional[dict] = None) -> Path:
                  f"training windows, seed {first['seed']}; docs/recurrent.md)", fontsize=10)
     fig.tight_layout()
     return save(fig, path)
+
+
+Q2_MODEL_LABELS = {"kneser_ney": "Kneser-Ney", "tuned": "tuned network", "interpolated": "chosen network + Kneser-Ney",
+                   "interpolated_tuned": "tuned network + Kneser-Ney"}
+
+
+def q2_model_label(name: str, seeds: int = 1) -> str:
+    """ "tuned network (mean of 3 seeds)", "network (32, 256)", ... for a Q2 model's key."""
+    base = Q2_MODEL_LABELS.get(name) or (f"network ({name[2:].replace(',P=', ', ')})" if name.startswith("D=") else name)
+    return base + (f" (mean of {seeds} seeds)" if seeds > 1 else "")
+
+
+def q2_context_frequency(freq: dict, path) -> Path:
+    """Q2: each model's test cross-entropy by how often the test trigram was a training context
+    (``freq``: :func:`experiments.q2_language_model.context_frequency`'s record). Left: the
+    cross-entropy per frequency group; right: each model minus Kneser-Ney (below 0: the model
+    wins there). Each group's share of the test rows is under its label."""
+    names = list(freq["cross_entropy"])
+    bins, seeds = freq["bins"], freq.get("seeds", {})
+    kn = freq["cross_entropy"].get("kneser_ney")
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.4))
+    x = np.arange(len(bins))
+    labels = [f"{b}\n({100 * s:.0f} %)" for b, s in zip(bins, freq["share"])]
+    others = [n for n in names if n != "kneser_ney"]
+    width = 0.8 / max(len(others), 1)
+    for i, name in enumerate(names):
+        vals = np.array([np.nan if v is None else v for v in freq["cross_entropy"][name]])
+        ax.plot(x, vals, marker="o", color=f"C{i}", label=q2_model_label(name, seeds.get(name, 1)))
+        if name != "kneser_ney" and kn:
+            j = others.index(name)
+            diff = vals - np.array([np.nan if v is None else v for v in kn])
+            bx.bar(x - 0.4 + (j + 0.5) * width, diff, width, color=f"C{i}")
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("test cross-entropy (nats)")
+    ax.set_title("cross-entropy by context frequency")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    bx.axhline(0.0, color="black", lw=0.8)
+    bx.set_xticks(x, labels)
+    bx.set_ylabel("model minus Kneser-Ney (nats)")
+    bx.set_title("below 0: the model beats the counts there")
+    bx.grid(alpha=0.3, axis="y")
+    for a in (ax, bx):
+        a.set_xlabel("times the test trigram was a training context (share of the test rows)")
+    fig.suptitle("Q2: where the networks and Kneser-Ney win")
+    return save(fig, path)

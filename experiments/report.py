@@ -458,16 +458,74 @@ def q2_section(qdir: Path, figs: Figures) -> list:
         d, p = name[2:].split(",P=")
         figs.add(lines, qdir, f"loss_D{d}_P{p}.png", f"training and validation cross-entropy per epoch, (D, P) = "
                  f"({d}, {p})", used)
-    _text(lines, qdir, "table.txt", used, "Test set: cross-entropy, perplexity, accuracy (with the Kneser-Ney baseline)")
-    _findings(lines, findings.q2_training(m))
+    _q2_models_table(lines, m, used)
+    _findings(lines, findings.q2_training(m) + findings.q2_overfitting(m))
     lines += ["### b) Predictions", ""]
     _text(lines, qdir, "anchors.txt", used, "The course's trigrams (or trigrams that play their roles)")
     _text(lines, qdir, "samples.txt", used, "Five random test trigrams: top-10 fourth words")
     figs.add(lines, qdir, "samples.png", "top-10 predictions of the chosen model for five random test trigrams", used)
     _text(lines, qdir, "neighbours.txt", used, "Nearest words in embedding space")
     _findings(lines, findings.q2_predictions(m))
+    if m.get("tuned") or m.get("by_context_frequency"):
+        lines += ["### c) A tuned network against counting", ""]
+        t = m.get("tuned") or {}
+        if t:
+            lines += [f"A fourth network of the same family ({findings._setting_text(t.get('setting') or {})}; "
+                      "dropout and its backward: [docs/language_model.md](../docs/language_model.md"
+                      "#dropout-on-the-hidden-layer)). Its settings were chosen on the validation split alone by the "
+                      "search in `Q2Config`'s docstring (`python -m experiments.q2_language_model --select search` "
+                      f"runs it again); it was then trained once per seed ({len(t.get('seeds') or [0])} here; "
+                      "`--seeds K` for more) and scored once on the test split.", ""]
+            figs.add(lines, qdir, "loss_tuned.png", f"the tuned network's training (with dropout) and validation "
+                     f"cross-entropy per epoch, seed {(t.get('seeds') or [0])[0]}", used)
+        figs.add(lines, qdir, "context_frequency.png", "test cross-entropy by how often the test trigram was the "
+                 "context of a training 4-gram: the networks against Kneser-Ney", used)
+        _findings(lines, findings.q2_tuned(m) + findings.q2_context_frequency(m))
     _rest(lines, qdir, used, figs)
     return lines
+
+
+Q2_ROW_NAMES = {"tuned": "tuned network", "kneser_ney": "Kneser-Ney (4-gram counts)"}
+
+
+def _q2_value(r: dict, key: str, nd: int = 4) -> str:
+    v = r.get(key)
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return "–"
+    std = r.get(f"{key}_std") if len(r.get(f"{key}_per_seed") or ()) > 1 else None
+    return f"{v:.{nd}f}" + (f" ± {std:.{nd}f}" if isinstance(std, (int, float)) else "")
+
+
+def _q2_models_table(lines: list, m: dict, used: set) -> None:
+    """Q2's models side by side: the course's three (D, P), the tuned network, Kneser-Ney and the
+    mixtures; cross-entropies in nats (mean ± std over seeds where there are several)."""
+    names = findings.q2_settings(m) + [k for k in ("tuned", "kneser_ney", "interpolated", "interpolated_tuned")
+                                       if isinstance(m.get(k), dict)]
+    if not names:
+        return
+    lines += ["**Test set: the course's three networks, the tuned network, the Kneser-Ney count model and their "
+              "mixtures** (cross-entropy in nats; mean ± sample standard deviation over seeds where there are "
+              "several)", "",
+              "| model | parameters | training CE | validation CE | test CE | perplexity | top-1 | top-10 | epochs |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for k in names:
+        r = m[k]
+        if k.startswith("interpolated"):
+            parts = " + ".join(Q2_ROW_NAMES.get(c, f"({c[2:].replace(',P=', ', ')})" if c.startswith("D=") else c)
+                               for c in r.get("components") or [])
+            label = f"mixture: {parts}" + (f" (weight {r['weight']:.2f})" if isinstance(r.get("weight"), float) else "")
+        else:
+            label = Q2_ROW_NAMES.get(k, f"({k[2:].replace(',P=', ', ')})" if k.startswith("D=") else k)
+        n = r.get("n_params", findings.q2_n_params(m, k) if k.startswith("D=") else None)
+        epochs = (f"best {r['best_epoch']} of {r['epochs_run']}" if isinstance(r.get("best_epoch"), int) else "–")
+        top1 = f"{100 * r['top1_accuracy']:.1f} %" if isinstance(r.get("top1_accuracy"), float) else "–"
+        top10 = f"{100 * r['top10_accuracy']:.1f} %" if isinstance(r.get("top10_accuracy"), float) else "–"
+        ppl = f"{r['perplexity']:.2f}" if isinstance(r.get("perplexity"), float) else "–"
+        lines.append(f"| {label} | {f'{n:,}' if isinstance(n, int) else '–'} | {_q2_value(r, 'train_cross_entropy')} | "
+                     f"{_q2_value(r, 'val_cross_entropy')} | {_q2_value(r, 'test_cross_entropy')} | {ppl} | {top1} | "
+                     f"{top10} | {epochs} |")
+    lines.append("")
+    used.add("table.txt")
 
 
 # ----------------------------------------------------------------------------- Q3

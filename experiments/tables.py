@@ -4,13 +4,18 @@ from __future__ import annotations
 
 
 def q2_table(rows: dict) -> str:
-    """Test cross-entropy, perplexity, top-1 / top-10 accuracy per model (``rows``: name -> record)."""
+    """Test cross-entropy, perplexity, top-1 / top-10 accuracy per model (``rows``: name -> record).
+    A record over seeds (``test_cross_entropy_per_seed``) shows its means and says so."""
     head = f"{'model':<24}{'test CE':>9}{'perplexity':>12}{'top-1':>8}{'top-10':>8}  notes"
     lines = [head, "-" * len(head)]
     for name, m in rows.items():
         note = f"best epoch {m['best_epoch']} of {m['epochs_run']}" if "best_epoch" in m else ""
         if "weight" in m:
             note = f"weight of the network {m['weight']:.2f} (chosen on validation)"
+        if len(m.get("test_cross_entropy_per_seed") or ()) > 1:
+            k = len(m["test_cross_entropy_per_seed"])
+            over = f"mean of {k} seeds, std {m['test_cross_entropy_std']:.4f}"
+            note = over + ("; mean " + note if "weight" in m else f"; seed {m['seeds'][0]}'s {note}" if note else "")
         lines.append(f"{name:<24}{m['test_cross_entropy']:>9.4f}{m['perplexity']:>12.3f}"
                      f"{100 * m['top1_accuracy']:>7.2f}%{100 * m['top10_accuracy']:>7.2f}%  {note}")
     return "\n".join(lines) + "\n"

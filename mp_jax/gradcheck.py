@@ -5,7 +5,8 @@
         [--fd] [--intermediates] [--bug NAME | --bug list] [--backward FILE [--hint [K]]]
 
 MODEL is a name of the registry (:mod:`mp_jax.checks.registry`): ``ae`` (sparse autoencoder, tied
-weights), ``ae-untied``, ``lm`` (the 4-gram language model), ``rnn``, ``lstm``, ``gru`` (the
+weights), ``ae-untied``, ``lm`` (the 4-gram language model), ``lm-dropout`` (the same trained
+with dropout on its hidden layer), ``rnn``, ``lstm``, ``gru`` (the
 sequence classifier with its ReLU head), ``mlp`` (the engine's smoke model) or ``logistic``
 (Q3's baseline). ``--impl`` picks the manual implementation (``reference``, ``fast`` where
 there is one; ``all``, the default, checks each). A small random instance is built by the
@@ -68,7 +69,7 @@ DEFAULT_BATCH = 7
 CASES = {"plain": "", "square": "square", "saturated": "saturated", "saturated-low": "saturated-low",
          "saturated-high": "saturated-high", "repeat": "repeat"}
 _CASE_MODELS = {"saturated": ("ae", "ae-untied"), "saturated-low": ("ae", "ae-untied"),
-                "saturated-high": ("ae", "ae-untied"), "repeat": ("lm",)}
+                "saturated-high": ("ae", "ae-untied"), "repeat": ("lm", "lm-dropout")}
 
 
 def _verdict(passed: bool) -> str:

@@ -128,7 +128,7 @@ def test_a_count_past_int32_is_a_usage_error(main, flag, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- devices
 @pytest.mark.parametrize("prog,sizes,fits", [
-    ("experiments", "q1 SGD batch 32, q2 batch 200, q3 batch 32, q3 baseline batch 32", "1, 2, 4, 8"),
+    ("experiments", "q1 SGD batch 32, q2 batch 200, q2 tuned batch 200, q3 batch 32, q3 baseline batch 32", "1, 2, 4, 8"),
     ("experiments.q3_activity", "q3 batch 32, q3 baseline batch 32", "1, 2, 4, 8, 16, 32"),
     ("experiments.smoke", "smoke batch 32", "1, 2, 4, 8, 16, 32"),
 ])

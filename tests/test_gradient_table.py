@@ -66,7 +66,8 @@ def test_fast_equals_reference(name, size, fast_compile):
 
 def test_the_table_covers_every_model_and_the_shapes_that_break_backward_passes():
     ids = {p.id for p in ROWS}
-    assert set(registry.MODELS) == {"ae", "ae-untied", "lm", "rnn", "lstm", "gru", "mlp", "logistic"}
+    assert set(registry.MODELS) == {"ae", "ae-untied", "lm", "lm-dropout", "rnn", "lstm", "gru", "mlp",
+                                    "logistic"}
     for cell in ("rnn", "lstm", "gru"):
         for impl in ("reference", "fast"):
             for t in ("T1", "T2", "T150"):
@@ -122,7 +123,7 @@ def test_docs_state_the_tolerances_and_the_zoo_the_code_uses():
     assert "h = 10^{-5}" in text and gradtable.FD_STEP == 1e-5
     assert f"on {gradtable.FD_SAMPLES} seeded coordinates" in text
     assert "passes at $10^{-6}$" in text and gradtable.FD_TOLERANCE == 1e-6
-    words = {12: "Twelve", 18: "Eighteen", 30: "Thirty"}
+    words = {12: "Twelve", 18: "Eighteen", 30: "Thirty", 32: "Thirty-two"}
     assert text.count(words.get(len(bugzoo.BUGS), str(len(bugzoo.BUGS)))) >= 1
     for name, spec in registry.MODELS.items():
         assert f"| `{name}` | {', '.join(spec.impls)} |" in text

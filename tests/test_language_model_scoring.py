@@ -123,3 +123,24 @@ def test_the_pseudo_count_and_the_course_trigrams_already_used():
     roles = {c.trigram: c.role for c in scoring.COURSE_TRIGRAMS}
     assert roles == {"but it 's": "negation", "what does new": "collocation", "do nt like": "negation",
                      "said , how": "question", "does nt get": "negation", "nt get it": "sentence_end"}
+
+
+def test_context_counts_count_training_contexts():
+    train_x = np.array([[1, 2, 3], [1, 2, 3], [3, 2, 1], [0, 0, 0]])
+    x = np.array([[1, 2, 3], [3, 2, 1], [2, 2, 2], [0, 0, 0], [1, 2, 3]])
+    np.testing.assert_array_equal(scoring.context_counts(train_x, x), [2, 1, 0, 1, 2])
+
+
+def test_by_context_frequency_bins_rows_and_its_weighted_means_are_the_whole_cross_entropy():
+    rng = np.random.default_rng(0)
+    counts = np.array([0, 0, 1, 5, 6, 50, 51, 400, 3, 0])
+    p = {"a": rng.uniform(0.01, 1.0, len(counts)), "b": rng.uniform(0.01, 1.0, len(counts))}
+    out = scoring.by_context_frequency(counts, p)
+    assert out["bins"] == ["0", "1-5", "6-50", ">50"] and out["n"] == [3, 3, 2, 2]
+    assert sum(out["share"]) == pytest.approx(1.0)
+    for name, q in p.items():
+        ce = out["cross_entropy"][name]
+        assert ce[1] == pytest.approx(-np.mean(np.log(q[[2, 3, 8]])))
+        assert np.dot(out["n"], ce) / len(counts) == pytest.approx(-np.mean(np.log(q)))
+    empty = scoring.by_context_frequency(np.array([0, 2]), {"a": np.array([0.5, 0.5])})
+    assert empty["n"] == [1, 1, 0, 0] and empty["cross_entropy"]["a"][2:] == [None, None]

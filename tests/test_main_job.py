@@ -64,7 +64,7 @@ def test_report_links_only_existing_figures(quick_run, first_call):
         assert (root / "results" / f"{q}_quick" / "metrics.json").is_file()
         assert f"*Made by `{q}_quick/`: a quick run (tiny settings: its numbers are not meaningful); config " in report
         assert f"- {q}: " in report and "stand-in" in report and "licence" in report
-    assert re.search(r"Training time: q1 trained in \d+ s \(14 runs\); q2 trained in \d+ s \(3 runs\); "
+    assert re.search(r"Training time: q1 trained in \d+ s \(14 runs\); q2 trained in \d+ s \(4 runs\); "
                      r"q3 trained in \d+ s \(9 runs\)", report)  # q3: 3 validation runs, 3 refits, the LSTM with
     # its forget-gate bias at 1, the baseline's validation run and refit
 

@@ -143,3 +143,125 @@ def test_reference_and_fast_runs_are_separate_checkpoints(tmp_path):
         q2.train_setting(ctx, c, 0, 4, 8, 20, "data", (x, y), (x, y))
     assert [e[1] for e in store.events] == ["trained", "trained", "loaded"]
     assert len(list(tmp_path.glob("lm_D4_P8-*.h5"))) == 2
+
+
+def test_select_parses_a_grid_and_refuses_bad_values():
+    from mp_jax.protocols import language
+
+    assert q2.parse_select("P=512,1024") == ("P", (512, 1024))
+    assert q2.parse_select("dropout=0,0.5") == ("dropout", (0.0, 0.5))
+    assert q2.parse_select("optimizer=adam,sgd") == ("optimizer", ("adam", "sgd"))
+    assert q2.parse_select("schedule=constant") == ("schedule", ("constant",)) and q2.parse_select("search") == ("search", ())
+    for bad in ("Q=1", "P=", "P=0", "P=1.5", "dropout=1", "dropout=-0.1", "lr=0", "lr=nan", "optimizer=rmsprop",
+                "weight_decay=-1", "epochs=x", "schedule=linear"):
+        with pytest.raises(argparse.ArgumentTypeError, match="--select"):
+            q2.parse_select(bad)
+    c = q2.Q2Config(select=(("D", (64, 128)), ("dropout", (0.3, 0.5))))
+    grid = language.selection_grid(c)
+    assert grid == [{"D": 64, "dropout": 0.3}, {"D": 64, "dropout": 0.5}, {"D": 128, "dropout": 0.3},
+                    {"D": 128, "dropout": 0.5}]
+    cc = language.at(c, grid[1])
+    assert (cc.tuned_embed, cc.tuned_dropout, cc.tuned_hidden) == (64, 0.5, c.tuned_hidden)
+    twice = q2.Q2Config(select=(("D", (64,)), ("D", (128,))))
+    assert "--select" in twice.usage_errors()[0] and "D" in twice.usage_errors()[0]
+    # a search's run is the main job's when their settings agree: select and seeds leave its key alone
+    a = q2.Q2Config().tuned_run_key(data="d", split="s", seed=0)
+    assert q2.Q2Config(select=(("D", (64,)),), seeds=5).tuned_run_key(data="d", split="s", seed=0) == a
+    assert q2.Q2Config(tuned_dropout=0.2).tuned_run_key(data="d", split="s", seed=0) != a
+    assert q2.Q2Config().tuned_run_key(data="d", split="s", seed=1) != a
+    # the course networks' keys leave every setting of the tuned network alone, and keep their own
+    b = q2.Q2Config().course_run_key(data="d", split="s", D=8, P=64)
+    for other in (dict(seeds=3), dict(tuned=False), dict(tuned_dropout=0.1), dict(select=(("D", (64,)),))):
+        assert q2.Q2Config(**other).course_run_key(data="d", split="s", D=8, P=64) == b, other
+    for other in (dict(learning_rate=0.1), dict(recipe="handout"), dict(impl="reference")):
+        assert q2.Q2Config(**other).course_run_key(data="d", split="s", D=8, P=64) != b, other
+
+
+def test_select_and_seeds_are_flags(capsys):
+    with pytest.raises(SystemExit) as e:
+        q2.main(["--select", "P=8", "--select", "P=16"])
+    assert e.value.code == 2 and "one --select per key" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        q2.main(["--select", "dropout=2"])
+    assert e.value.code == 2 and "dropout: expected a number in [0, 1)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_search_then_the_tuned_network_over_seeds(tmp_path):
+    from mp_jax.protocols import runs
+
+    data_dir = tmp_path / "data"
+    build_q2.build(data_dir, corpus=generated_corpus(tmp_path / "corpus.txt", n=600))
+    results = tmp_path / "results"
+    flags = ["--quick", "--data-dir", str(data_dir), "--results-dir", str(results), "--no-progress"]
+    # the search alone: two points, scored on the validation split
+    assert q2.main(flags + ["--select", "dropout=0.2,0.4", "--select", "P=16"]) == 0
+    sel = json.loads((results / "q2" / "selection.json").read_text())
+    rows = sel["rows"]
+    assert [r["point"] for r in rows] == [{"dropout": 0.2, "P": 16}, {"dropout": 0.4, "P": 16}]
+    assert [r["best"] for r in rows] == [r is min(rows, key=lambda r: r["val_cross_entropy"]) for r in rows]
+    assert all(r["setting"]["P"] == 16 and r["setting"]["D"] == q2.Q2Config.quick().tuned_embed for r in rows)
+    assert not (results / "q2" / "metrics.json").exists() and "(best)" in (results / "q2" / "selection.md").read_text()
+    # the main job at the second point, two seeds: seed 0's run is the search's, loaded from its checkpoint
+    c = q2.Q2Config.quick(data_dir=data_dir, results_dir=results, progress=False, seeds=2, tuned_hidden=16,
+                          tuned_dropout=0.4)
+    ctx = runs.RunContext.start(results / "q2" / "checkpoints", progress=False)
+    m = q2.run(c, ctx)
+    events = {name: event for name, event, *_ in ctx.store.events}
+    assert events["lm_tuned_D16_P16_seed0"] == "loaded" and events["lm_tuned_D16_P16_seed1"] == "trained"
+    t, mix = m["tuned"], m["interpolated_tuned"]
+    assert t["seeds"] == [0, 1] and t["setting"]["P"] == 16 and t["n_params"] > 0
+    assert t["test_cross_entropy"] == pytest.approx(np.mean(t["test_cross_entropy_per_seed"]))
+    assert t["test_cross_entropy_std"] == pytest.approx(np.std(t["test_cross_entropy_per_seed"], ddof=1))
+    assert t["val_cross_entropy_per_seed"][0] == pytest.approx(rows[1]["val_cross_entropy_per_seed"][0])
+    for r in t["members"]:
+        assert 1 <= r["best_epoch"] <= r["epochs_run"] == c.tuned_epochs
+    # each seed's mixture is no worse on validation than either of its parts
+    for w, v, tv in zip(mix["weight_per_seed"], mix["val_cross_entropy_per_seed"], t["val_cross_entropy_per_seed"]):
+        assert 0 <= w <= 1 and v <= min(tv, m["kneser_ney"]["val_cross_entropy"]) + 1e-9
+    f = m["by_context_frequency"]
+    assert f["bins"] == ["0", "1-5", "6-50", ">50"] and sum(f["n"]) == m["data"]["n_test"]
+    assert set(f["cross_entropy"]) == {"kneser_ney", m["model_selection"]["chosen"], "interpolated", "tuned",
+                                       "interpolated_tuned"} and f["seeds"]["tuned"] == 2
+    for name in ("kneser_ney", "interpolated"):  # the bins' weighted mean is the whole cross-entropy
+        whole = sum(n * v for n, v in zip(f["n"], f["cross_entropy"][name]) if v is not None) / sum(f["n"])
+        assert whole == pytest.approx(m[name]["test_cross_entropy"])
+    out = results / "q2"
+    for name in ("loss_tuned.png", "context_frequency.png"):
+        assert (out / name).read_bytes()[:8] == PNG
+    assert "mean of 2 seeds" in (out / "table.txt").read_text()
+
+
+def test_the_tuned_recipe_and_its_gradients():
+    import functools
+
+    from mp_jax.models import language_model_dropout as lmd
+    from mp_jax.models import language_model_fast as lm_fast
+    from mp_jax.protocols import language
+
+    c = q2.Q2Config()
+    opt, fit = language.tuned_fit(c, 1000)
+    assert (fit.epochs, fit.batch_size, fit.patience, fit.keep) == (c.tuned_epochs, c.tuned_batch, None, "best")
+    assert isinstance(fit.augment, lmd.FreshSeeds)
+    grad = language.tuned_loss_and_grad(c)
+    assert isinstance(grad, functools.partial) and grad.func is lmd.loss_and_grad and grad.keywords == {"rate": 0.4}
+    plain = q2.Q2Config(tuned_dropout=0.0)
+    assert language.tuned_loss_and_grad(plain) is lm_fast.loss_and_grad and language.tuned_fit(plain, 1000)[1].augment is None
+    for bad in (dict(tuned_optimizer="rmsprop"), dict(tuned_schedule="linear")):
+        with pytest.raises(ValueError, match="tuned_"):
+            language.tuned_fit(q2.Q2Config(**bad), 1000)
+    # weight decay shrinks W1 and W2 only: with a zero gradient, an update moves those two leaves alone
+    import jax
+    import jax.numpy as jnp
+
+    from mp_jax.models import language_model as lm
+
+    params = lm.init_params(jax.random.PRNGKey(0), 10, 2, 3, std=1.0)
+    for name in ("adam", "sgd"):
+        o, _ = language.tuned_fit(q2.Q2Config(tuned_optimizer=name, tuned_schedule="constant"), 1000)
+        updates, _ = o.update(jax.tree.map(jnp.zeros_like, params), o.init(params), params)
+        moved = {k for k, u in zip(params._fields, updates) if float(jnp.max(jnp.abs(u))) > 0}
+        assert moved == {"w_hid", "w_out"}, name
+    with pytest.raises(SystemExit) as e:
+        q2.main(["--select", "search", "--select", "P=8"])
+    assert e.value.code == 2

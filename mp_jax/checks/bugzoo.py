@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from mp_jax import layers
-from mp_jax.models import autoencoder, language_model_fast, logistic, recurrent, recurrent_fast
+from mp_jax.models import autoencoder, language_model_dropout, language_model_fast, logistic, recurrent, recurrent_fast
 from mp_jax.models.language_model import LMCache
 from mp_jax.models.logistic import LogisticParams
 from mp_jax.models.recurrent import GRUParams, LSTMParams, RNNParams
@@ -317,6 +317,19 @@ def _lm_fast_forward_caches_preactivation(params, ids):
     return z, LMCache(c_emb, c_hid, a, c_out)  # BUG: σ' = h(1 − h) needs h; a is cached
 
 
+def _dropout_backward_unscaled(dh_drop, mask, rate):
+    return dh_drop * mask  # BUG: the forward scaled the kept units by 1/(1 − q): so does the backward
+
+
+def _lm_dropout_forward_caches_undropped(params, ids, mask, rate):
+    e3, c_emb = layers.embedding_forward(ids, params.emb)
+    a, c_hid = layers.linear_forward(e3.reshape(ids.shape[0], -1), params.w_hid, params.b_hid)
+    h = 0.5 * jnp.tanh(0.5 * a) + 0.5
+    z = language_model_dropout.dropout_forward(h, mask, rate) @ params.w_out + params.b_out
+    c_out = layers.LinearCache(h, params.w_out)  # BUG: W2 multiplied h̃, so dW2 = h̃ᵀ dz: cache h̃
+    return z, language_model_dropout.DropoutCache(c_emb, c_hid, h, mask, c_out)
+
+
 # ============================================================================= layers, AE, logistic
 def _softmax_ce_backward_no_mean(dloss, cache: layers.SoftmaxCECache):
     probs, labels = cache
@@ -461,6 +474,17 @@ BUGS: dict[str, Bug] = {b.name: b for b in (
         "the fast forward caches the hidden pre-activation a where σ' = h(1 − h) needs h",
         "σ'(a) = σ(a)(1 − σ(a)) is written in terms of the output; caching the input of the "
         "nonlinearity gives a(1 − a)", "δ_h"),
+    Bug("dropout-backward-unscaled", "lm-dropout", "reference", language_model_dropout, "dropout_backward",
+        _dropout_backward_unscaled,
+        "dh = dh̃ ⊙ m: the 1/(1 − q) of inverted dropout left out of the backward",
+        "the forward scales every kept unit by 1/(1 − q) so that evaluation needs no rescaling; the "
+        "backward must carry the same factor, or every gradient below the hidden layer is (1 − q) "
+        "times too small", "dh"),
+    Bug("dropout-dw2-from-undropped-h", "lm-dropout", "reference", language_model_dropout, "forward",
+        _lm_dropout_forward_caches_undropped,
+        "dW2 = hᵀ dz: the output layer's cache holds h where W2 multiplied h̃",
+        "the output layer's input is the dropped, rescaled h̃; caching the sigmoid's output instead "
+        "leaves every δ right and only dW2 wrong, with units the mask removed still learning", "w_out"),
     Bug("softmax-ce-no-mean", "mlp", "reference", layers, "softmax_cross_entropy_backward",
         _softmax_ce_backward_no_mean,
         "dz = p − onehot(y), the 1/N of the mean loss missing",

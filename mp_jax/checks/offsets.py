@@ -6,7 +6,7 @@ that intermediate: ε added to the pre-activation a gives ∂L/∂a = δ, ε add
 produced gives ∂L/∂h_t (through every later use of h_t). So ``jax.grad`` of these functions in ε
 is an oracle for every named tensor of a manual backward, not only for the parameter
 gradients. The forwards are written here with ``jnp`` and ``jax.nn`` only, from the equations of
-``docs/`` (AE5-AE9, LM1-LM4, RNN1-2, LSTM1-4, GRU1-5, HEAD1-3, P15-P17), sharing no code with the
+``docs/`` (AE5-AE9, LM1-LM4, LM11-LM12, RNN1-2, LSTM1-4, GRU1-5, HEAD1-3, P15-P17), sharing no code with the
 manual paths they check.
 
 Each function takes ``(params, batch, eps)``, ``eps`` a dict of arrays named as the manual
@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from mp_jax import layers
+from mp_jax.models import language_model_dropout as lm_dropout
 from mp_jax.models.autoencoder import DEFAULT_HYPER
 from mp_jax.models.logistic import LogisticHP
 
@@ -53,6 +54,17 @@ def language_model(params, batch, eps) -> Array:
     e = jnp.concatenate([params.emb[ids[:, j]] for j in range(3)], axis=1) + eps["de"]
     h = sig(e @ params.w_hid + params.b_hid + eps["δ_h"])
     return _cross_entropy(h @ params.w_out + params.b_out + eps["dz"], y)
+
+
+def language_model_dropout(params, batch, eps, rate: float = lm_dropout.DEFAULT_RATE) -> Array:
+    """The training loss with dropout (LM11-LM12) with ε["de"] on e, ε["δ_h"] on a, ε["dh"] on h
+    (before the mask) and ε["dz"] on z. The mask m is the batch's (``keep_mask`` of its seeds,
+    data rather than computation); the scaling 1/(1 − q) is written here afresh."""
+    ids, y, seeds = batch
+    e = jnp.concatenate([params.emb[ids[:, j]] for j in range(3)], axis=1) + eps["de"]
+    h = sig(e @ params.w_hid + params.b_hid + eps["δ_h"]) + eps["dh"]
+    m = lm_dropout.keep_mask(seeds, h.shape[1], rate, h.dtype)
+    return _cross_entropy((h * m / (1.0 - rate)) @ params.w_out + params.b_out + eps["dz"], y)
 
 
 def mlp(params, batch, eps) -> Array:

@@ -1,6 +1,6 @@
 """Every model with a hand-derived backward, in one place.
 
-For each name (``ae``, ``ae-untied``, ``lm``, ``rnn``, ``lstm``, ``gru``, ``mlp``,
+For each name (``ae``, ``ae-untied``, ``lm``, ``lm-dropout``, ``rnn``, ``lstm``, ``gru``, ``mlp``,
 ``logistic``) a :class:`ModelSpec` holds its ``init_params``, its reference ``loss`` (what
 ``jax.grad`` differentiates), its manual implementations by name (``reference``, and ``fast``
 where a speed path exists), the loss with zero offsets at every named intermediate
@@ -26,8 +26,8 @@ import numpy as np
 
 from mp_jax.checks import offsets
 from mp_jax.checks.manual_vjp import manual_vjp
-from mp_jax.models import (autoencoder, language_model, language_model_fast, logistic, mlp, recurrent,
-                           recurrent_fast)
+from mp_jax.models import (autoencoder, language_model, language_model_dropout, language_model_fast, logistic, mlp,
+                           recurrent, recurrent_fast)
 
 AE_INPUTS = 16  # L_in of the small autoencoder instances
 LM_VOCAB, LM_EMBED = 12, 4  # V and D of the small language-model instances
@@ -151,6 +151,17 @@ def _lm_shapes(params, batch):
     return {"dz": (n, LM_VOCAB), "δ_h": (n, hidden), "de": (n, 3 * LM_EMBED)}
 
 
+def _build_lm_dropout(rng, size: Size):
+    """The language model's instance with a dropout seed per example: (ids, y, seeds)."""
+    params, (ids, y) = _build_lm(rng, size)
+    return params, (ids, y, rng.integers(0, 2**31 - 1, size.batch))
+
+
+def _lm_dropout_shapes(params, batch):
+    n, hidden = batch[0].shape[0], params.w_hid.shape[1]
+    return {"dz": (n, LM_VOCAB), "dh": (n, hidden), "δ_h": (n, hidden), "de": (n, 3 * LM_EMBED)}
+
+
 # ----------------------------------------------------------------------------- recurrences
 def _build_seq(cell: str):
     def build(rng, size: Size):
@@ -232,6 +243,12 @@ MODELS: dict[str, ModelSpec] = {
         offsets.language_model, _build_lm, _lm_shapes,
         rows_of=("emb", "dR"),
         sizes=_PLAIN + (("repeat-N1", Size(batch=1, special="repeat")), ("repeat", Size(special="repeat")))),
+    "lm-dropout": ModelSpec(
+        "lm-dropout", "the language model trained with dropout on its hidden layer (Q2's tuned network)",
+        language_model_dropout.init_params, language_model_dropout.loss,
+        {"reference": Implementation(language_model_dropout)}, offsets.language_model_dropout, _build_lm_dropout,
+        _lm_dropout_shapes, rows_of=("emb", "dR"),
+        sizes=_PLAIN + (("repeat", Size(special="repeat")),)),
     **{cell: _seq_spec(cell) for cell in recurrent.CELLS},
     "mlp": ModelSpec(
         "mlp", "one-hidden-layer tanh MLP classifier (the engine's smoke model)", mlp.init_params, mlp.loss,

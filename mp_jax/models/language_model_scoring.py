@@ -10,6 +10,9 @@ baseline :mod:`mp_jax.models.kneser_ney`), mixing two of them, and reading the e
   nearest words by cosine similarity of their embeddings.
 * :func:`anchor_trigrams` — the course report's sample trigrams where their words are in the
   vocabulary, and otherwise a test trigram that plays the same role (:data:`COURSE_TRIGRAMS`).
+* :func:`context_counts`, :func:`by_context_frequency` — how often each trigram was seen as a
+  context in training, and each model's cross-entropy over the test rows grouped by that count
+  (:data:`FREQUENCY_BINS`).
 
 The model and its loss are in ``docs/language_model.md``.
 """
@@ -78,6 +81,43 @@ def nearest_words(emb: np.ndarray, words, query: str, k: int = 10) -> list:
     sims[i] = -np.inf
     order = np.argsort(-sims, kind="stable")[:k]
     return [[words[j], float(sims[j])] for j in order]
+
+
+# ----------------------------------------------------------------------------- by context frequency
+#: (label, lowest count, highest count or None) of each group of contexts: a trigram (w1 w2 w3) seen
+#: that many times as the context of a training 4-gram
+FREQUENCY_BINS = (("0", 0, 0), ("1-5", 1, 5), ("6-50", 6, 50), (">50", 51, None))
+
+
+def context_counts(train_x, x) -> np.ndarray:
+    """<int64>[M]: how many training rows of ``train_x`` <int>[N, 3] have the trigram of each
+    row of ``x`` <int>[M, 3] as their context."""
+    v = int(max(np.max(train_x), np.max(x))) + 1
+    key = lambda a: (np.asarray(a, np.int64)[:, 0] * v + np.asarray(a, np.int64)[:, 1]) * v + np.asarray(a, np.int64)[:, 2]  # noqa: E731
+    keys, counts = np.unique(key(train_x), return_counts=True)
+    q = key(x)
+    i = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
+    return np.where(keys[i] == q, counts[i], 0)
+
+
+def by_context_frequency(counts: np.ndarray, p_true: dict, bins=FREQUENCY_BINS) -> dict:
+    """Each model's cross-entropy over the rows grouped by how often their context was seen.
+
+    Args:
+      counts: <int>[M] training count of each row's context (:func:`context_counts`).
+      p_true: {model name: <float>[M] its probability of each row's true next word}.
+    Returns:
+      ``bins`` (labels), ``n`` (rows per bin), ``share`` (of all rows) and ``cross_entropy``
+      {name: [nats per bin, None where a bin is empty]}; the means weighted by ``n`` are the
+      models' whole cross-entropies.
+    """
+    counts = np.asarray(counts)
+    masks = [(counts >= lo) & (counts <= (np.inf if hi is None else hi)) for _, lo, hi in bins]
+    n = [int(m.sum()) for m in masks]
+    ce = {name: [float(-np.mean(np.log(np.maximum(np.asarray(p)[m], 1e-300)))) if k else None
+                 for m, k in zip(masks, n)] for name, p in p_true.items()}
+    return {"bins": [b[0] for b in bins], "n": n, "share": [k / max(len(counts), 1) for k in n],
+            "cross_entropy": ce}
 
 
 # ----------------------------------------------------------------------------- the course's trigrams
