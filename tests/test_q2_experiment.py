@@ -196,16 +196,19 @@ def test_the_search_then_the_tuned_network_over_seeds(tmp_path):
     flags = ["--quick", "--data-dir", str(data_dir), "--results-dir", str(results), "--no-progress"]
     # the search alone: two points, scored on the validation split
     assert q2.main(flags + ["--select", "dropout=0.2,0.4", "--select", "P=16"]) == 0
-    sel = json.loads((results / "q2" / "selection.json").read_text())
+    found = sorted(p.parent for p in results.glob("q2*/selection.json"))  # the search's folder, named by its flags
+    assert len(found) == 1, found
+    out = found[0]
+    sel = json.loads((out / "selection.json").read_text())
     rows = sel["rows"]
     assert [r["point"] for r in rows] == [{"dropout": 0.2, "P": 16}, {"dropout": 0.4, "P": 16}]
     assert [r["best"] for r in rows] == [r is min(rows, key=lambda r: r["val_cross_entropy"]) for r in rows]
     assert all(r["setting"]["P"] == 16 and r["setting"]["D"] == q2.Q2Config.quick().tuned_embed for r in rows)
-    assert not (results / "q2" / "metrics.json").exists() and "(best)" in (results / "q2" / "selection.md").read_text()
+    assert not (out / "metrics.json").exists() and "(best)" in (out / "selection.md").read_text()
     # the main job at the second point, two seeds: seed 0's run is the search's, loaded from its checkpoint
     c = q2.Q2Config.quick(data_dir=data_dir, results_dir=results, progress=False, seeds=2, tuned_hidden=16,
                           tuned_dropout=0.4)
-    ctx = runs.RunContext.start(results / "q2" / "checkpoints", progress=False)
+    ctx = runs.RunContext.start(out / "checkpoints", progress=False)
     m = q2.run(c, ctx)
     events = {name: event for name, event, *_ in ctx.store.events}
     assert events["lm_tuned_D16_P16_seed0"] == "loaded" and events["lm_tuned_D16_P16_seed1"] == "trained"
@@ -226,7 +229,7 @@ def test_the_search_then_the_tuned_network_over_seeds(tmp_path):
     for name in ("kneser_ney", "interpolated"):  # the bins' weighted mean is the whole cross-entropy
         whole = sum(n * v for n, v in zip(f["n"], f["cross_entropy"][name]) if v is not None) / sum(f["n"])
         assert whole == pytest.approx(m[name]["test_cross_entropy"])
-    out = results / "q2"
+    out = results / c.results_name("q2")  # the folder this configuration's results go to
     for name in ("loss_tuned.png", "context_frequency.png"):
         assert (out / name).read_bytes()[:8] == PNG
     assert "mean of 2 seeds" in (out / "table.txt").read_text()
