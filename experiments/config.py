@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import ClassVar, Optional
 
 from mp_jax.engine import checkpoint
+from mp_jax.runtime import cli
 
 IMPLS = ("fast", "reference")
 RECIPES = ("default", "handout")  # --recipe: the defaults, or the course handout's settings (docs/recipes.md)
@@ -232,3 +233,13 @@ def use_vmap(flag: Optional[bool] = None) -> bool:
 
 def progress_flag(args) -> bool | None:
     return False if getattr(args, "no_progress", False) else None
+
+
+def seeds_past_max(seed: int, seeds: int) -> list:
+    """The usage error of ``--seed`` + ``--seeds`` when the last seed, S + K − 1, passes the
+    largest seed JAX's keys hold; [] when it does not."""
+    last = seed + seeds - 1
+    if last > cli.SEED_MAX:
+        return [f"argument --seeds: the seeds run from --seed {seed} to {last}, past {cli.SEED_MAX} (the "
+                f"largest seed); give --seed {cli.SEED_MAX - seeds + 1} or lower, or fewer --seeds"]
+    return []

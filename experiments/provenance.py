@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from experiments.config import RunOptions, matmul_precision
+from experiments.files import _jsonable
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout this code runs from
 MTIME_SLACK_S = 2.0  # a file system's clock may trail the process's by up to this much
@@ -130,9 +131,9 @@ def record(config: RunOptions, question: str, *, data: Optional[str], ctx=None, 
         "folder": config.results_name(question, precision),
         "quick": bool(config.is_quick),
         "recipe": config.recipe,
-        "differs": {k: _plain(v) for k, v in config.differences().items()},
+        "differs": {k: _jsonable(v) for k, v in config.differences().items()},
         "config_type": type(config).__name__,
-        "config": _plain(dataclasses.asdict(config)),
+        "config": _jsonable(dataclasses.asdict(config)),
         "config_hash": config.config_hash(precision),
         "data_digest": data,
         "matmul_precision": precision,
@@ -147,14 +148,3 @@ def record(config: RunOptions, question: str, *, data: Optional[str], ctx=None, 
         "wall_seconds": None if started is None else now - started,
         "files": {} if folder is None or started is None else made_files(folder, started),
     }
-
-
-def _plain(x):
-    """Tuples as lists, paths as text: what JSON keeps."""
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, Path):
-        return str(x)
-    return x

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import common, files, plotting, tables
-from experiments.config import IMPLS, RunOptions
+from experiments.config import IMPLS, RunOptions, seeds_past_max
 from mp_jax.protocols import language, runs
 from mp_jax.runtime import cli
 from mp_jax.runtime.errors import UserError
@@ -163,11 +163,7 @@ class Q2Config(RunOptions):
         if twice:
             return [f"argument --select: one --select per key, found {', '.join(twice)} more than once; give each key "
                     f"once with all its values (e.g. --select {twice[0]}=V1,V2)"]
-        last = self.seed + self.seeds - 1
-        if last > cli.SEED_MAX:
-            return [f"argument --seeds: the seeds run from --seed {self.seed} to {last}, past {cli.SEED_MAX} (the "
-                    f"largest seed); give --seed {cli.SEED_MAX - self.seeds + 1} or lower, or fewer --seeds"]
-        return []
+        return seeds_past_max(self.seed, self.seeds)
 
     @classmethod
     def from_args(cls, args) -> "Q2Config":

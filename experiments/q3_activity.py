@@ -43,7 +43,7 @@ import jax
 import numpy as np
 
 from experiments import common, files, plotting, tables
-from experiments.config import RunOptions, use_vmap
+from experiments.config import RunOptions, seeds_past_max, use_vmap
 from mp_jax.engine import augment, distributed, train
 from mp_jax.runtime import cli
 from mp_jax.runtime.errors import UserError
@@ -149,11 +149,7 @@ class Q3Config(RunOptions):
             return [f"argument --ablation-seeds: the ablation's seeds are among the models' seeds S … S+K−1 (K = "
                     f"--seeds {self.seeds}), so that each is compared with the same seed's LSTM; found "
                     f"--ablation-seeds {self.ablation_seeds}: give at most {self.seeds}, or more --seeds"]
-        last = self.seed + self.seeds - 1
-        if last > cli.SEED_MAX:
-            return [f"argument --seeds: the seeds run from --seed {self.seed} to {last}, past {cli.SEED_MAX} (the "
-                    f"largest seed); give --seed {cli.SEED_MAX - self.seeds + 1} or lower, or fewer --seeds"]
-        return []
+        return seeds_past_max(self.seed, self.seeds)
 
     @classmethod
     def from_args(cls, args) -> "Q3Config":

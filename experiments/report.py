@@ -368,9 +368,9 @@ def q1_section(qdir: Path, figs: Figures, handout_dir: Optional[Path] = None) ->
     used: set = set()
     sigma = (m.get("data") or {}).get("sigma")
     lines += ["### a) Preprocessing", "",
-              "Each RGB patch becomes grey, loses its own mean, is clipped at ±3 $\\sigma_{set}$ (one scale for the "
-              "whole set" + (f", here $\\sigma_{{set}}$ = {_fmt(sigma)}" if isinstance(sigma, float) else "")
-              + ") and is mapped to [0.1, 0.9], the range of the sigmoid output "
+              "Each RGB patch becomes grey (AE1), loses its own mean (AE2), is clipped at three times one scale for "
+              "the whole set (AE3" + (f"; here that scale is {_fmt(sigma)}" if isinstance(sigma, float) else "")
+              + ") and is mapped to [0.1, 0.9], the range of the sigmoid output (AE4) "
               "([docs/autoencoder.md](../docs/autoencoder.md#preprocessing)):", ""]
     _equations(lines, Q1_PREPROCESSING)
     figs.add(lines, qdir, "patches_rgb.png", "200 random 16×16 RGB patches", used)
@@ -385,8 +385,9 @@ def q1_section(qdir: Path, figs: Figures, handout_dir: Optional[Path] = None) ->
     lines += ["The backward pass, one equation per line of the code's backward "
               "([step by step](../docs/autoencoder.md#backward-step-by-step)). The textbook sparsity term $s$ (AE12) "
               "enters every example's $\\delta_h$ divided by $N$, since $\\hat\\rho_b$ is a mean over the $N$ "
-              "examples (AE13); in float32 that product is 0 times infinity wherever every $\\sigma(a)$ of a unit "
-              "underflows, so the code computes the same quantity in the log domain, finite for every finite $a$ "
+              "examples (AE13); in float32 that product is 0 times infinity wherever a unit's sigmoid underflows on "
+              "every example, so the code computes the same quantity in the log domain, finite wherever the "
+              "pre-activations are "
               "(AE18-AE22; [why](../docs/autoencoder.md)). The tied $W$ gets the sum of its two uses, decay "
               "$2\\lambda W$ included (AE16):", ""]
     _equations(lines, Q1_BACKWARD)
